@@ -1,0 +1,232 @@
+//! The process-wide wasmtime [`Engine`]: pooling allocator, one epoch ticker
+//! thread, and the on-disk cache of compiled components.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A running guest yields to the scheduler at
+/// each tick, so this bounds how late a timeout can fire and how long a
+/// busy guest can hold a worker thread; 10 ms costs nothing measurable.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Component instances the pool holds at once, across all functions.
+/// wasmtime's default; each idle slot costs address space, not memory.
+pub const DEFAULT_POOL_INSTANCES: u32 = 1_000;
+
+/// Core instances, memories and tables per component instance in the pool.
+/// A Rust `wasm32-wasip2` component has one memory and a few small shim
+/// modules; this leaves room for components built by other toolchains.
+const CORE_PER_COMPONENT: u32 = 4;
+
+/// Settings for [`Runtime::new`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling allocator if the address space can be reserved.
+    pub pooling: bool,
+    /// Component instances the pool holds at once.
+    pub pool_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            pooling: true,
+            pool_instances: DEFAULT_POOL_INSTANCES,
+        }
+    }
+}
+
+/// The engine and what goes with it: one per process, shared by every app.
+///
+/// Dropping the last clone stops the epoch ticker thread.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    pooling: bool,
+    cache: Option<CompileCache>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine, falling back to on-demand allocation where the
+    /// pooling allocator cannot reserve its address space.
+    pub fn new(config: &RuntimeConfig) -> wasmtime::Result<Runtime> {
+        let (engine, pooling) = if config.pooling {
+            match Engine::new(&engine_config(Some(config.pool_instances))) {
+                Ok(engine) => (engine, true),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %format!("{e:#}"),
+                        "pooling allocator unavailable; instances will be allocated on demand"
+                    );
+                    (Engine::new(&engine_config(None))?, false)
+                }
+            }
+        } else {
+            (Engine::new(&engine_config(None))?, false)
+        };
+        let cache = config
+            .cache_dir
+            .as_ref()
+            .map(|dir| CompileCache::new(dir, &engine));
+        let ticker = EpochTicker::start(&engine);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                pooling,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn is_pooling(&self) -> bool {
+        self.inner.pooling
+    }
+
+    /// Compiles a component, or loads it from the cache when these exact
+    /// bytes were compiled before with these engine settings.
+    pub fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        match &self.inner.cache {
+            Some(cache) => cache.get_or_compile(&self.inner.engine, bytes),
+            None => Component::new(&self.inner.engine, bytes),
+        }
+    }
+}
+
+fn engine_config(pool_instances: Option<u32>) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    if let Some(instances) = pool_instances {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * CORE_PER_COMPONENT)
+            .total_memories(instances * CORE_PER_COMPONENT)
+            .total_tables(instances * CORE_PER_COMPONENT)
+            .total_stacks(instances);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on one thread, stopping
+/// when dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let thread = std::thread::Builder::new()
+            .name("nimbus-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match weak.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Compiled components on disk, keyed by the component's content hash and a
+/// hash of the engine's settings and version.
+struct CompileCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+impl CompileCache {
+    fn new(dir: &Path, engine: &Engine) -> CompileCache {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        CompileCache {
+            dir: dir.to_owned(),
+            engine_key: format!("{:016x}", hasher.finish()),
+        }
+    }
+
+    fn get_or_compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let digest = blake3::hash(bytes).to_hex();
+        let path = self
+            .dir
+            .join(format!("{}-{}.cwasm", &digest[..32], self.engine_key));
+        if path.is_file() {
+            // SAFETY: only Nimbus writes this folder, and only with bytes that
+            // wasmtime serialized for an engine with this exact key. A file
+            // that fails wasmtime's own header checks is recompiled below.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    error = %format!("{e:#}"),
+                    "ignoring unusable compile cache entry"
+                ),
+            }
+        }
+        let component = Component::new(engine, bytes)?;
+        if let Err(e) = self.store(&path, &component) {
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "could not write the compile cache; the next start will compile again"
+            );
+        }
+        Ok(component)
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+        let bytes = component
+            .serialize()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        std::fs::create_dir_all(&self.dir)?;
+        // Write then rename, so a crash never leaves a half-written entry.
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! One invocation of an HTTP function: a fresh [`Store`] and instance, the
+//! function's limits applied, and every failure classified once, here.
+//!
+//! Limits and how each is enforced:
+//! - concurrency: a per-function semaphore, waited on for at most
+//!   `queue_timeout`;
+//! - wall-clock time: the guest yields at every epoch tick, and a tokio
+//!   timeout around the task that owns the store drops the store (and so the
+//!   instance) when time is up;
+//! - memory: [`crate::state::MemoryLimiter`] refuses grows past the cap;
+//! - pool slots: the pooling allocator refuses an instance past its size.
+
+use crate::app::Function;
+use crate::manifest::format_bytes;
+use crate::state::HostState;
+use bytes::Bytes;
+use http_body::Body;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Why an invocation produced no response of the guest's own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvocationError {
+    /// Every instance slot of the function stayed busy for `queue_timeout`.
+    #[error("all {concurrency} instances are busy (waited {waited:?})")]
+    Overloaded {
+        /// The function's concurrency limit.
+        concurrency: u32,
+        /// How long the request waited.
+        waited: Duration,
+    },
+    /// The pooling allocator has no free instance slot.
+    #[error("the instance pool is full")]
+    PoolExhausted,
+    /// The guest ran past its wall-clock limit and was stopped.
+    #[error("timed out after {limit:?}")]
+    Timeout {
+        /// The function's timeout.
+        limit: Duration,
+    },
+    /// The guest tried to grow memory past its cap and then failed.
+    #[error("exceeded its memory limit of {}", format_bytes(*limit))]
+    MemoryExceeded {
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// The guest trapped (a panic is an `unreachable` trap).
+    #[error("trapped: {trap}")]
+    Trap {
+        /// The trap code.
+        trap: Trap,
+        /// The error chain with the guest backtrace, for the host log.
+        detail: String,
+    },
+    /// The guest returned without setting a response.
+    #[error("returned without sending a response")]
+    NoResponse,
+    /// The guest set an error instead of a response.
+    #[error("responded with an error: {0:?}")]
+    GuestError(ErrorCode),
+    /// Anything else that went wrong running the guest.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+/// Runs `request` through a fresh instance of `function`.
+pub async fn invoke_http<B>(
+    function: &Function,
+    request: hyper::Request<B>,
+) -> Result<hyper::Response<HyperOutgoingBody>, InvocationError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let permit = acquire_slot(function).await?;
+
+    let mut wasi = WasiCtxBuilder::new();
+    for (k, v) in function.env.iter() {
+        wasi.env(k, v);
+    }
+    let mut store = Store::new(
+        function.pre.engine(),
+        HostState::new(wasi.build(), function.limits.memory),
+    );
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+
+    let (sender, receiver) = oneshot::channel();
+    let mut http = store.data_mut().http();
+    let (req, out) = http
+        .new_incoming_request(Scheme::Http, request)
+        .and_then(|req| Ok((req, http.new_response_outparam(sender)?)))
+        .map_err(|e| InvocationError::Failed(format!("{e:#}")))?;
+
+    let pre = function.pre.clone();
+    let timeout = function.limits.timeout;
+    let task = tokio::spawn(async move {
+        // The permit lives as long as the instance: a guest still streaming
+        // its body after the response head went out still holds its slot.
+        let _permit: OwnedSemaphorePermit = permit;
+        let run = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(classify(e, &store.data().limiter)),
+            Err(_) => Err(InvocationError::Timeout { limit: timeout }),
+        }
+    });
+
+    match receiver.await {
+        Ok(Ok(response)) => {
+            // The guest may still be writing the body; report a late failure.
+            let id = function.id.clone();
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = task.await {
+                    tracing::warn!(function = %id, error = %e, "function failed after sending its response head");
+                }
+            });
+            Ok(response)
+        }
+        Ok(Err(code)) => Err(InvocationError::GuestError(code)),
+        Err(_) => match task.await {
+            Ok(Ok(())) => Err(InvocationError::NoResponse),
+            Ok(Err(e)) => Err(e),
+            Err(join) => Err(InvocationError::Failed(join.to_string())),
+        },
+    }
+}
+
+async fn acquire_slot(function: &Function) -> Result<OwnedSemaphorePermit, InvocationError> {
+    if let Ok(permit) = function.slots.clone().try_acquire_owned() {
+        return Ok(permit);
+    }
+    let wait = function.limits.queue_timeout;
+    match tokio::time::timeout(wait, function.slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        // The semaphore is never closed; treat it as busy if it ever is.
+        _ => Err(InvocationError::Overloaded {
+            concurrency: function.limits.concurrency,
+            waited: wait,
+        }),
+    }
+}
+
+fn classify(e: wasmtime::Error, limiter: &crate::state::MemoryLimiter) -> InvocationError {
+    if e.is::<PoolConcurrencyLimitError>() {
+        return InvocationError::PoolExhausted;
+    }
+    if limiter.exceeded() {
+        return InvocationError::MemoryExceeded {
+            limit: limiter.limit(),
+        };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(trap) => InvocationError::Trap {
+            trap: *trap,
+            detail: format!("{e:?}"),
+        },
+        None => InvocationError::Failed(format!("{e:#}")),
+    }
+}

@@ -1,0 +1,47 @@
+//! Nimbus: a runtime for microservices written as WebAssembly components.
+//!
+//! An app is a manifest (`nimbus.toml`) listing functions; each function is a
+//! component exporting the standard `wasi:http/incoming-handler`, run in a
+//! fresh sandboxed instance per request under its own limits.
+//!
+//! # Layout
+//! - [`manifest`]: the `nimbus.toml` schema, strict parsing and normalization;
+//! - [`engine`]: the process-wide wasmtime engine (pooling allocator, epoch
+//!   ticker) and the compile cache;
+//! - [`app`]: an app loaded from a manifest, each function pre-instantiated;
+//! - [`executor`]: one invocation, its limits, and failure classification;
+//! - [`trigger`]: what runs functions (`http`: gateway, router, server);
+//! - [`capability`]: host interfaces given to guests;
+//! - [`state`]: the store data that ties capabilities together;
+//! - [`build`] and [`check`]: the `nimbus build` and `nimbus check` commands.
+//!
+//! # Example
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use nimbus::{app::App, engine::{Runtime, RuntimeConfig}, manifest::Manifest};
+//! use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
+//!
+//! let manifest = Manifest::load("examples/hello".as_ref())?;
+//! let runtime = Runtime::new(&RuntimeConfig::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+//! let app = App::load(&runtime, &manifest)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let trigger = Arc::new(HttpTrigger::new(Arc::new(app)));
+//! serve(listener, trigger, ServeOptions::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod build;
+pub mod capability;
+pub mod check;
+pub mod engine;
+pub mod executor;
+pub mod manifest;
+pub mod state;
+pub mod trigger;

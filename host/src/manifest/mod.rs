@@ -1,0 +1,464 @@
+//! The app manifest, `nimbus.toml`: schema, validation and normalization.
+//!
+//! Loading is two passes, as in Spin's manifest crate:
+//! 1. [`schema`] deserializes the file strictly (unknown keys are errors) into
+//!    types that mirror the TOML, with ids, routes, durations and sizes
+//!    validated as they are read, so errors carry the key path and line;
+//! 2. [`normalize`](Manifest::load) resolves paths against the manifest's
+//!    folder, applies the documented defaults and checks rules that span
+//!    several keys (two functions claiming one route).
+
+mod id;
+mod route;
+pub mod schema;
+mod units;
+
+pub use id::{FunctionId, MAX_ID_LEN};
+pub use route::{Route, RoutePattern, Segment};
+pub use units::format_bytes;
+
+use schema::{RawFunction, RawManifest};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file name `nimbus up DIR` looks for.
+pub const MANIFEST_FILE: &str = "nimbus.toml";
+
+/// The manifest format this Nimbus reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Default wall-clock limit per request: long enough for a slow downstream
+/// call, short enough that a runaway guest gives its slot back quickly.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default linear-memory cap per instance: ample for a JSON microservice,
+/// small enough that a full pool of instances fits in RAM.
+pub const DEFAULT_MEMORY: u64 = 128 * 1024 * 1024;
+
+/// Default instances of one function at once. With the pool's default of
+/// 1,000 instances, ten busy functions still fit side by side.
+pub const DEFAULT_CONCURRENCY: u32 = 100;
+
+/// Default time a request waits for a free instance before it gets a 503:
+/// a short burst is absorbed, a sustained overload is told to back off.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Default request body cap, the same as nginx's `client_max_body_size`.
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+
+/// The largest memory cap a function may ask for: the pooling allocator
+/// reserves 4 GiB of address space per memory, and wasm32 cannot address more.
+pub const MAX_MEMORY: u64 = 4 * 1024 * 1024 * 1024;
+
+/// A manifest that failed to load. The message names the file, the line where
+/// known, the key and what would be valid; it fits on one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ManifestError {
+    /// The manifest file.
+    pub file: PathBuf,
+    /// The 1-based line of the problem, where the parser knows it.
+    pub line: Option<usize>,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl ManifestError {
+    fn new(file: &Path, message: impl Into<String>) -> Self {
+        ManifestError {
+            file: file.to_owned(),
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// A loaded, validated and normalized manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The manifest file, absolute.
+    pub file: PathBuf,
+    /// The folder holding the manifest; relative paths in it start here.
+    pub dir: PathBuf,
+    /// The app's name.
+    pub name: String,
+    /// The app's description, if any.
+    pub description: Option<String>,
+    /// Functions in id order.
+    pub functions: Vec<FunctionSpec>,
+}
+
+/// One function, with paths resolved and defaults applied.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The function's id.
+    pub id: FunctionId,
+    /// The component file, absolute.
+    pub source: PathBuf,
+    /// How to build the component, if the manifest says.
+    pub build: Option<BuildSpec>,
+    /// HTTP routes.
+    pub routes: Vec<Route>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Environment variables the guest sees, in name order.
+    pub env: Vec<(String, String)>,
+}
+
+/// A function's build command.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    /// The shell command.
+    pub command: String,
+    /// The folder it runs in, absolute.
+    pub workdir: PathBuf,
+}
+
+/// Per-function resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time per request.
+    pub timeout: Duration,
+    /// Cap on each linear memory of an instance, in bytes.
+    pub memory: u64,
+    /// Instances running at once.
+    pub concurrency: u32,
+    /// How long a request waits for a free instance.
+    pub queue_timeout: Duration,
+    /// Request body cap, in bytes.
+    pub max_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: DEFAULT_TIMEOUT,
+            memory: DEFAULT_MEMORY,
+            concurrency: DEFAULT_CONCURRENCY,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+impl Manifest {
+    /// Finds the manifest: `path` is a `nimbus.toml` or a folder holding one.
+    pub fn locate(path: &Path) -> Result<PathBuf, ManifestError> {
+        if path.is_dir() {
+            let file = path.join(MANIFEST_FILE);
+            if file.is_file() {
+                Ok(file)
+            } else {
+                Err(ManifestError::new(
+                    path,
+                    format!("no {MANIFEST_FILE} in this folder"),
+                ))
+            }
+        } else if path.is_file() {
+            Ok(path.to_owned())
+        } else {
+            Err(ManifestError::new(path, "no such file or folder"))
+        }
+    }
+
+    /// Locates, reads, parses and normalizes a manifest.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let file = Self::locate(path)?;
+        let file = std::path::absolute(&file).unwrap_or(file);
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| ManifestError::new(&file, format!("cannot read: {e}")))?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses and normalizes manifest text; `file` names it in errors and
+    /// anchors relative paths.
+    pub fn parse(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let raw = parse_raw(file, text)?;
+        normalize(file, raw)
+    }
+}
+
+fn parse_raw(file: &Path, text: &str) -> Result<RawManifest, ManifestError> {
+    let line_of = |span: Option<std::ops::Range<usize>>| {
+        span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| ManifestError {
+        file: file.to_owned(),
+        line: line_of(e.span()),
+        message: format!("invalid TOML: {}", one_line(e.message())),
+    })?;
+    serde_path_to_error::deserialize::<_, RawManifest>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = one_line(inner.message());
+        ManifestError {
+            file: file.to_owned(),
+            line: line_of(inner.span()),
+            message: if path == "." || path.is_empty() {
+                message
+            } else {
+                format!("`{path}`: {message}")
+            },
+        }
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn normalize(file: &Path, raw: RawManifest) -> Result<Manifest, ManifestError> {
+    let err = |msg: String| ManifestError::new(file, msg);
+    if raw.version != MANIFEST_VERSION {
+        return Err(err(format!(
+            "`version`: unsupported manifest version {} (this Nimbus reads version {MANIFEST_VERSION})",
+            raw.version
+        )));
+    }
+    id::validate_id(&raw.app.name).map_err(|e| err(format!("`app.name`: {e}")))?;
+    let dir = file
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+
+    let mut functions = Vec::with_capacity(raw.functions.len());
+    for (id, f) in raw.functions {
+        functions.push(normalize_function(file, &dir, id, f)?);
+    }
+    check_route_conflicts(file, &functions)?;
+    Ok(Manifest {
+        file: file.to_owned(),
+        dir,
+        name: raw.app.name,
+        description: raw.app.description,
+        functions,
+    })
+}
+
+fn normalize_function(
+    file: &Path,
+    dir: &Path,
+    id: FunctionId,
+    f: RawFunction,
+) -> Result<FunctionSpec, ManifestError> {
+    let err =
+        |key: &str, msg: String| ManifestError::new(file, format!("`functions.{id}.{key}`: {msg}"));
+    if f.source.trim().is_empty() {
+        return Err(err(
+            "source",
+            "is empty; name the component's .wasm file".into(),
+        ));
+    }
+    if let Some(route) = f.routes.iter().find(|r| {
+        matches!(r.pattern.segments.as_slice(), [Segment::Literal(a), Segment::Literal(b), ..] if &**a == ".well-known" && &**b == "nimbus")
+    }) {
+        return Err(err(
+            "routes",
+            format!("route `{route}` is under `/.well-known/nimbus/`, which Nimbus reserves for its own endpoints"),
+        ));
+    }
+    let defaults = Limits::default();
+    let l = f.limits;
+    let limits = Limits {
+        timeout: l.timeout.map_or(defaults.timeout, |d| d.0),
+        memory: l.memory.map_or(defaults.memory, |s| s.0),
+        concurrency: l.concurrency.unwrap_or(defaults.concurrency),
+        queue_timeout: l.queue_timeout.map_or(defaults.queue_timeout, |d| d.0),
+        max_body: l.max_body.map_or(defaults.max_body, |s| s.0),
+    };
+    if limits.timeout.is_zero() {
+        return Err(err("limits.timeout", "must be more than zero".into()));
+    }
+    if limits.concurrency == 0 {
+        return Err(err("limits.concurrency", "must be at least 1".into()));
+    }
+    if limits.memory < WASM_PAGE || limits.memory > MAX_MEMORY {
+        return Err(err(
+            "limits.memory",
+            format!(
+                "{} is out of range; it must be between 64 KiB (one wasm page) and 4 GiB",
+                format_bytes(limits.memory)
+            ),
+        ));
+    }
+    for name in f.env.keys() {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(err(
+                "env",
+                format!("`{name}` is not a valid environment variable name"),
+            ));
+        }
+    }
+    if let Some((name, _)) = f.env.iter().find(|(_, v)| v.contains('\0')) {
+        return Err(err(
+            "env",
+            format!("the value of `{name}` contains a NUL byte"),
+        ));
+    }
+    if f.workdir.is_some() && f.build.is_none() {
+        return Err(err(
+            "workdir",
+            "is only used with `build`; add a build command".into(),
+        ));
+    }
+    let build = f.build.map(|command| BuildSpec {
+        command,
+        workdir: f
+            .workdir
+            .as_deref()
+            .map_or_else(|| dir.to_owned(), |w| dir.join(w)),
+    });
+    Ok(FunctionSpec {
+        source: dir.join(&f.source),
+        build,
+        routes: f.routes,
+        limits,
+        env: f.env.into_iter().collect(),
+        id,
+    })
+}
+
+/// The size of a wasm page: the smallest memory an instance can have.
+const WASM_PAGE: u64 = 64 * 1024;
+
+/// Two routes conflict when they match the same paths and could take the same
+/// method: the router could not say which function a request is for.
+fn check_route_conflicts(file: &Path, functions: &[FunctionSpec]) -> Result<(), ManifestError> {
+    let mut seen: HashMap<String, Vec<(&FunctionId, &Route)>> = HashMap::new();
+    for f in functions {
+        for route in &f.routes {
+            let claims = seen.entry(route.pattern.shape()).or_default();
+            if let Some((other, other_route)) = claims.iter().find(|(_, r)| {
+                r.method.is_none() || route.method.is_none() || r.method == route.method
+            }) {
+                let other = if *other == &f.id {
+                    "the same function".to_string()
+                } else {
+                    format!("function `{other}`")
+                };
+                return Err(ManifestError::new(
+                    file,
+                    format!(
+                        "`functions.{}.routes`: route `{route}` matches the same requests as `{other_route}` of {other}; each method and path may go to one function only",
+                        f.id
+                    ),
+                ));
+            }
+            claims.push((&f.id, route));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(Path::new("/app/nimbus.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn minimal_manifest_gets_defaults() {
+        let m = parse(
+            r#"
+version = 1
+[app]
+name = "hello"
+[functions.hello]
+source = "hello.wasm"
+routes = ["GET /"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.name, "hello");
+        let f = &m.functions[0];
+        assert_eq!(f.id.as_str(), "hello");
+        assert_eq!(f.source, Path::new("/app/hello.wasm"));
+        assert_eq!(f.limits, Limits::default());
+    }
+
+    #[test]
+    fn full_manifest() {
+        let m = parse(
+            r#"
+version = 1
+[app]
+name = "hello"
+[functions.hello]
+source = "../../target/hello.wasm"
+build = "cargo build"
+workdir = "../.."
+routes = ["GET /", "GET /hello/:name", "/static/..."]
+[functions.hello.limits]
+timeout = "5s"
+memory = "64MiB"
+concurrency = 7
+max_body = "1MiB"
+queue_timeout = "250ms"
+[functions.hello.env]
+GREETING = "hi"
+"#,
+        )
+        .unwrap();
+        let f = &m.functions[0];
+        assert_eq!(f.limits.timeout, Duration::from_secs(5));
+        assert_eq!(f.limits.memory, 64 << 20);
+        assert_eq!(f.limits.concurrency, 7);
+        assert_eq!(f.limits.max_body, 1 << 20);
+        assert_eq!(f.limits.queue_timeout, Duration::from_millis(250));
+        assert_eq!(f.env, [("GREETING".to_string(), "hi".to_string())]);
+        assert_eq!(f.build.as_ref().unwrap().workdir, Path::new("/app/../.."));
+        assert_eq!(f.routes.len(), 3);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let err = parse(
+            "version = 1\n[app]\nname = \"a\"\n[functions.a]\nsource = \"a.wasm\"\n[functions.a.limits]\ntmeout = \"5s\"\n",
+        )
+        .unwrap_err();
+        assert!(err.starts_with("/app/nimbus.toml:7: "), "{err}");
+        assert!(err.contains("functions.a.limits"), "{err}");
+        assert!(err.contains("unknown field `tmeout`"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn methodless_route_conflicts_with_any_method() {
+        let err = parse(
+            r#"
+version = 1
+[app]
+name = "a"
+[functions.a]
+source = "a.wasm"
+routes = ["/users/:id"]
+[functions.b]
+source = "b.wasm"
+routes = ["GET /users/:name"]
+"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("of function `a`"), "{err}");
+    }
+
+    #[test]
+    fn different_methods_on_one_path_are_fine() {
+        parse(
+            r#"
+version = 1
+[app]
+name = "a"
+[functions.a]
+source = "a.wasm"
+routes = ["GET /users"]
+[functions.b]
+source = "b.wasm"
+routes = ["POST /users"]
+"#,
+        )
+        .unwrap();
+    }
+}

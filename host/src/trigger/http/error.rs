@@ -1,0 +1,151 @@
+//! Every failure an HTTP caller can see, mapped to one status code in one
+//! place, with a short JSON body that names the problem and the request id.
+//! Internals (traps, paths, backtraces) go to the host log, never the caller.
+
+use crate::executor::InvocationError;
+use crate::manifest::format_bytes;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Seconds a 503 tells the caller to wait before trying again.
+const RETRY_AFTER_SECS: u32 = 1;
+
+/// A request the gateway answers itself.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// No route matches the path.
+    #[error("no route matches {method} {path}")]
+    NotFound {
+        /// Request method.
+        method: Method,
+        /// Request path.
+        path: String,
+    },
+    /// A route matches the path but not the method.
+    #[error("{method} is not allowed here; allowed: {}", allow_list(allow))]
+    MethodNotAllowed {
+        /// Request method.
+        method: Method,
+        /// Methods that would match.
+        allow: Vec<Method>,
+    },
+    /// The body is over the function's `max_body`.
+    #[error("the request body is larger than the limit of {}", format_bytes(*limit))]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The function could not produce a response.
+    #[error("function `{function}` {error}")]
+    Invocation {
+        /// The function's id.
+        function: String,
+        /// What went wrong.
+        error: InvocationError,
+    },
+}
+
+fn allow_list(allow: &[Method]) -> String {
+    allow
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl HttpError {
+    /// The status code for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::NotFound { .. } => StatusCode::NOT_FOUND,
+            HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::Invocation { error, .. } => match error {
+                InvocationError::Overloaded { .. } | InvocationError::PoolExhausted => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                InvocationError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    /// A stable machine-readable name for the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HttpError::NotFound { .. } => "not_found",
+            HttpError::MethodNotAllowed { .. } => "method_not_allowed",
+            HttpError::PayloadTooLarge { .. } => "payload_too_large",
+            HttpError::BadRequest(_) => "bad_request",
+            HttpError::Invocation { error, .. } => match error {
+                InvocationError::Overloaded { .. } => "overloaded",
+                InvocationError::PoolExhausted => "pool_exhausted",
+                InvocationError::Timeout { .. } => "timeout",
+                InvocationError::MemoryExceeded { .. } => "memory_limit_exceeded",
+                InvocationError::Trap { .. } => "function_trapped",
+                InvocationError::NoResponse => "no_response",
+                InvocationError::GuestError(_) => "function_error",
+                InvocationError::Failed(_) => "function_failed",
+            },
+        }
+    }
+
+    /// What the caller is told: enough to act on, nothing internal.
+    fn public_message(&self) -> String {
+        match self {
+            HttpError::Invocation { function, error } => {
+                let what = match error {
+                    InvocationError::Trap { trap, .. } => format!("crashed ({trap})"),
+                    InvocationError::GuestError(_) => "reported an error".into(),
+                    InvocationError::Failed(_) => "failed".into(),
+                    other => other.to_string(),
+                };
+                format!("function `{function}` {what}")
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The response for this error.
+    pub fn into_response(self, request_id: &str) -> Response<HyperOutgoingBody> {
+        let status = self.status();
+        let body = serde_json::json!({
+            "status": status.as_u16(),
+            "error": self.code(),
+            "message": self.public_message(),
+            "request_id": request_id,
+        });
+        let mut response = Response::new(full(format!("{body}\n")));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        match &self {
+            HttpError::MethodNotAllowed { allow, .. } => {
+                if let Ok(v) = HeaderValue::from_str(&allow_list(allow)) {
+                    headers.insert(header::ALLOW, v);
+                }
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A complete body in the type the executor's responses use.
+pub fn full(body: impl Into<Bytes>) -> HyperOutgoingBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}

@@ -1,0 +1,255 @@
+//! The HTTP trigger: from a hyper request to a function's response.
+//!
+//! Per request, in order: request id; built-in endpoints under
+//! `/.well-known/nimbus/`; routing (404, 405); body cap (413); the guest's
+//! `x-nimbus-*` headers; the invocation; `x-request-id` on the response.
+
+pub mod error;
+pub mod router;
+mod server;
+
+pub use error::HttpError;
+pub use server::{DEFAULT_GRACE, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve};
+
+use crate::app::App;
+use crate::executor;
+use bytes::Bytes;
+use error::full;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use router::Match;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Prefix of the built-in endpoints; routes may not use it.
+pub const WELL_KNOWN_PREFIX: &str = "/.well-known/nimbus/";
+
+/// The request id header, kept from the caller when valid.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Headers starting with this are set by Nimbus only; the caller's are dropped.
+pub const NIMBUS_HEADER_PREFIX: &str = "x-nimbus-";
+/// The function's id.
+pub const HEADER_FUNCTION: HeaderName = HeaderName::from_static("x-nimbus-function");
+/// The matched route's path as written in the manifest.
+pub const HEADER_ROUTE: HeaderName = HeaderName::from_static("x-nimbus-route");
+/// For a `/...` route, the part of the path the wildcard matched.
+pub const HEADER_PATH_INFO: HeaderName = HeaderName::from_static("x-nimbus-path-info");
+/// The caller's `ip:port`.
+pub const HEADER_CLIENT_ADDR: HeaderName = HeaderName::from_static("x-nimbus-client-addr");
+/// Followed by a parameter name: that parameter's value, as in the URL.
+pub const HEADER_PARAM_PREFIX: &str = "x-nimbus-param-";
+
+/// Longest caller-supplied request id we keep; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Serves requests for one app.
+pub struct HttpTrigger {
+    app: Arc<App>,
+}
+
+/// What the server knows about a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The caller's address.
+    pub client: SocketAddr,
+    /// Our address on this connection.
+    pub local: SocketAddr,
+}
+
+impl HttpTrigger {
+    /// A trigger serving `app`.
+    pub fn new(app: Arc<App>) -> HttpTrigger {
+        HttpTrigger { app }
+    }
+
+    /// Handles one request; never fails: errors become error responses.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let request_id = request_id(req.headers());
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let (mut response, function) = match self.dispatch(req, conn, &request_id).await {
+            Ok((response, function)) => (response, Some(function)),
+            Err(e) => {
+                if let HttpError::Invocation { function, error } = &e {
+                    let detail = match error {
+                        executor::InvocationError::Trap { detail, .. } => detail.as_str(),
+                        _ => "",
+                    };
+                    tracing::warn!(%function, request_id, error = %error, detail, "invocation failed");
+                }
+                (e.into_response(&request_id), None)
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, v);
+        }
+        tracing::debug!(
+            target: "nimbus::access",
+            %method, path, status = response.status().as_u16(),
+            function = function.unwrap_or("-"),
+            duration_us = started.elapsed().as_micros() as u64,
+            request_id,
+        );
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        request_id: &str,
+    ) -> Result<(Response<HyperOutgoingBody>, &str), HttpError> {
+        let path = req.uri().path();
+        if let Some(endpoint) = path.strip_prefix(WELL_KNOWN_PREFIX) {
+            return self.well_known(endpoint).map(|r| (r, "-"));
+        }
+        let (target, params, path_info) = match self.app.router.route(req.method(), path) {
+            Match::Found {
+                target,
+                params,
+                path_info,
+            } => (target, params, path_info),
+            Match::MethodNotAllowed { allow } => {
+                return Err(HttpError::MethodNotAllowed {
+                    method: req.method().clone(),
+                    allow,
+                });
+            }
+            Match::NotFound => {
+                return Err(HttpError::NotFound {
+                    method: req.method().clone(),
+                    path: path.to_owned(),
+                });
+            }
+        };
+        let function = &self.app.functions[target.function];
+        let max_body = function.limits.max_body;
+
+        // Build the guest's header set: the caller's, minus anything that
+        // pretends to come from Nimbus, plus what Nimbus knows.
+        let mut guest_headers = HeaderMap::with_capacity(req.headers().len() + 4 + params.len());
+        for (name, value) in req.headers() {
+            if !name.as_str().starts_with(NIMBUS_HEADER_PREFIX) {
+                guest_headers.append(name.clone(), value.clone());
+            }
+        }
+        let bad =
+            |what: &str| HttpError::BadRequest(format!("{what} cannot be passed to the function"));
+        guest_headers.insert(
+            HEADER_FUNCTION,
+            HeaderValue::from_str(function.id.as_str()).map_err(|_| bad("function id"))?,
+        );
+        guest_headers.insert(
+            HEADER_ROUTE,
+            HeaderValue::from_str(&target.pattern).map_err(|_| bad("route"))?,
+        );
+        guest_headers.insert(
+            HEADER_CLIENT_ADDR,
+            HeaderValue::from_str(&conn.client.to_string()).map_err(|_| bad("client address"))?,
+        );
+        for (name, value) in &params {
+            let header = HeaderName::try_from(format!("{HEADER_PARAM_PREFIX}{name}"))
+                .map_err(|_| bad("parameter name"))?;
+            let value = HeaderValue::from_str(value).map_err(|_| bad("path parameter"))?;
+            guest_headers.insert(header, value);
+        }
+        if let Some(info) = path_info {
+            guest_headers.insert(
+                HEADER_PATH_INFO,
+                HeaderValue::from_str(&info).map_err(|_| bad("path"))?,
+            );
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            guest_headers.insert(REQUEST_ID, v);
+        }
+        if req.uri().authority().is_none() && !guest_headers.contains_key(HOST) {
+            // HTTP/1.0 callers may omit Host; wasi:http needs an authority.
+            if let Ok(v) = HeaderValue::from_str(&conn.local.to_string()) {
+                guest_headers.insert(HOST, v);
+            }
+        }
+
+        let declared_len = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_len.is_some_and(|n| n > max_body) {
+            return Err(HttpError::PayloadTooLarge { limit: max_body });
+        }
+
+        let (mut parts, body) = req.into_parts();
+        parts.headers = guest_headers;
+        let function_id = function.id.as_str();
+        let invocation_error = |error| HttpError::Invocation {
+            function: function_id.to_owned(),
+            error,
+        };
+        let response = if declared_len.is_some() {
+            // hyper holds the body to its declared length, already checked.
+            let body = Limited::new(body, max_body as usize)
+                .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None));
+            executor::invoke_http(function, Request::from_parts(parts, body)).await
+        } else {
+            // No declared length (chunked): read up to the cap first, so an
+            // oversized body is a clean 413 before any guest code runs.
+            let body = match Limited::new(body, max_body as usize).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(HttpError::PayloadTooLarge { limit: max_body });
+                }
+                Err(e) => return Err(HttpError::BadRequest(format!("reading the body: {e}"))),
+            };
+            let body = http_body_util::Full::new(body)
+                .map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
+            executor::invoke_http(function, Request::from_parts(parts, body)).await
+        };
+        response.map(|r| (r, function_id)).map_err(invocation_error)
+    }
+
+    fn well_known(&self, endpoint: &str) -> Result<Response<HyperOutgoingBody>, HttpError> {
+        match endpoint {
+            "health" => {
+                let body = serde_json::json!({
+                    "status": "ok",
+                    "app": self.app.name,
+                    "functions": self.app.functions.len(),
+                });
+                let mut response = Response::new(full(Bytes::from(format!("{body}\n"))));
+                *response.status_mut() = StatusCode::OK;
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Ok(response)
+            }
+            _ => Err(HttpError::NotFound {
+                method: http::Method::GET,
+                path: format!("{WELL_KNOWN_PREFIX}{endpoint}"),
+            }),
+        }
+    }
+}
+
+/// The caller's `x-request-id` if it is short printable ASCII, else a new UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}

@@ -1,0 +1,3 @@
+//! Triggers: what makes a function run. One module per kind.
+
+pub mod http;

@@ -1,0 +1,153 @@
+//! Test support: start the real Nimbus server on a loopback port for an app
+//! written inline, with real components compiled from `functions/`.
+//!
+//! Manifests name guests as `source = "guest:NAME"`; [`TestApp::start`]
+//! replaces that with the path of `functions/NAME`'s compiled component.
+
+use nimbus::app::App;
+use nimbus::engine::{Runtime, RuntimeConfig};
+use nimbus::manifest::Manifest;
+use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use nimbus_test_artifacts::guest;
+
+/// One engine for the whole test process, with a shared compile cache so each
+/// guest compiles once, not once per test (entries are keyed by content and
+/// engine settings, so sharing the folder is safe).
+pub fn runtime() -> Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            Runtime::new(&RuntimeConfig {
+                cache_dir: Some(compile_cache_dir()),
+                ..RuntimeConfig::default()
+            })
+            .expect("engine")
+        })
+        .clone()
+}
+
+/// Where tests cache compiled components.
+pub fn compile_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("nimbus-test-compile-cache")
+}
+
+/// Replaces every `"guest:NAME"` in `text` with the quoted path of that guest.
+pub fn with_guest_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("\"guest:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "\"guest:".len()..];
+        let end = after.find('"').expect("closing quote after guest:NAME");
+        let path = guest(&after[..end]);
+        out.push_str(&format!("{:?}", path.display().to_string()));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Writes `manifest` (after [`with_guest_paths`]) to `dir/nimbus.toml`.
+pub fn write_manifest(dir: &Path, manifest: &str) -> PathBuf {
+    let file = dir.join("nimbus.toml");
+    std::fs::write(&file, with_guest_paths(manifest)).expect("write manifest");
+    file
+}
+
+/// A running server for one app, stopped when dropped.
+pub struct TestApp {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// An HTTP client with no proxy and a generous timeout.
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Starts a server for `manifest` on 127.0.0.1:0.
+    pub async fn start(manifest: &str) -> TestApp {
+        Self::start_with(manifest, ServeOptions::default()).await
+    }
+
+    /// Starts a server with explicit options.
+    pub async fn start_with(manifest: &str, options: ServeOptions) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write_manifest(dir.path(), manifest);
+        let manifest = Manifest::load(&file).expect("manifest loads");
+        let runtime = runtime();
+        let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest))
+            .await
+            .expect("load task")
+            .expect("app loads");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let trigger = Arc::new(HttpTrigger::new(Arc::new(app)));
+        let server = tokio::spawn(serve(listener, trigger, options, async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            client: client(),
+            shutdown: Some(tx),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Starts a graceful shutdown and returns the server task.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().expect("server running")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A client for tests: no proxies, a timeout long enough for debug builds.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// A response's body as JSON.
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
