@@ -1,0 +1,199 @@
+//! The `nimbus` binary as an operator uses it: real processes, real signals,
+//! real HTTP over loopback.
+
+use nimbus_test_artifacts::guest;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const NIMBUS: &str = env!("CARGO_BIN_EXE_nimbus");
+
+fn app_dir(functions: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "version = 1\n[app]\nname = \"cli\"\n{}",
+        functions
+            .replace(
+                "@hello@",
+                &format!("{:?}", guest("hello").display().to_string())
+            )
+            .replace(
+                "@sleeper@",
+                &format!("{:?}", guest("sleeper").display().to_string())
+            )
+    );
+    std::fs::write(dir.path().join("nimbus.toml"), manifest).unwrap();
+    dir
+}
+
+fn nimbus(dir: &Path) -> Command {
+    let mut cmd = Command::new(NIMBUS);
+    cmd.current_dir(dir).env_remove("RUST_BACKTRACE");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NIMBUS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// A running `nimbus up`, killed if the test ends early.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(!url.ends_with(":0"), "the real port is printed: {url}");
+        Server { child, url }
+    }
+
+    fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nimbus did not exit in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn check_passes_a_good_app_and_names_the_problem_in_a_bad_one() {
+    let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /\"]\n");
+    let out = nimbus(dir.path()).arg("check").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok: app `cli`: 1 function(s), 1 route(s)\n"
+    );
+
+    let dir =
+        app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /\"]\ncolour = \"blue\"\n");
+    let out = nimbus(dir.path()).arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("unknown field `colour`"), "{stderr}");
+}
+
+#[test]
+fn up_prints_its_address_serves_and_stops_gracefully_on_sigterm() {
+    let dir = app_dir(
+        "[functions.hello]\nsource = @hello@\nroutes = [\"GET /hello/:name\"]\n\
+         [functions.sleeper]\nsource = @sleeper@\nroutes = [\"/sleep\"]\n",
+    );
+    let mut cmd = nimbus(dir.path());
+    cmd.args(["up", "--listen", "127.0.0.1:0"]);
+    let mut server = Server::start(cmd);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let hello = client
+            .get(format!("{}/hello/cli", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(hello.status(), 200);
+        assert_eq!(hello.text().await.unwrap(), "Hello, cli!\n");
+
+        // SIGTERM while a request is in flight: it still completes.
+        let slow = tokio::spawn(client.get(format!("{}/sleep?ms=800", server.url)).send());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.terminate();
+        let slow = slow.await.unwrap().expect("in-flight request finished");
+        assert_eq!(slow.status(), 200);
+    });
+    let status = server.wait(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    // The compile cache went into .nimbus/ beside the manifest.
+    assert!(dir.path().join(".nimbus/cache").is_dir());
+}
+
+#[test]
+fn flags_can_come_from_nimbus_environment_variables() {
+    let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /\"]\n");
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = nimbus(dir.path());
+    cmd.arg("up")
+        .env("NIMBUS_LISTEN", "127.0.0.1:0")
+        .env("NIMBUS_STATE_DIR", state.path());
+    let mut server = Server::start(cmd);
+    server.terminate();
+    assert!(server.wait(Duration::from_secs(10)).success());
+    assert!(state.path().join("cache").is_dir());
+}
+
+#[test]
+fn build_runs_each_build_command_once_with_progress() {
+    let dir = app_dir(
+        "[functions.hello]\nsource = @hello@\nbuild = \"echo built >> marker.txt\"\n\
+         [functions.again]\nsource = @hello@\nbuild = \"echo built >> marker.txt\"\n",
+    );
+    let out = nimbus(dir.path()).arg("build").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[1/1] building `again`, `hello`: echo built >> marker.txt"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("marker.txt")).unwrap(),
+        "built\n"
+    );
+
+    let dir = app_dir("[functions.hello]\nsource = @hello@\nbuild = \"exit 3\"\n");
+    let out = nimbus(dir.path()).arg("build").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: building `hello`: `exit 3` failed (exit status: 3)"),
+        "{stderr}"
+    );
+}
