@@ -50,7 +50,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 /// exact, else `1.5 MiB`.
 pub fn format_bytes(n: u64) -> String {
     for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if n >= size && n % size == 0 {
+        if n >= size && n.is_multiple_of(size) {
             return format!("{} {unit}", n / size);
         }
     }

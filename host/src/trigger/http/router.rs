@@ -188,10 +188,10 @@ impl<'r, 'p> Search<'r, 'p, '_> {
     /// wildcard, the index of the first segment it swallowed.
     fn find(&mut self, node: &'r Node, i: usize) -> Option<(&'r Target, Option<usize>)> {
         if let Some(seg) = self.segments.get(i) {
-            if let Some(child) = node.literals.get(*seg) {
-                if let Some(found) = self.find(child, i + 1) {
-                    return Some(found);
-                }
+            if let Some(child) = node.literals.get(*seg)
+                && let Some(found) = self.find(child, i + 1)
+            {
+                return Some(found);
             }
             if let Some(child) = &node.param {
                 self.captures.push(seg);
