@@ -1,0 +1,99 @@
+//! `echo`: answers with the request it received, as JSON.
+//!
+//! The response is `200 application/json`:
+//! `{"method": "GET", "path_with_query": "/x?y", "headers": {"name": "value", ...},
+//! "body_len": N, "body": "<body as lossy UTF-8>"}`. Header names are lowercase and
+//! repeated headers are joined with `", "`. Tests use it to check what the host passes
+//! through to a guest: method, path, headers and a complete body.
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+
+use wasip2::exports::http::incoming_handler::Guest;
+use wasip2::http::types::{
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+struct Echo;
+
+wasip2::http::proxy::export!(Echo);
+
+impl Guest for Echo {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let headers = joined_headers(&request.headers());
+        let body = read_body(&request);
+        let echoed = serde_json::json!({
+            "method": method_name(&request.method()),
+            "path_with_query": request.path_with_query(),
+            "headers": headers,
+            "body_len": body.len(),
+            "body": String::from_utf8_lossy(&body),
+        });
+        let json = serde_json::to_vec(&echoed).expect("a JSON value always serializes");
+        respond(response_out, "application/json", &json);
+    }
+}
+
+/// Header names lowercased; the values of a repeated header joined with `", "` in the
+/// order they arrived.
+fn joined_headers(headers: &Fields) -> BTreeMap<String, String> {
+    let mut joined = BTreeMap::<String, String>::new();
+    for (name, value) in headers.entries() {
+        let value = String::from_utf8_lossy(&value);
+        joined
+            .entry(name.to_ascii_lowercase())
+            .and_modify(|existing| {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    joined
+}
+
+/// Reads the whole request body.
+fn read_body(request: &IncomingRequest) -> Vec<u8> {
+    let body = request.consume().expect("the body is consumed only once");
+    let mut stream = body.stream().expect("the stream is taken only once");
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .expect("read the request body");
+    // The stream must be dropped before the body is finished; trailers are not echoed.
+    drop(stream);
+    drop(IncomingBody::finish(body));
+    bytes
+}
+
+fn method_name(method: &Method) -> &str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Connect => "CONNECT",
+        Method::Options => "OPTIONS",
+        Method::Trace => "TRACE",
+        Method::Patch => "PATCH",
+        Method::Other(other) => other,
+    }
+}
+
+/// Sends a `200` response with the given content type and a complete body.
+fn respond(response_out: ResponseOutparam, content_type: &str, body: &[u8]) {
+    let headers = Fields::from_list(&[("content-type".to_owned(), content_type.into())])
+        .expect("content-type is a valid header");
+    let response = OutgoingResponse::new(headers);
+    let outgoing_body = response.body().expect("the body is taken only once");
+    ResponseOutparam::set(response_out, Ok(response));
+
+    let mut stream = outgoing_body
+        .write()
+        .expect("the stream is taken only once");
+    stream.write_all(body).expect("write the response body");
+    stream.flush().expect("flush the response body");
+    // The stream must be dropped before the body is finished.
+    drop(stream);
+    OutgoingBody::finish(outgoing_body, None).expect("finish the response body");
+}

@@ -1,0 +1,88 @@
+//! `memhog`: allocates and touches memory.
+//!
+//! With `?mb=N` it allocates N MiB, writing to every 4 KiB page so the memory is really
+//! committed, and answers `200 allocated N MiB\n`. Without `mb` it keeps allocating 1 MiB
+//! chunks until an allocation fails, at which point Rust's allocation-failure handler
+//! aborts the guest (a trap). Tests use it to check the host's per-instance memory limit.
+//! A non-numeric `mb` gets a `400`.
+
+use std::hint::black_box;
+use std::io::Write as _;
+
+use wasip2::exports::http::incoming_handler::Guest;
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+/// Memory is allocated in chunks of this size.
+const CHUNK_BYTES: usize = 1 << 20;
+/// One byte is written per host page, so that every page of a chunk is really committed.
+const PAGE_BYTES: usize = 4 << 10;
+
+struct Memhog;
+
+wasip2::http::proxy::export!(Memhog);
+
+impl Guest for Memhog {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let path_with_query = request.path_with_query().unwrap_or_default();
+        let mut held = Vec::new();
+        match query_param(&path_with_query, "mb").map(str::parse::<usize>) {
+            Some(Ok(mb)) => {
+                for _ in 0..mb {
+                    held.push(black_box(touched_chunk()));
+                }
+                let body = format!("allocated {mb} MiB\n");
+                respond(response_out, 200, body.as_bytes());
+            }
+            Some(Err(err)) => {
+                respond(response_out, 400, format!("bad `mb`: {err}\n").as_bytes());
+            }
+            None => loop {
+                held.push(black_box(touched_chunk()));
+            },
+        }
+    }
+}
+
+/// Allocates one chunk and writes to each of its pages.
+fn touched_chunk() -> Vec<u8> {
+    let mut chunk = vec![0_u8; CHUNK_BYTES];
+    for offset in (0..CHUNK_BYTES).step_by(PAGE_BYTES) {
+        chunk[offset] = 1;
+    }
+    chunk
+}
+
+/// Returns the (undecoded) value of `key` in the query string of `path_with_query`.
+fn query_param<'a>(path_with_query: &'a str, key: &str) -> Option<&'a str> {
+    let (_, query) = path_with_query.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (name == key).then_some(value)
+    })
+}
+
+/// Sends a plain-text response with the given status and a complete body.
+fn respond(response_out: ResponseOutparam, status: u16, body: &[u8]) {
+    let headers = Fields::from_list(&[(
+        "content-type".to_owned(),
+        b"text/plain; charset=utf-8".to_vec(),
+    )])
+    .expect("content-type is a valid header");
+    let response = OutgoingResponse::new(headers);
+    response
+        .set_status_code(status)
+        .expect("the status is a valid HTTP status");
+    let outgoing_body = response.body().expect("the body is taken only once");
+    ResponseOutparam::set(response_out, Ok(response));
+
+    let mut stream = outgoing_body
+        .write()
+        .expect("the stream is taken only once");
+    stream.write_all(body).expect("write the response body");
+    stream.flush().expect("flush the response body");
+    // The stream must be dropped before the body is finished.
+    drop(stream);
+    OutgoingBody::finish(outgoing_body, None).expect("finish the response body");
+}

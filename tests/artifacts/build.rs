@@ -1,0 +1,283 @@
+//! Builds every guest crate under `functions/` for `wasm32-wasip2` and writes
+//! `$OUT_DIR/guests.rs`: a table from each guest's folder name to its component's path.
+//!
+//! The guests are built by one nested `cargo build` of the same workspace. It gets a
+//! target directory of its own (`<target>/guests`) because the outer cargo holds the lock
+//! on the workspace's target directory while this script runs, and an environment from
+//! which everything describing the outer (host) build has been removed.
+
+use std::collections::BTreeMap;
+use std::env;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Every guest is compiled for this target, which emits a component directly.
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// Variables that cargo sets for this build script, or that configure the outer build,
+/// and that would be wrong for the guest build: wrappers such as `clippy-driver`, host
+/// rustflags, the outer target and target directory, and the outer package's own
+/// metadata. `CARGO_CFG_*` matters most: it describes the *host* target, and a leaked
+/// `CARGO_CFG_UNIX` would tell a guest dependency's build script it targets Unix.
+/// The jobserver (`CARGO_MAKEFLAGS`) is kept on purpose, so that the guest build shares
+/// the outer build's job slots instead of oversubscribing the CPUs.
+const OUTER_BUILD_VARS: &[&str] = &[
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_RUSTC_WRAPPER",
+    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTC_LINKER",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "TARGET",
+    "HOST",
+    "OUT_DIR",
+    "PROFILE",
+    "OPT_LEVEL",
+    "DEBUG",
+    "NUM_JOBS",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_PRIMARY_PACKAGE",
+];
+const OUTER_BUILD_VAR_PREFIXES: &[&str] = &["CARGO_CFG_", "CARGO_PKG_", "CARGO_FEATURE_", "DEP_"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
+    let workspace_root = manifest_dir
+        .parent()
+        .and_then(Path::parent)
+        .expect("this crate lives at <workspace>/tests/artifacts")
+        .to_path_buf();
+    let out_dir = PathBuf::from(env_var("OUT_DIR"));
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+
+    for watched in ["functions", "guest-sdk", "Cargo.lock", "Cargo.toml"] {
+        println!(
+            "cargo::rerun-if-changed={}",
+            workspace_root.join(watched).display()
+        );
+    }
+
+    check_target_installed();
+    let guests = guest_packages(&cargo, &workspace_root);
+    let target_dir = guest_target_dir(&out_dir);
+    let components = build_guests(&cargo, &workspace_root, &target_dir, &guests);
+
+    let mut generated = String::from("pub const GUESTS: &[(&str, &str)] = &[\n");
+    for (folder, component) in &components {
+        let component = component.to_str().expect("component paths are UTF-8");
+        writeln!(generated, "    ({folder:?}, {component:?}),").expect("write to a String");
+    }
+    generated.push_str("];\n");
+    let guests_rs = out_dir.join("guests.rs");
+    fs::write(&guests_rs, generated)
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", guests_rs.display()));
+}
+
+/// Fails early, and with the fix, when the guest target's standard library is missing.
+fn check_target_installed() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", GUEST_TARGET])
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", rustc.display()));
+    let libdir = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || !Path::new(libdir.trim()).is_dir() {
+        panic!(
+            "the {GUEST_TARGET} target is not installed, so the guests under functions/ \
+             cannot be built; install it with:\n\n    rustup target add {GUEST_TARGET}\n\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A crate under `functions/`.
+struct Guest {
+    /// The package name, for `cargo build -p`.
+    name: String,
+    /// The package id, which cargo's JSON messages name artifacts by.
+    id: String,
+    /// The folder under `functions/`, which tests name guests by.
+    folder: String,
+}
+
+/// Every workspace package whose manifest is `functions/<folder>/Cargo.toml`.
+fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> Vec<Guest> {
+    let mut command = nested_cargo(cargo, workspace_root);
+    command.args(["metadata", "--no-deps", "--format-version=1"]);
+    let output = run(&mut command);
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("`cargo metadata` prints JSON");
+
+    let functions_dir = canonical(&workspace_root.join("functions"));
+    let mut guests: Vec<_> = metadata["packages"]
+        .as_array()
+        .expect("`cargo metadata` lists packages")
+        .iter()
+        .filter_map(|package| {
+            let folder = canonical(Path::new(package["manifest_path"].as_str()?).parent()?);
+            if folder.parent()? != functions_dir {
+                return None;
+            }
+            Some(Guest {
+                name: package["name"].as_str()?.to_owned(),
+                id: package["id"].as_str()?.to_owned(),
+                folder: folder.file_name()?.to_str()?.to_owned(),
+            })
+        })
+        .collect();
+    guests.sort_by(|a, b| a.folder.cmp(&b.folder));
+    assert!(
+        !guests.is_empty(),
+        "no guest crates under {}",
+        functions_dir.display()
+    );
+    guests
+}
+
+/// `<target>/guests`, next to the outer build's profile directories. `OUT_DIR` is
+/// `<target>[/<triple>]/<profile>/build/<pkg>-<hash>/out`, so `<target>[/<triple>]` is
+/// two levels above its innermost `build` component.
+fn guest_target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|dir| dir.file_name() == Some(OsStr::new("build")))
+        .and_then(|build| build.parent()?.parent())
+        .unwrap_or_else(|| panic!("OUT_DIR {} has no `build` component", out_dir.display()))
+        .join("guests")
+}
+
+/// Builds all guests in one release build; returns folder name -> component path.
+fn build_guests(
+    cargo: &OsStr,
+    workspace_root: &Path,
+    target_dir: &Path,
+    guests: &[Guest],
+) -> BTreeMap<String, PathBuf> {
+    let mut command = nested_cargo(cargo, workspace_root);
+    command
+        .args(["build", "--release", "--target", GUEST_TARGET])
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--target-dir")
+        .arg(target_dir);
+    for guest in guests {
+        command.args(["-p", &guest.name]);
+    }
+    let output = run(&mut command);
+
+    // Diagnostics go to stderr, which cargo hides for a successful build script, so
+    // surface guest warnings as warnings of this crate.
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        if line.starts_with("warning:") {
+            println!("cargo::warning=guest build: {line}");
+        }
+    }
+
+    let folder_of: BTreeMap<&str, &str> = guests
+        .iter()
+        .map(|guest| (guest.id.as_str(), guest.folder.as_str()))
+        .collect();
+    let mut components = BTreeMap::new();
+    for line in output.stdout.split(|&byte| byte == b'\n') {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        // Artifacts of the guests' dependencies have other package ids.
+        let Some(folder) = message["package_id"]
+            .as_str()
+            .and_then(|id| folder_of.get(id))
+        else {
+            continue;
+        };
+        let wasm = message["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .find(|file| file.ends_with(".wasm"));
+        if let Some(wasm) = wasm {
+            components.insert((*folder).to_owned(), PathBuf::from(wasm));
+        }
+    }
+
+    for guest in guests {
+        assert!(
+            components.contains_key(&guest.folder),
+            "building guest `{}` (functions/{}) produced no .wasm file; \
+             a guest must be a `cdylib` library or a binary",
+            guest.name,
+            guest.folder,
+        );
+    }
+    components
+}
+
+/// A cargo command for the workspace, without the outer build's environment.
+fn nested_cargo(cargo: &OsStr, workspace_root: &Path) -> Command {
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root);
+    for (name, _) in env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if OUTER_BUILD_VARS.contains(&name)
+            || OUTER_BUILD_VAR_PREFIXES
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs `command`, panicking with its error output if it fails.
+fn run(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run `{}`: {err}", shown(command)));
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains(GUEST_TARGET) && stderr.contains("may not be installed") {
+            format!(
+                "\nThe {GUEST_TARGET} target is missing: run `rustup target add {GUEST_TARGET}`."
+            )
+        } else {
+            String::new()
+        };
+        panic!(
+            "building the guests under functions/ failed ({}):\n`{}`\n\n{stderr}{hint}",
+            output.status,
+            shown(command),
+        );
+    }
+    output
+}
+
+/// `command` as a shell line, without the environment changes, which `{:?}` lists in full.
+fn shown(command: &Command) -> String {
+    let mut line = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        line.push(' ');
+        line.push_str(&arg.to_string_lossy());
+    }
+    line
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|err| panic!("cannot resolve {}: {err}", path.display()))
+}
+
+fn env_var(name: &str) -> String {
+    env::var(name).unwrap_or_else(|_| panic!("cargo sets {name} for build scripts"))
+}
