@@ -63,7 +63,8 @@ mod tests {
     fn exact_sizes_print_whole() {
         assert_eq!(super::format_bytes(64 << 20), "64 MiB");
         assert_eq!(super::format_bytes(1024), "1 KiB");
-        assert_eq!(super::format_bytes(1536 << 10), "1.5 MiB");
+        assert_eq!(super::format_bytes(1536 << 10), "1536 KiB");
+        assert_eq!(super::format_bytes(1500), "1.5 KiB");
         assert_eq!(super::format_bytes(100), "100 B");
     }
 }
