@@ -15,6 +15,8 @@ use crate::manifest::format_bytes;
 use crate::state::HostState;
 use bytes::Bytes;
 use http_body::Body;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
@@ -93,14 +95,25 @@ where
     store.epoch_deadline_async_yield_and_update(1);
 
     let (sender, receiver) = oneshot::channel();
+    // Set when the guest hands over its response head; a failure after that
+    // cannot change the status, so the task logs it itself.
+    let responded = Arc::new(AtomicBool::new(false));
+    let on_response = {
+        let responded = responded.clone();
+        move |response| {
+            responded.store(true, Ordering::Release);
+            let _ = sender.send(response);
+        }
+    };
     let mut http = store.data_mut().http();
     let (req, out) = http
         .new_incoming_request(Scheme::Http, request)
-        .and_then(|req| Ok((req, http.new_response_outparam(sender)?)))
+        .and_then(|req| Ok((req, http.new_response_outparam_from_callback(on_response)?)))
         .map_err(|e| InvocationError::Failed(format!("{e:#}")))?;
 
     let pre = function.pre.clone();
     let timeout = function.limits.timeout;
+    let id = function.id.clone();
     let task = tokio::spawn(async move {
         // The permit lives as long as the instance: a guest still streaming
         // its body after the response head went out still holds its slot.
@@ -112,24 +125,22 @@ where
                 .call_handle(&mut store, req, out)
                 .await
         };
-        match tokio::time::timeout(timeout, run).await {
+        let result = match tokio::time::timeout(timeout, run).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(classify(e, &store.data().limiter)),
             Err(_) => Err(InvocationError::Timeout { limit: timeout }),
+        };
+        if let Err(e) = &result
+            && responded.load(Ordering::Acquire)
+        {
+            tracing::warn!(function = %id, error = %e, "function failed after sending its response head");
         }
+        result
     });
 
     match receiver.await {
-        Ok(Ok(response)) => {
-            // The guest may still be writing the body; report a late failure.
-            let id = function.id.clone();
-            tokio::spawn(async move {
-                if let Ok(Err(e)) = task.await {
-                    tracing::warn!(function = %id, error = %e, "function failed after sending its response head");
-                }
-            });
-            Ok(response)
-        }
+        // The task runs on, detached, while the guest writes the body.
+        Ok(Ok(response)) => Ok(response),
         Ok(Err(code)) => Err(InvocationError::GuestError(code)),
         Err(_) => match task.await {
             Ok(Ok(())) => Err(InvocationError::NoResponse),

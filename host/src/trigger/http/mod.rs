@@ -81,11 +81,7 @@ impl HttpTrigger {
             Ok((response, function)) => (response, Some(function)),
             Err(e) => {
                 if let HttpError::Invocation { function, error } = &e {
-                    let detail = match error {
-                        executor::InvocationError::Trap { detail, .. } => detail.as_str(),
-                        _ => "",
-                    };
-                    tracing::warn!(%function, request_id, error = %error, detail, "invocation failed");
+                    log_invocation_error(function, &request_id, error);
                 }
                 (e.into_response(&request_id), None)
             }
@@ -237,6 +233,22 @@ impl HttpTrigger {
                 path: format!("{WELL_KNOWN_PREFIX}{endpoint}"),
             }),
         }
+    }
+}
+
+/// Failures of the guest are the operator's business: they go to the log with
+/// the details the caller does not see. Overload is expected under load and
+/// would flood the log, so it is logged at debug level.
+fn log_invocation_error(function: &str, request_id: &str, error: &executor::InvocationError) {
+    use executor::InvocationError as E;
+    match error {
+        E::Overloaded { .. } | E::PoolExhausted => {
+            tracing::debug!(function, request_id, %error, "request rejected")
+        }
+        E::Trap { detail, .. } => {
+            tracing::warn!(function, request_id, %error, detail, "invocation failed")
+        }
+        _ => tracing::warn!(function, request_id, %error, "invocation failed"),
     }
 }
 
