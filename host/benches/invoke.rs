@@ -21,7 +21,12 @@ fn load_hello() -> App {
     );
     let manifest = Manifest::parse(Path::new("/bench/nimbus.toml"), &text).unwrap();
     let runtime = Runtime::new(&RuntimeConfig::default()).unwrap();
-    App::load(&runtime, &manifest).unwrap()
+    App::load(
+        &runtime,
+        &manifest,
+        std::sync::Arc::new(nimbus::backend::memory::MemoryBackend::default()),
+    )
+    .unwrap()
 }
 
 fn invoke(c: &mut Criterion) {
@@ -29,8 +34,7 @@ fn invoke(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let app = load_hello();
-    let function = &app.functions[0];
+    let app = std::sync::Arc::new(load_hello());
     c.bench_function("invoke/hello", |b| {
         b.to_async(&rt).iter(|| async {
             let request = http::Request::builder()
@@ -41,7 +45,8 @@ fn invoke(c: &mut Criterion) {
                         .map_err(|never| -> wasmtime_wasi_http::Error { match never {} }),
                 )
                 .unwrap();
-            let response = nimbus::executor::invoke_http(function, request)
+            let call = nimbus::executor::CallCtx::new("bench", 0);
+            let response = nimbus::executor::invoke_http(&app, 0, request, call)
                 .await
                 .unwrap();
             black_box(response.into_body().collect().await.unwrap().to_bytes())

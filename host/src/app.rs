@@ -1,8 +1,11 @@
 //! A loaded app: each function compiled, linked and pre-instantiated once,
 //! with its limits, and the routing table over all of them.
 
+use crate::backend::KvBackend;
+use crate::capability::config::ConfigCtx;
+use crate::capability::kv::KvCtx;
 use crate::engine::Runtime;
-use crate::manifest::{FunctionId, FunctionSpec, Limits, Manifest};
+use crate::manifest::{FunctionId, FunctionSpec, HostPattern, Limits, Manifest, Route};
 use crate::state::HostState;
 use crate::trigger::http::router::Router;
 use std::path::{Path, PathBuf};
@@ -93,14 +96,28 @@ pub enum LoadError {
     },
 }
 
-/// One function, ready to instantiate.
+/// One function, ready to instantiate, with everything each invocation
+/// needs prepared once.
 pub struct Function {
     /// The function's id.
     pub id: FunctionId,
+    /// The id as a shared string, for logs.
+    pub id_str: Arc<str>,
     /// Its limits.
     pub limits: Limits,
     /// Environment variables for the guest.
     pub env: Arc<[(String, String)]>,
+    /// Its key-value grants.
+    pub kv: KvCtx,
+    /// Its configuration.
+    pub config: ConfigCtx,
+    /// Indices of the functions it may call.
+    pub services: Arc<[usize]>,
+    /// Hosts it may reach over the network.
+    pub outbound: Arc<[HostPattern]>,
+    /// Its own routes, for service calls; a catch-all when it has none, so
+    /// an internal-only service is reachable by its callers.
+    pub routes: Router,
     /// Hex content hash of the component: the function's version.
     pub digest: String,
     /// Linked and type-checked once; instantiated per request.
@@ -118,16 +135,21 @@ pub struct App {
     /// The routing table.
     pub router: Router,
     runtime: Runtime,
+    backend: Arc<dyn KvBackend>,
 }
 
 impl App {
     /// Loads every function of the manifest: read, compile (or fetch from the
     /// cache), link and pre-instantiate. Fails on the first bad function.
-    pub fn load(runtime: &Runtime, manifest: &Manifest) -> Result<App, LoadError> {
-        let linker = linker(runtime);
+    pub fn load(
+        runtime: &Runtime,
+        manifest: &Manifest,
+        backend: Arc<dyn KvBackend>,
+    ) -> Result<App, LoadError> {
+        let linker = HostState::linker(runtime.engine()).expect("host interfaces link once");
         let mut functions = Vec::with_capacity(manifest.functions.len());
         for spec in &manifest.functions {
-            functions.push(load_function(runtime, &linker, spec)?);
+            functions.push(load_function(runtime, &linker, manifest, spec, &backend)?);
         }
         let router = Router::new(
             manifest
@@ -141,6 +163,7 @@ impl App {
             functions,
             router,
             runtime: runtime.clone(),
+            backend,
         })
     }
 
@@ -148,22 +171,19 @@ impl App {
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
-}
 
-/// The linker every function is checked against: WASI 0.2 (with the
-/// filesystem, sockets and environment empty unless granted) and wasi:http.
-fn linker(runtime: &Runtime) -> Linker<HostState> {
-    let mut linker = Linker::new(runtime.engine());
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI interfaces link once");
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-        .expect("wasi:http interfaces link once");
-    linker
+    /// The key-value backend.
+    pub fn backend(&self) -> &Arc<dyn KvBackend> {
+        &self.backend
+    }
 }
 
 fn load_function(
     runtime: &Runtime,
     linker: &Linker<HostState>,
+    manifest: &Manifest,
     spec: &FunctionSpec,
+    backend: &Arc<dyn KvBackend>,
 ) -> Result<Function, LoadError> {
     let function = spec.id.clone();
     let path = spec.source.clone();
@@ -185,10 +205,31 @@ fn load_function(
         function: function.clone(),
         path: path.clone(),
     })?;
+    let own_routes: Vec<Route> = if spec.routes.is_empty() {
+        vec![Route::parse("/...").expect("a valid route")]
+    } else {
+        spec.routes.clone()
+    };
     Ok(Function {
+        id_str: function.as_str().into(),
         id: function,
         limits: spec.limits,
         env: spec.env.clone().into(),
+        kv: KvCtx::new(
+            backend.clone(),
+            &manifest.name,
+            &spec.kv,
+            spec.limits.kv_key_size,
+            spec.limits.kv_value_size,
+        ),
+        config: ConfigCtx::new(spec.config.clone().into()),
+        services: spec
+            .services
+            .iter()
+            .filter_map(|s| manifest.functions.iter().position(|f| &f.id == s))
+            .collect(),
+        outbound: spec.allowed_outbound_hosts.clone().into(),
+        routes: Router::new(own_routes.iter().map(|r| (0, r))),
         digest: blake3::hash(&bytes).to_hex()[..16].to_string(),
         pre,
         slots: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),

@@ -1,9 +1,11 @@
 //! `nimbus check`: validates a manifest and every component it names.
 
 use crate::app::{App, LoadError};
+use crate::backend::memory::MemoryBackend;
 use crate::engine::Runtime;
 use crate::manifest::{Manifest, ManifestError};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Why an app did not pass the check.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +33,9 @@ pub struct CheckReport {
 /// `nimbus up` would, without serving.
 pub fn check(runtime: &Runtime, path: &Path) -> Result<CheckReport, CheckError> {
     let manifest = Manifest::load(path)?;
-    let app = App::load(runtime, &manifest)?;
+    // Checking runs no guest code, so it needs no real storage; and it must
+    // not lock the state file of an app that is running.
+    let app = App::load(runtime, &manifest, Arc::new(MemoryBackend::default()))?;
     Ok(CheckReport {
         app: app.name.clone(),
         functions: app.functions.len(),

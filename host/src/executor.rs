@@ -10,7 +10,7 @@
 //! - memory: [`crate::state::MemoryLimiter`] refuses grows past the cap;
 //! - pool slots: the pooling allocator refuses an instance past its size.
 
-use crate::app::Function;
+use crate::app::{App, Function};
 use crate::manifest::format_bytes;
 use crate::state::HostState;
 use bytes::Bytes;
@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -71,25 +70,50 @@ pub enum InvocationError {
     Failed(String),
 }
 
-/// Runs `request` through a fresh instance of `function`.
+/// What an invocation belongs to: the request it serves and the chain of
+/// service calls that led to it.
+#[derive(Debug, Clone)]
+pub struct CallCtx {
+    /// The request id, shared by every call the request causes.
+    pub request_id: Arc<str>,
+    /// Indices of the functions in the call chain, outermost first, this one last.
+    pub chain: Arc<[usize]>,
+}
+
+impl CallCtx {
+    /// The context of a request from outside that `function` serves.
+    pub fn new(request_id: &str, function: usize) -> CallCtx {
+        CallCtx {
+            request_id: request_id.into(),
+            chain: Arc::new([function]),
+        }
+    }
+
+    /// The context of a service call from this invocation to `callee`.
+    pub fn calling(&self, callee: usize) -> CallCtx {
+        let mut chain = self.chain.to_vec();
+        chain.push(callee);
+        CallCtx {
+            request_id: self.request_id.clone(),
+            chain: chain.into(),
+        }
+    }
+}
+
+/// Runs `request` through a fresh instance of `app.functions[index]`.
 pub async fn invoke_http<B>(
-    function: &Function,
+    app: &Arc<App>,
+    index: usize,
     request: hyper::Request<B>,
+    call: CallCtx,
 ) -> Result<hyper::Response<HyperOutgoingBody>, InvocationError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
+    let function = &app.functions[index];
     let permit = acquire_slot(function).await?;
-
-    let mut wasi = WasiCtxBuilder::new();
-    for (k, v) in function.env.iter() {
-        wasi.env(k, v);
-    }
-    let mut store = Store::new(
-        function.pre.engine(),
-        HostState::new(wasi.build(), function.limits.memory),
-    );
+    let mut store = Store::new(function.pre.engine(), HostState::new(app, index, call));
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);

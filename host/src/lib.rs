@@ -10,6 +10,7 @@
 //!   ticker) and the compile cache;
 //! - [`app`]: an app loaded from a manifest, each function pre-instantiated;
 //! - [`executor`]: one invocation, its limits, and failure classification;
+//! - [`backend`]: storage behind small traits (embedded redb, in-memory);
 //! - [`trigger`]: what runs functions (`http`: gateway, router, server);
 //! - [`capability`]: host interfaces given to guests;
 //! - [`state`]: the store data that ties capabilities together;
@@ -20,11 +21,13 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! use std::sync::Arc;
 //! use nimbus::{app::App, engine::{Runtime, RuntimeConfig}, manifest::Manifest};
+//! use nimbus::backend::embedded::EmbeddedBackend;
 //! use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
 //!
 //! let manifest = Manifest::load("examples/hello".as_ref())?;
 //! let runtime = Runtime::new(&RuntimeConfig::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-//! let app = App::load(&runtime, &manifest)?;
+//! let backend = Arc::new(EmbeddedBackend::open("examples/hello/.nimbus/state.redb".as_ref())?);
+//! let app = App::load(&runtime, &manifest, backend)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let trigger = Arc::new(HttpTrigger::new(Arc::new(app)));
 //! serve(listener, trigger, ServeOptions::default(), async {
@@ -37,6 +40,7 @@
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod backend;
 pub mod build;
 pub mod capability;
 pub mod check;

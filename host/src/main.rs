@@ -3,6 +3,8 @@
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 use nimbus::app::App;
+use nimbus::backend::KvBackend;
+use nimbus::backend::embedded::EmbeddedBackend;
 use nimbus::engine::{Runtime, RuntimeConfig};
 use nimbus::manifest::Manifest;
 use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
@@ -17,6 +19,9 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 
 /// State folder created beside the manifest unless `--state-dir` says otherwise.
 const DEFAULT_STATE_DIR: &str = ".nimbus";
+
+/// The embedded store's file inside the state folder.
+const STATE_FILE: &str = "state.redb";
 
 /// Run microservices written as WebAssembly components.
 #[derive(Parser)]
@@ -125,11 +130,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Check { path, state_dir } => {
             let manifest = Manifest::load(&path)?;
-            let runtime = new_runtime(
-                &manifest,
-                state_dir.as_deref(),
-                nimbus::engine::DEFAULT_POOL_INSTANCES,
-            )?;
+            let state_dir = self::state_dir(&manifest, state_dir.as_deref());
+            let runtime = new_runtime(&state_dir, nimbus::engine::DEFAULT_POOL_INSTANCES)?;
             let report = tokio::task::spawn_blocking(move || nimbus::check::check(&runtime, &path))
                 .await??;
             println!(
@@ -149,11 +151,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             .await??;
     }
     let started = Instant::now();
-    let runtime = new_runtime(&manifest, args.state_dir.as_deref(), args.pool_instances)?;
+    let state_dir = state_dir(&manifest, args.state_dir.as_deref());
+    let runtime = new_runtime(&state_dir, args.pool_instances)?;
+    let state_file = state_dir.join(STATE_FILE);
+    let backend: Arc<dyn KvBackend> = Arc::new(
+        EmbeddedBackend::open(&state_file)
+            .with_context(|| format!("cannot open the state store {}", state_file.display()))?,
+    );
     let app = {
         let runtime = runtime.clone();
         let manifest = manifest.clone();
-        tokio::task::spawn_blocking(move || App::load(&runtime, &manifest)).await??
+        tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backend)).await??
     };
     tracing::info!(
         app = app.name,
@@ -182,12 +190,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn new_runtime(
-    manifest: &Manifest,
-    state_dir: Option<&Path>,
-    pool_instances: u32,
-) -> anyhow::Result<Runtime> {
-    let state_dir = state_dir.map_or_else(|| manifest.dir.join(DEFAULT_STATE_DIR), Path::to_owned);
+fn state_dir(manifest: &Manifest, flag: Option<&Path>) -> PathBuf {
+    flag.map_or_else(|| manifest.dir.join(DEFAULT_STATE_DIR), Path::to_owned)
+}
+
+fn new_runtime(state_dir: &Path, pool_instances: u32) -> anyhow::Result<Runtime> {
     Runtime::new(&RuntimeConfig {
         cache_dir: Some(state_dir.join("cache")),
         pooling: true,

@@ -1,9 +1,16 @@
 //! The data every [`wasmtime::Store`] carries: one struct that implements the
 //! view trait of each capability, plus the per-instance resource limiter.
 
+use crate::app::App;
+use crate::capability::config::ConfigCtx;
+use crate::capability::kv::{KvCtx, KvView};
+use crate::capability::logging::LogCtx;
 use crate::capability::outbound::OutboundCtx;
+use crate::executor::CallCtx;
+use std::sync::Arc;
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -16,21 +23,52 @@ pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     outbound: OutboundCtx,
+    kv: KvCtx,
+    config: ConfigCtx,
+    log: LogCtx,
     table: ResourceTable,
     /// The memory limiter; read back after a trap to explain it.
     pub limiter: MemoryLimiter,
 }
 
 impl HostState {
-    /// State for one invocation: `wasi` carries exactly what the manifest grants.
-    pub fn new(wasi: WasiCtx, memory_limit: u64) -> HostState {
-        HostState {
-            wasi,
-            http: WasiHttpCtx::new(),
-            outbound: OutboundCtx::default(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(memory_limit),
+    /// State for one invocation of `app.functions[index]`, granting exactly
+    /// what its manifest entry grants.
+    pub fn new(app: &Arc<App>, index: usize, call: CallCtx) -> HostState {
+        let function = &app.functions[index];
+        let log = LogCtx::new(function.id_str.clone(), call.request_id.clone());
+        let mut wasi = WasiCtxBuilder::new();
+        for (k, v) in function.env.iter() {
+            wasi.env(k, v);
         }
+        wasi.stdout(log.stream("stdout"))
+            .stderr(log.stream("stderr"));
+        HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            outbound: OutboundCtx::new(app.clone(), index, call),
+            kv: function.kv.clone(),
+            config: function.config.clone(),
+            log,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(function.limits.memory),
+        }
+    }
+
+    /// The linker every function is checked against: WASI 0.2 (with the
+    /// filesystem, sockets and environment empty unless granted), wasi:http,
+    /// and Nimbus's capabilities.
+    pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+        let mut linker: Linker<HostState> = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        crate::capability::kv::add_to_linker(&mut linker, |s| KvView {
+            ctx: &s.kv,
+            table: &mut s.table,
+        })?;
+        crate::capability::config::add_to_linker(&mut linker, |s| &s.config)?;
+        crate::capability::logging::add_to_linker(&mut linker, |s| &s.log)?;
+        Ok(linker)
     }
 }
 

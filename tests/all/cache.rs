@@ -15,6 +15,10 @@ source = "guest:hello"
 routes = ["/"]
 "#;
 
+fn backend() -> std::sync::Arc<dyn nimbus::backend::KvBackend> {
+    std::sync::Arc::new(nimbus::backend::memory::MemoryBackend::default())
+}
+
 fn cached_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
         .map(|entries| {
@@ -37,13 +41,13 @@ fn compiled_components_are_cached_and_bad_entries_replaced() {
     })
     .unwrap();
 
-    App::load(&runtime, &manifest).unwrap();
+    App::load(&runtime, &manifest, backend()).unwrap();
     let entries = cached_entries(&cache);
     assert_eq!(entries.len(), 1, "{entries:?}");
     let modified = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
 
     // A second load reads the entry instead of writing a new one.
-    App::load(&runtime, &manifest).unwrap();
+    App::load(&runtime, &manifest, backend()).unwrap();
     assert_eq!(cached_entries(&cache), entries);
     assert_eq!(
         std::fs::metadata(&entries[0]).unwrap().modified().unwrap(),
@@ -52,7 +56,7 @@ fn compiled_components_are_cached_and_bad_entries_replaced() {
 
     // A corrupt entry is recompiled and rewritten.
     std::fs::write(&entries[0], b"not a compiled component").unwrap();
-    App::load(&runtime, &manifest).unwrap();
+    App::load(&runtime, &manifest, backend()).unwrap();
     assert_ne!(
         std::fs::read(&entries[0]).unwrap(),
         b"not a compiled component"

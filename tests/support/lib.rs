@@ -5,6 +5,8 @@
 //! replaces that with the path of `functions/NAME`'s compiled component.
 
 use nimbus::app::App;
+use nimbus::backend::KvBackend;
+use nimbus::backend::embedded::EmbeddedBackend;
 use nimbus::engine::{Runtime, RuntimeConfig};
 use nimbus::manifest::Manifest;
 use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
@@ -69,7 +71,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestApp {
@@ -80,11 +82,23 @@ impl TestApp {
 
     /// Starts a server with explicit options.
     pub async fn start_with(manifest: &str, options: ServeOptions) -> TestApp {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), manifest, options).await
+    }
+
+    /// Starts a server for `manifest` written into `dir`, with its state in
+    /// `dir/.nimbus`: starting again in the same folder is a restart.
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        manifest: &str,
+        options: ServeOptions,
+    ) -> TestApp {
         let file = write_manifest(dir.path(), manifest);
         let manifest = Manifest::load(&file).expect("manifest loads");
+        let backend: Arc<dyn KvBackend> = Arc::new(
+            EmbeddedBackend::open(&dir.path().join(".nimbus/state.redb")).expect("state opens"),
+        );
         let runtime = runtime();
-        let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest))
+        let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backend))
             .await
             .expect("load task")
             .expect("app loads");
@@ -102,7 +116,7 @@ impl TestApp {
             client: client(),
             shutdown: Some(tx),
             server: Some(server),
-            _dir: dir,
+            dir,
         }
     }
 
@@ -118,6 +132,16 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// Stops the server gracefully, waits for it, and hands back its folder.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.begin_shutdown()
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
     }
 
     /// Starts a graceful shutdown and returns the server task.

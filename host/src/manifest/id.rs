@@ -39,6 +39,39 @@ impl<'de> Deserialize<'de> for FunctionId {
     }
 }
 
+/// A key-value store name: the same rules as a function id.
+///
+/// Example: `catalog`, `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoreName(Box<str>);
+
+impl StoreName {
+    /// Checks `s` against the naming rules.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        validate_id(s)
+            .map(|()| Self(s.into()))
+            .map_err(|e| e.replacen("invalid id", "invalid store name", 1))
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StoreName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        StoreName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The same rules as a function id: app names end up in paths and metric labels.
 pub(crate) fn validate_id(s: &str) -> Result<(), String> {
     let problem = if s.is_empty() {

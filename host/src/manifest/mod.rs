@@ -9,11 +9,13 @@
 //!    several keys (two functions claiming one route).
 
 mod id;
+mod outbound;
 mod route;
 pub mod schema;
 mod units;
 
-pub use id::{FunctionId, MAX_ID_LEN};
+pub use id::{FunctionId, MAX_ID_LEN, StoreName};
+pub use outbound::HostPattern;
 pub use route::{Route, RoutePattern, Segment};
 pub use units::format_bytes;
 
@@ -46,6 +48,17 @@ pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Default request body cap, the same as nginx's `client_max_body_size`.
 pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+
+/// Default longest key-value key: room for a composite key such as
+/// `orders/2026/11/27/<uuid>`, short enough to index cheaply.
+pub const DEFAULT_KV_KEY_SIZE: u64 = 256;
+
+/// Default largest key-value value: a JSON document, not a file store.
+pub const DEFAULT_KV_VALUE_SIZE: u64 = 1024 * 1024;
+
+/// Default time limit per outbound HTTP request: a downstream service that
+/// has not answered in 30 s is down; the caller should fail, not hang.
+pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest memory cap a function may ask for: the pooling allocator
 /// reserves 4 GiB of address space per memory, and wasm32 cannot address more.
@@ -104,6 +117,14 @@ pub struct FunctionSpec {
     pub limits: Limits,
     /// Environment variables the guest sees, in name order.
     pub env: Vec<(String, String)>,
+    /// Key-value stores it may open.
+    pub kv: Vec<StoreName>,
+    /// Functions of the app it may call.
+    pub services: Vec<FunctionId>,
+    /// Outbound HTTP it may make.
+    pub allowed_outbound_hosts: Vec<HostPattern>,
+    /// Configuration values, templates resolved, in key order.
+    pub config: Vec<(String, String)>,
 }
 
 /// A function's build command.
@@ -128,6 +149,12 @@ pub struct Limits {
     pub queue_timeout: Duration,
     /// Request body cap, in bytes.
     pub max_body: u64,
+    /// Longest key-value key, in bytes.
+    pub kv_key_size: u64,
+    /// Largest key-value value, in bytes.
+    pub kv_value_size: u64,
+    /// Time limit per outbound HTTP request.
+    pub outbound_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -138,6 +165,9 @@ impl Default for Limits {
             concurrency: DEFAULT_CONCURRENCY,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
+            kv_key_size: DEFAULT_KV_KEY_SIZE,
+            kv_value_size: DEFAULT_KV_VALUE_SIZE,
+            outbound_timeout: DEFAULT_OUTBOUND_TIMEOUT,
         }
     }
 }
@@ -227,6 +257,7 @@ fn normalize(file: &Path, raw: RawManifest) -> Result<Manifest, ManifestError> {
         functions.push(normalize_function(file, &dir, id, f)?);
     }
     check_route_conflicts(file, &functions)?;
+    check_services(file, &functions)?;
     Ok(Manifest {
         file: file.to_owned(),
         dir,
@@ -266,6 +297,11 @@ fn normalize_function(
         concurrency: l.concurrency.unwrap_or(defaults.concurrency),
         queue_timeout: l.queue_timeout.map_or(defaults.queue_timeout, |d| d.0),
         max_body: l.max_body.map_or(defaults.max_body, |s| s.0),
+        kv_key_size: l.kv_key_size.map_or(defaults.kv_key_size, |s| s.0),
+        kv_value_size: l.kv_value_size.map_or(defaults.kv_value_size, |s| s.0),
+        outbound_timeout: l
+            .outbound_timeout
+            .map_or(defaults.outbound_timeout, |d| d.0),
     };
     if limits.timeout.is_zero() {
         return Err(err("limits.timeout", "must be more than zero".into()));
@@ -302,6 +338,14 @@ fn normalize_function(
             "is only used with `build`; add a build command".into(),
         ));
     }
+    let mut config = Vec::with_capacity(f.config.len());
+    for (key, template) in &f.config {
+        if key.is_empty() {
+            return Err(err("config", "a key is empty".into()));
+        }
+        let value = expand_env(template).map_err(|e| err(&format!("config.{key}"), e))?;
+        config.push((key.clone(), value));
+    }
     let build = f.build.map(|command| BuildSpec {
         command,
         workdir: f
@@ -315,8 +359,60 @@ fn normalize_function(
         routes: f.routes,
         limits,
         env: f.env.into_iter().collect(),
+        kv: f.kv,
+        services: f.services,
+        allowed_outbound_hosts: f.allowed_outbound_hosts,
+        config,
         id,
     })
+}
+
+/// Replaces each `{{ env.NAME }}` in a config value with the host's
+/// environment variable NAME. A variable that is not set is an error now,
+/// at load time, rather than a surprise at the first request.
+fn expand_env(template: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed `{{{{` in `{template}`"))?;
+        let expr = after[..end].trim();
+        let name = expr.strip_prefix("env.").ok_or_else(|| {
+            format!("`{{{{ {expr} }}}}` is not a template Nimbus knows; write `{{{{ env.NAME }}}}`")
+        })?;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("`{name}` is not an environment variable name"));
+        }
+        let value = std::env::var(name)
+            .map_err(|_| format!("needs the environment variable `{name}`, which is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Every function named in `services` must exist in the app.
+fn check_services(file: &Path, functions: &[FunctionSpec]) -> Result<(), ManifestError> {
+    for f in functions {
+        for service in &f.services {
+            if !functions.iter().any(|g| &g.id == service) {
+                let known: Vec<&str> = functions.iter().map(|g| g.id.as_str()).collect();
+                return Err(ManifestError::new(
+                    file,
+                    format!(
+                        "`functions.{}.services`: there is no function `{service}` in this app (functions: {})",
+                        f.id,
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The size of a wasm page: the smallest memory an instance can have.
@@ -442,6 +538,41 @@ routes = ["GET /users/:name"]
         )
         .unwrap_err();
         assert!(err.contains("of function `a`"), "{err}");
+    }
+
+    #[test]
+    fn config_templates_read_the_host_environment() {
+        assert_eq!(expand_env("plain").unwrap(), "plain");
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(expand_env("a{{ env.PATH }}b").unwrap(), format!("a{path}b"));
+        assert_eq!(expand_env("{{env.PATH}}").unwrap(), path);
+        let err = expand_env("{{ env.NIMBUS_SURELY_UNSET_VAR }}").unwrap_err();
+        assert!(
+            err.contains("`NIMBUS_SURELY_UNSET_VAR`, which is not set"),
+            "{err}"
+        );
+        assert!(
+            expand_env("{{ secret.x }}")
+                .unwrap_err()
+                .contains("not a template")
+        );
+        assert!(expand_env("{{ env.X").unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn services_must_exist() {
+        let err = parse(
+            r#"
+version = 1
+[app]
+name = "a"
+[functions.a]
+source = "a.wasm"
+services = ["b"]
+"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("no function `b`"), "{err}");
     }
 
     #[test]

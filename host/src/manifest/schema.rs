@@ -2,7 +2,8 @@
 //!
 //! Nothing here resolves paths or applies defaults; that is [`super::normalize`]'s job.
 
-use super::id::FunctionId;
+use super::id::{FunctionId, StoreName};
+use super::outbound::HostPattern;
 use super::route::Route;
 use super::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
@@ -54,6 +55,22 @@ pub struct RawFunction {
     /// `[functions.<id>.env]`: environment variables the guest sees.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Key-value stores the function may open. Example: `kv = ["catalog"]`.
+    #[serde(default)]
+    pub kv: Vec<StoreName>,
+    /// Other functions of the app it may call as `http://<id>.internal/`.
+    /// Example: `services = ["users"]`.
+    #[serde(default)]
+    pub services: Vec<FunctionId>,
+    /// Outbound HTTP it may make, as `scheme://host:port` patterns with `*`.
+    /// Example: `allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:*"]`.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<HostPattern>,
+    /// `[functions.<id>.config]`: values the guest reads through `wasi:config`;
+    /// `{{ env.NAME }}` is replaced by the host's environment variable.
+    /// Example: `signing_key = "{{ env.SHOP_SIGNING_KEY }}"`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
 
 /// `[functions.<id>.limits]`; every key is optional.
@@ -70,4 +87,10 @@ pub struct RawLimits {
     pub queue_timeout: Option<HumanDuration>,
     /// Request body cap. Example: `max_body = "1MiB"`.
     pub max_body: Option<ByteSize>,
+    /// Longest key-value key. Example: `kv_key_size = "256B"`.
+    pub kv_key_size: Option<ByteSize>,
+    /// Largest key-value value. Example: `kv_value_size = "1MiB"`.
+    pub kv_value_size: Option<ByteSize>,
+    /// Time limit for each outbound HTTP request. Example: `outbound_timeout = "10s"`.
+    pub outbound_timeout: Option<HumanDuration>,
 }

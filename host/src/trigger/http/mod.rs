@@ -12,7 +12,8 @@ pub use error::HttpError;
 pub use server::{DEFAULT_GRACE, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve};
 
 use crate::app::App;
-use crate::executor;
+use crate::executor::{self, CallCtx};
+use crate::manifest::FunctionId;
 use bytes::Bytes;
 use error::full;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
@@ -39,6 +40,8 @@ pub const HEADER_FUNCTION: HeaderName = HeaderName::from_static("x-nimbus-functi
 pub const HEADER_ROUTE: HeaderName = HeaderName::from_static("x-nimbus-route");
 /// For a `/...` route, the part of the path the wildcard matched.
 pub const HEADER_PATH_INFO: HeaderName = HeaderName::from_static("x-nimbus-path-info");
+/// For a service call, the calling function's id.
+pub const HEADER_CALLER: HeaderName = HeaderName::from_static("x-nimbus-caller");
 /// The caller's `ip:port`.
 pub const HEADER_CLIENT_ADDR: HeaderName = HeaderName::from_static("x-nimbus-client-addr");
 /// Followed by a parameter name: that parameter's value, as in the URL.
@@ -105,115 +108,23 @@ impl HttpTrigger {
         conn: ConnInfo,
         request_id: &str,
     ) -> Result<(Response<HyperOutgoingBody>, &str), HttpError> {
-        let path = req.uri().path();
+        let path = req.uri().path().to_owned();
         if let Some(endpoint) = path.strip_prefix(WELL_KNOWN_PREFIX) {
-            return self.well_known(endpoint).map(|r| (r, "-"));
+            return self.well_known(req.method(), endpoint).map(|r| (r, "-"));
         }
-        let (target, params, path_info) = match self.app.router.route(req.method(), path) {
-            Match::Found {
-                target,
-                params,
-                path_info,
-            } => (target, params, path_info),
-            Match::MethodNotAllowed { allow } => {
-                return Err(HttpError::MethodNotAllowed {
-                    method: req.method().clone(),
-                    allow,
-                });
-            }
-            Match::NotFound => {
-                return Err(HttpError::NotFound {
-                    method: req.method().clone(),
-                    path: path.to_owned(),
-                });
-            }
-        };
-        let function = &self.app.functions[target.function];
-        let max_body = function.limits.max_body;
-
-        // Build the guest's header set: the caller's, minus anything that
-        // pretends to come from Nimbus, plus what Nimbus knows.
-        let mut guest_headers = HeaderMap::with_capacity(req.headers().len() + 4 + params.len());
-        for (name, value) in req.headers() {
-            if !name.as_str().starts_with(NIMBUS_HEADER_PREFIX) {
-                guest_headers.append(name.clone(), value.clone());
-            }
-        }
-        let bad =
-            |what: &str| HttpError::BadRequest(format!("{what} cannot be passed to the function"));
-        guest_headers.insert(
-            HEADER_FUNCTION,
-            HeaderValue::from_str(function.id.as_str()).map_err(|_| bad("function id"))?,
-        );
-        guest_headers.insert(
-            HEADER_ROUTE,
-            HeaderValue::from_str(&target.pattern).map_err(|_| bad("route"))?,
-        );
-        guest_headers.insert(
-            HEADER_CLIENT_ADDR,
-            HeaderValue::from_str(&conn.client.to_string()).map_err(|_| bad("client address"))?,
-        );
-        for (name, value) in &params {
-            let header = HeaderName::try_from(format!("{HEADER_PARAM_PREFIX}{name}"))
-                .map_err(|_| bad("parameter name"))?;
-            let value = HeaderValue::from_str(value).map_err(|_| bad("path parameter"))?;
-            guest_headers.insert(header, value);
-        }
-        if let Some(info) = path_info {
-            guest_headers.insert(
-                HEADER_PATH_INFO,
-                HeaderValue::from_str(&info).map_err(|_| bad("path"))?,
-            );
-        }
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            guest_headers.insert(REQUEST_ID, v);
-        }
-        if req.uri().authority().is_none() && !guest_headers.contains_key(HOST) {
-            // HTTP/1.0 callers may omit Host; wasi:http needs an authority.
-            if let Ok(v) = HeaderValue::from_str(&conn.local.to_string()) {
-                guest_headers.insert(HOST, v);
-            }
-        }
-
-        let declared_len = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared_len.is_some_and(|n| n > max_body) {
-            return Err(HttpError::PayloadTooLarge { limit: max_body });
-        }
-
-        let (mut parts, body) = req.into_parts();
-        parts.headers = guest_headers;
-        let function_id = function.id.as_str();
-        let invocation_error = |error| HttpError::Invocation {
-            function: function_id.to_owned(),
-            error,
-        };
-        let response = if declared_len.is_some() {
-            // hyper holds the body to its declared length, already checked.
-            let body = Limited::new(body, max_body as usize)
-                .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None));
-            executor::invoke_http(function, Request::from_parts(parts, body)).await
-        } else {
-            // No declared length (chunked): read up to the cap first, so an
-            // oversized body is a clean 413 before any guest code runs.
-            let body = match Limited::new(body, max_body as usize).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Err(HttpError::PayloadTooLarge { limit: max_body });
-                }
-                Err(e) => return Err(HttpError::BadRequest(format!("reading the body: {e}"))),
-            };
-            let body = http_body_util::Full::new(body)
-                .map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
-            executor::invoke_http(function, Request::from_parts(parts, body)).await
-        };
-        response.map(|r| (r, function_id)).map_err(invocation_error)
+        let routed = route(&self.app.router, req.method(), &path)?;
+        let index = routed.target.function;
+        let call = CallCtx::new(request_id, index);
+        let response =
+            invoke_routed(&self.app, index, routed, req, Origin::Client(conn), call).await?;
+        Ok((response, self.app.functions[index].id.as_str()))
     }
 
-    fn well_known(&self, endpoint: &str) -> Result<Response<HyperOutgoingBody>, HttpError> {
+    fn well_known(
+        &self,
+        method: &http::Method,
+        endpoint: &str,
+    ) -> Result<Response<HyperOutgoingBody>, HttpError> {
         match endpoint {
             "health" => {
                 let body = serde_json::json!({
@@ -229,10 +140,204 @@ impl HttpTrigger {
                 Ok(response)
             }
             _ => Err(HttpError::NotFound {
-                method: http::Method::GET,
+                method: method.clone(),
                 path: format!("{WELL_KNOWN_PREFIX}{endpoint}"),
             }),
         }
+    }
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A caller over the network.
+    Client(ConnInfo),
+    /// Another function of the app, by id.
+    Service(&'a str),
+}
+
+/// A request matched to a route.
+struct Routed<'r, 'p> {
+    target: &'r router::Target,
+    params: Vec<(&'r str, &'p str)>,
+    path_info: Option<String>,
+}
+
+/// Routes `path`, turning a miss into the gateway's error.
+fn route<'r, 'p>(
+    router: &'r router::Router,
+    method: &http::Method,
+    path: &'p str,
+) -> Result<Routed<'r, 'p>, HttpError> {
+    match router.route(method, path) {
+        Match::Found {
+            target,
+            params,
+            path_info,
+        } => Ok(Routed {
+            target,
+            params,
+            path_info,
+        }),
+        Match::MethodNotAllowed { allow } => Err(HttpError::MethodNotAllowed {
+            method: method.clone(),
+            allow,
+        }),
+        Match::NotFound => Err(HttpError::NotFound {
+            method: method.clone(),
+            path: path.to_owned(),
+        }),
+    }
+}
+
+/// A service call from `caller` to `app.functions[callee]`, in-process: the
+/// callee's own routes pick the handler, its limits apply, and any failure
+/// becomes the same error response a network caller would get.
+pub async fn call_service(
+    app: &Arc<App>,
+    callee: usize,
+    request: Request<wasmtime_wasi_http::WasiBody>,
+    caller: &FunctionId,
+    call: CallCtx,
+) -> Response<HyperOutgoingBody> {
+    let function = &app.functions[callee];
+    let path = request.uri().path().to_owned();
+    let result = match route(&function.routes, request.method(), &path) {
+        Ok(routed) => {
+            let origin = Origin::Service(caller.as_str());
+            invoke_routed(app, callee, routed, request, origin, call.clone()).await
+        }
+        Err(e) => Err(e),
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            if let HttpError::Invocation { function, error } = &e {
+                log_invocation_error(function, &call.request_id, error);
+            }
+            e.into_response(&call.request_id)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&call.request_id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}
+
+/// Runs a routed request through `app.functions[index]`: the guest's
+/// `x-nimbus-*` headers, the body cap, then the executor.
+async fn invoke_routed<B>(
+    app: &Arc<App>,
+    index: usize,
+    routed: Routed<'_, '_>,
+    req: Request<B>,
+    origin: Origin<'_>,
+    call: CallCtx,
+) -> Result<Response<HyperOutgoingBody>, HttpError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let function = &app.functions[index];
+    let max_body = function.limits.max_body;
+
+    // Build the guest's header set: the caller's, minus anything that
+    // pretends to come from Nimbus, plus what Nimbus knows.
+    let Routed {
+        target,
+        params,
+        path_info,
+    } = routed;
+    let mut guest_headers = HeaderMap::with_capacity(req.headers().len() + 4 + params.len());
+    for (name, value) in req.headers() {
+        if !name.as_str().starts_with(NIMBUS_HEADER_PREFIX) {
+            guest_headers.append(name.clone(), value.clone());
+        }
+    }
+    let bad =
+        |what: &str| HttpError::BadRequest(format!("{what} cannot be passed to the function"));
+    guest_headers.insert(
+        HEADER_FUNCTION,
+        HeaderValue::from_str(function.id.as_str()).map_err(|_| bad("function id"))?,
+    );
+    guest_headers.insert(
+        HEADER_ROUTE,
+        HeaderValue::from_str(&target.pattern).map_err(|_| bad("route"))?,
+    );
+    match origin {
+        Origin::Client(conn) => {
+            guest_headers.insert(
+                HEADER_CLIENT_ADDR,
+                HeaderValue::from_str(&conn.client.to_string())
+                    .map_err(|_| bad("client address"))?,
+            );
+            if req.uri().authority().is_none() && !guest_headers.contains_key(HOST) {
+                // HTTP/1.0 callers may omit Host; wasi:http needs an authority.
+                if let Ok(v) = HeaderValue::from_str(&conn.local.to_string()) {
+                    guest_headers.insert(HOST, v);
+                }
+            }
+        }
+        Origin::Service(caller) => {
+            guest_headers.insert(
+                HEADER_CALLER,
+                HeaderValue::from_str(caller).map_err(|_| bad("caller"))?,
+            );
+        }
+    }
+    for (name, value) in &params {
+        let header = HeaderName::try_from(format!("{HEADER_PARAM_PREFIX}{name}"))
+            .map_err(|_| bad("parameter name"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| bad("path parameter"))?;
+        guest_headers.insert(header, value);
+    }
+    if let Some(info) = path_info {
+        guest_headers.insert(
+            HEADER_PATH_INFO,
+            HeaderValue::from_str(&info).map_err(|_| bad("path"))?,
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&call.request_id) {
+        guest_headers.insert(REQUEST_ID, v);
+    }
+
+    let declared_len = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > max_body) {
+        return Err(HttpError::PayloadTooLarge { limit: max_body });
+    }
+
+    let (mut parts, body) = req.into_parts();
+    parts.headers = guest_headers;
+    let invocation_error = |error| HttpError::Invocation {
+        function: function.id.to_string(),
+        error,
+    };
+    if declared_len.is_some() {
+        // The declared length was checked; the cap still guards the stream.
+        let body = Limited::new(body, max_body as usize)
+            .map_err(move |_| wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)));
+        executor::invoke_http(app, index, Request::from_parts(parts, body), call)
+            .await
+            .map_err(invocation_error)
+    } else {
+        // No declared length (chunked): read up to the cap first, so an
+        // oversized body is a clean 413 before any guest code runs.
+        let body = match Limited::new(body, max_body as usize).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(HttpError::PayloadTooLarge { limit: max_body });
+            }
+            Err(e) => return Err(HttpError::BadRequest(format!("reading the body: {e}"))),
+        };
+        let body = http_body_util::Full::new(body)
+            .map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
+        executor::invoke_http(app, index, Request::from_parts(parts, body), call)
+            .await
+            .map_err(invocation_error)
     }
 }
 

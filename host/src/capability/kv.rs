@@ -1,0 +1,315 @@
+//! Key-value stores (`wasi:keyvalue@0.2.0-draft2` and `nimbus:function/keyvalue-ext`).
+//!
+//! A function may open only the stores its manifest lists in `kv`; anything
+//! else is `access-denied`. Stores are namespaced by app, so two apps never
+//! share data. Keys and values are checked against the function's limits
+//! before they reach the backend.
+
+use super::bindings::nimbus::function::keyvalue_ext;
+use super::bindings::wasi::keyvalue::{atomics, store};
+use crate::backend::{BackendError, KvBackend, Namespace};
+use crate::manifest::{StoreName, format_bytes};
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable, ResourceTableError};
+
+/// Keys per `list-keys` page: large enough that most listings are one call,
+/// small enough that a page of 256-byte keys stays well under a megabyte.
+pub const LIST_PAGE_SIZE: usize = 1_000;
+
+/// Per-function key-value policy and the backend it uses.
+#[derive(Clone)]
+pub struct KvCtx {
+    backend: Arc<dyn KvBackend>,
+    app: Arc<str>,
+    allowed: Arc<[StoreName]>,
+    max_key: u64,
+    max_value: u64,
+}
+
+impl KvCtx {
+    /// A context granting `allowed` stores of `app` in `backend`.
+    pub fn new(
+        backend: Arc<dyn KvBackend>,
+        app: &str,
+        allowed: &[StoreName],
+        max_key: u64,
+        max_value: u64,
+    ) -> KvCtx {
+        KvCtx {
+            backend,
+            app: app.into(),
+            allowed: allowed.into(),
+            max_key,
+            max_value,
+        }
+    }
+}
+
+/// An open store, the host side of `bucket`.
+pub struct Bucket {
+    ns: Namespace,
+}
+
+/// A compare-and-swap handle, the host side of `cas`.
+pub struct Cas {
+    ns: Namespace,
+    key: String,
+    current: Option<Vec<u8>>,
+}
+
+/// The host side of `wasi:keyvalue/store.error`.
+#[derive(Debug)]
+pub enum KvError {
+    /// The store was not granted.
+    AccessDenied,
+    /// Anything else, explained.
+    Other(String),
+    /// A host failure that should trap the guest.
+    Trap(wasmtime::Error),
+}
+
+impl From<BackendError> for KvError {
+    fn from(e: BackendError) -> Self {
+        KvError::Other(e.to_string())
+    }
+}
+
+impl From<ResourceTableError> for KvError {
+    fn from(e: ResourceTableError) -> Self {
+        KvError::Trap(e.into())
+    }
+}
+
+/// How the key-value interfaces find their state in the store data.
+pub struct KvView<'a> {
+    /// The policy and backend.
+    pub ctx: &'a KvCtx,
+    /// The instance's resource table.
+    pub table: &'a mut ResourceTable,
+}
+
+struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvView<'a>;
+}
+
+/// Adds the key-value interfaces to `linker`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<T, HasKv>(linker, view)?;
+    atomics::add_to_linker::<T, HasKv>(linker, view)?;
+    keyvalue_ext::add_to_linker::<T, HasKv>(linker, view)?;
+    Ok(())
+}
+
+impl KvView<'_> {
+    fn check_key(&self, key: &str) -> Result<(), KvError> {
+        if key.is_empty() {
+            return Err(KvError::Other("the key is empty".into()));
+        }
+        if key.len() as u64 > self.ctx.max_key {
+            return Err(KvError::Other(format!(
+                "too large: the key is {} bytes; the limit is {} (limits.kv_key_size)",
+                key.len(),
+                format_bytes(self.ctx.max_key)
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), KvError> {
+        if value.len() as u64 > self.ctx.max_value {
+            return Err(KvError::Other(format!(
+                "too large: the value is {}; the limit is {} (limits.kv_value_size)",
+                format_bytes(value.len() as u64),
+                format_bytes(self.ctx.max_value)
+            )));
+        }
+        Ok(())
+    }
+
+    fn ns(&self, bucket: &Resource<Bucket>) -> Result<Namespace, KvError> {
+        Ok(self.table.get(bucket)?.ns.clone())
+    }
+
+    async fn page(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        prefix: &str,
+        cursor: Option<String>,
+    ) -> Result<store::KeyResponse, KvError> {
+        let ns = self.ns(bucket)?;
+        let page = self
+            .ctx
+            .backend
+            .list(&ns, prefix, cursor.as_deref(), LIST_PAGE_SIZE)
+            .await?;
+        let cursor = if page.more {
+            page.keys.last().cloned()
+        } else {
+            None
+        };
+        Ok(store::KeyResponse {
+            keys: page.keys,
+            cursor,
+        })
+    }
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+        if !self.ctx.allowed.iter().any(|s| s.as_str() == identifier) {
+            tracing::debug!(store = identifier, "key-value store not granted");
+            return Err(KvError::AccessDenied);
+        }
+        let ns = Namespace {
+            app: self.ctx.app.to_string(),
+            store: identifier,
+        };
+        Ok(self.table.push(Bucket { ns })?)
+    }
+
+    fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
+        match err {
+            KvError::AccessDenied => Ok(store::Error::AccessDenied),
+            KvError::Other(message) => Ok(store::Error::Other(message)),
+            KvError::Trap(e) => Err(e),
+        }
+    }
+}
+
+impl store::HostBucket for KvView<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        self.check_key(&key)?;
+        let ns = self.ns(&bucket)?;
+        Ok(self.ctx.backend.get(&ns, &key).await?)
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvError> {
+        self.check_key(&key)?;
+        self.check_value(&value)?;
+        let ns = self.ns(&bucket)?;
+        Ok(self.ctx.backend.set(&ns, &key, &value).await?)
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KvError> {
+        self.check_key(&key)?;
+        let ns = self.ns(&bucket)?;
+        Ok(self.ctx.backend.delete(&ns, &key).await?)
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, KvError> {
+        self.check_key(&key)?;
+        let ns = self.ns(&bucket)?;
+        Ok(self.ctx.backend.exists(&ns, &key).await?)
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<String>,
+    ) -> Result<store::KeyResponse, KvError> {
+        self.page(&bucket, "", cursor).await
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl keyvalue_ext::Host for KvView<'_> {
+    async fn list_keys_with_prefix(
+        &mut self,
+        bucket: Resource<Bucket>,
+        prefix: String,
+        cursor: Option<String>,
+    ) -> Result<store::KeyResponse, KvError> {
+        self.page(&bucket, &prefix, cursor).await
+    }
+}
+
+impl atomics::Host for KvView<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, KvError> {
+        self.check_key(&key)?;
+        let ns = self.ns(&bucket)?;
+        Ok(self.ctx.backend.increment(&ns, &key, delta).await?)
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        if let Err(e) = self.check_value(&value) {
+            self.table.delete(cas)?;
+            return Ok(Err(atomics::CasError::StoreError(self.convert(e)?)));
+        }
+        let handle = self.table.delete(cas)?;
+        match self
+            .ctx
+            .backend
+            .compare_and_swap(&handle.ns, &handle.key, handle.current.as_deref(), &value)
+            .await
+        {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => {
+                // Hand back a fresh handle holding the value as it is now.
+                let current = match self.ctx.backend.get(&handle.ns, &handle.key).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return Ok(Err(atomics::CasError::StoreError(self.convert(e.into())?)));
+                    }
+                };
+                let fresh = self.table.push(Cas { current, ..handle })?;
+                Ok(Err(atomics::CasError::CasFailed(fresh)))
+            }
+            Err(e) => Ok(Err(atomics::CasError::StoreError(self.convert(e.into())?))),
+        }
+    }
+}
+
+impl KvView<'_> {
+    fn convert(&mut self, e: KvError) -> wasmtime::Result<store::Error> {
+        <Self as store::Host>::convert_error(self, e)
+    }
+}
+
+impl atomics::HostCas for KvView<'_> {
+    async fn new(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Resource<Cas>, KvError> {
+        self.check_key(&key)?;
+        let ns = self.ns(&bucket)?;
+        let current = self.ctx.backend.get(&ns, &key).await?;
+        Ok(self.table.push(Cas { ns, key, current })?)
+    }
+
+    async fn current(&mut self, cas: Resource<Cas>) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.table.get(&cas)?.current.clone())
+    }
+
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! Guest logs: `wasi:logging` calls and the guest's stdout and stderr go to
+//! the host's tracing output, tagged with the function and request id.
+
+use super::bindings::wasi::logging::logging::{self, Level};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime::component::{HasData, Linker};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// Longest log line kept; longer lines are cut, so a guest cannot make the
+/// host buffer without bound.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Who is logging.
+#[derive(Clone)]
+pub struct LogCtx {
+    function: Arc<str>,
+    request_id: Arc<str>,
+}
+
+impl LogCtx {
+    /// Logs of `function` while it serves `request_id`.
+    pub fn new(function: Arc<str>, request_id: Arc<str>) -> LogCtx {
+        LogCtx {
+            function,
+            request_id,
+        }
+    }
+
+    /// A stream for the guest's stdout or stderr.
+    pub fn stream(&self, name: &'static str) -> LogStream {
+        LogStream {
+            ctx: self.clone(),
+            name,
+        }
+    }
+}
+
+struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = &'a LogCtx;
+}
+
+/// Adds `wasi:logging/logging` to `linker`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> &LogCtx,
+) -> wasmtime::Result<()> {
+    logging::add_to_linker::<T, HasLog>(linker, view)
+}
+
+impl logging::Host for &LogCtx {
+    async fn log(
+        &mut self,
+        level: Level,
+        context: String,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        let message = truncate(&message);
+        let (function, request_id) = (&*self.function, &*self.request_id);
+        match level {
+            Level::Trace => {
+                tracing::trace!(target: "guest", function, request_id, context, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "guest", function, request_id, context, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "guest", function, request_id, context, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "guest", function, request_id, context, "{message}")
+            }
+            Level::Error | Level::Critical => {
+                tracing::error!(target: "guest", function, request_id, context, "{message}")
+            }
+        }
+        Ok(())
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    if s.len() <= MAX_LINE {
+        return s;
+    }
+    let mut end = MAX_LINE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The guest's stdout or stderr, logged line by line at info level.
+pub struct LogStream {
+    ctx: LogCtx,
+    name: &'static str,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            ctx: self.ctx.clone(),
+            name: self.name,
+            line: Vec::new(),
+        })
+    }
+}
+
+struct LineWriter {
+    ctx: LogCtx,
+    name: &'static str,
+    line: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit(&mut self) {
+        let text = String::from_utf8_lossy(&self.line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        tracing::info!(
+            target: "guest",
+            function = &*self.ctx.function,
+            request_id = &*self.ctx.request_id,
+            stream = self.name,
+            "{text}"
+        );
+        self.line.clear();
+    }
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        for &b in buf {
+            if self.line.len() < MAX_LINE {
+                self.line.push(b);
+            }
+            if b == b'\n' {
+                self.emit();
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+    }
+}
