@@ -45,7 +45,7 @@ fn invoke(c: &mut Criterion) {
                         .map_err(|never| -> wasmtime_wasi_http::Error { match never {} }),
                 )
                 .unwrap();
-            let call = nimbus::executor::CallCtx::new("bench", 0);
+            let call = nimbus::executor::CallCtx::new("bench", None, 0);
             let response = nimbus::executor::invoke_http(&app, 0, request, call)
                 .await
                 .unwrap();

@@ -76,15 +76,18 @@ pub enum InvocationError {
 pub struct CallCtx {
     /// The request id, shared by every call the request causes.
     pub request_id: Arc<str>,
+    /// The W3C `traceparent` of the incoming request, if it had one.
+    pub traceparent: Option<Arc<str>>,
     /// Indices of the functions in the call chain, outermost first, this one last.
     pub chain: Arc<[usize]>,
 }
 
 impl CallCtx {
     /// The context of a request from outside that `function` serves.
-    pub fn new(request_id: &str, function: usize) -> CallCtx {
+    pub fn new(request_id: &str, traceparent: Option<&str>, function: usize) -> CallCtx {
         CallCtx {
             request_id: request_id.into(),
+            traceparent: traceparent.map(Into::into),
             chain: Arc::new([function]),
         }
     }
@@ -95,6 +98,7 @@ impl CallCtx {
         chain.push(callee);
         CallCtx {
             request_id: self.request_id.clone(),
+            traceparent: self.traceparent.clone(),
             chain: chain.into(),
         }
     }

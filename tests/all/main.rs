@@ -2,9 +2,14 @@
 //! port 0, with real components compiled from `functions/`.
 
 mod cache;
+mod config;
 mod golden;
 mod guests;
+mod kv;
 mod limits;
+mod logs;
+mod outbound;
 mod routing;
 mod sandbox;
+mod services;
 mod shutdown;

@@ -175,3 +175,55 @@ pub async fn json(response: reqwest::Response) -> serde_json::Value {
     let text = response.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// Log output of this test process, as JSON lines.
+#[derive(Clone)]
+pub struct Logs {
+    buffer: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Logs {
+    /// Every line logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&buffer)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once per process) a JSON tracing subscriber that keeps every
+/// line at info level and above, and returns a handle to read them. Tests
+/// find their own lines by a request id of their own.
+pub fn captured_logs() -> Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs {
+            buffer: Arc::default(),
+        };
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("info")
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("no other subscriber in the test process");
+        logs
+    })
+    .clone()
+}

@@ -92,10 +92,15 @@ impl OutboundCtx {
             );
             return Box::new(async { Err(HttpError::LoopDetected) });
         }
+        let headers = request.headers_mut();
         if let Ok(id) = HeaderValue::from_str(&self.call.request_id) {
-            request
-                .headers_mut()
-                .insert(crate::trigger::http::REQUEST_ID, id);
+            headers.insert(crate::trigger::http::REQUEST_ID, id);
+        }
+        if let Some(tp) = &self.call.traceparent
+            && !headers.contains_key(crate::trigger::http::TRACEPARENT)
+            && let Ok(tp) = HeaderValue::from_str(tp)
+        {
+            headers.insert(crate::trigger::http::TRACEPARENT, tp);
         }
         let app = self.app.clone();
         let call = self.call.calling(callee);

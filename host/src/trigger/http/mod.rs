@@ -47,6 +47,12 @@ pub const HEADER_CLIENT_ADDR: HeaderName = HeaderName::from_static("x-nimbus-cli
 /// Followed by a parameter name: that parameter's value, as in the URL.
 pub const HEADER_PARAM_PREFIX: &str = "x-nimbus-param-";
 
+/// The W3C trace context header, passed along service calls.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// A W3C `traceparent` is 55 characters; anything much longer is not one.
+const MAX_TRACEPARENT_LEN: usize = 128;
+
 /// Longest caller-supplied request id we keep; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -114,7 +120,12 @@ impl HttpTrigger {
         }
         let routed = route(&self.app.router, req.method(), &path)?;
         let index = routed.target.function;
-        let call = CallCtx::new(request_id, index);
+        let traceparent = req
+            .headers()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= MAX_TRACEPARENT_LEN);
+        let call = CallCtx::new(request_id, traceparent, index);
         let response =
             invoke_routed(&self.app, index, routed, req, Origin::Client(conn), call).await?;
         Ok((response, self.app.functions[index].id.as_str()))
