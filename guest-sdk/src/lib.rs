@@ -1,156 +1,233 @@
-//! The Nimbus guest SDK.
-//!
-//! Nimbus runs standard `wasi:http/incoming-handler` components, so any
-//! wasi:http toolchain works (the `wasip2` crate, `wstd`, Spin's SDK). What
-//! Nimbus adds reaches the guest as request headers, and this crate reads
-//! them: which function and route matched, the path parameters, the part of
-//! the path a `/...` route matched, the caller's address and the request id.
+//! Write Nimbus functions as ordinary Rust web handlers.
 //!
 //! ```
-//! use nimbus_sdk::RequestInfo;
-//!
-//! // In a handler, pass the request's headers as (name, value) pairs.
-//! let headers = [
-//!     ("x-nimbus-route", &b"/hello/:name"[..]),
-//!     ("x-nimbus-param-name", &b"J%C3%BCrgen"[..]),
-//!     ("x-request-id", &b"req-1"[..]),
-//! ];
-//! let info = RequestInfo::from_headers(headers);
-//! assert_eq!(info.param("name"), Some("Jürgen"));
-//! assert_eq!(info.route.as_deref(), Some("/hello/:name"));
-//! assert_eq!(info.request_id.as_deref(), Some("req-1"));
+//! use nimbus_sdk::{http_handler, Request, RequestExt};
+//! #[http_handler]
+//! fn hello(req: Request) -> String {
+//!     format!("Hello, {}!\n", req.param("name").unwrap_or_else(|| "world".into()))
+//! }
+//! # fn main() {}
 //! ```
 //!
-//! The full SDK (handler macros, key-value, config, logging, service calls)
-//! grows here; the header contract below is stable.
+//! Build it as a `cdylib` for `wasm32-wasip2`, list it in `nimbus.toml` with a
+//! route such as `GET /hello/:name`, and `nimbus up` serves it:
+//!
+//! ```toml
+//! # Cargo.toml
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! nimbus-sdk = { path = "../../guest-sdk" }
+//! ```
+//!
+//! ```sh
+//! cargo build --release --target wasm32-wasip2
+//! ```
+//!
+//! The component exports the standard `wasi:http/incoming-handler`, so it also
+//! runs on any other wasi:http host; only the [`kv`], [`config`] and [`log`]
+//! calls need Nimbus (or a host with the same interfaces).
+//!
+//! # A guided tour
+//!
+//! **The handler.** [`#[http_handler]`](http_handler) turns one free function,
+//! sync or `async`, into the component's export. Each request runs in a fresh
+//! instance, so a handler needs no shared state and no cleanup. It takes
+//! nothing, a [`Request`], or anything else [`FromRequest`] (such as
+//! [`Json<T>`]); it returns anything [`IntoResponse`]: text, bytes, [`Json`],
+//! a [`StatusCode`], `(StatusCode, T)`, an `http::Response`, or a `Result` of
+//! those with [`Error`], which renders as the same JSON error body the host uses.
+//!
+//! ```
+//! use nimbus_sdk::{Error, Json, Request, RequestExt, StatusCode, http_handler, kv};
+//!
+//! #[derive(serde::Deserialize, serde::Serialize)]
+//! struct Cart {
+//!     items: Vec<String>,
+//! }
+//!
+//! #[http_handler]
+//! fn carts(req: Request) -> Result<(StatusCode, Json<Cart>), Error> {
+//!     let user = req.param("user").ok_or_else(|| Error::bad_request("no user"))?;
+//!     let store = kv::Store::open("carts")?;
+//!     match req.method().as_str() {
+//!         "PUT" => {
+//!             let cart: Cart = req.json()?; // bad JSON: a 400 with serde's message
+//!             store.set_json(&user, &cart)?;
+//!             Ok((StatusCode::CREATED, Json(cart)))
+//!         }
+//!         _ => {
+//!             let cart = store
+//!                 .get_json(&user)?
+//!                 .ok_or_else(|| Error::not_found(format!("no cart for {user}")))?;
+//!             Ok((StatusCode::OK, Json(cart)))
+//!         }
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! **Reading the request.** [`RequestExt`] adds [`json`](RequestExt::json),
+//! [`text`](RequestExt::text), [`param`](RequestExt::param) (route parameters,
+//! decoded), [`query`](RequestExt::query), [`request_id`](RequestExt::request_id)
+//! and [`info`](RequestExt::info) (everything in the `x-nimbus-*` headers, as a
+//! [`RequestInfo`]).
+//!
+//! **Host capabilities**, each denied unless the function's manifest grants it:
+//!
+//! - [`kv`]: key-value stores, with atomic increment and compare-and-swap;
+//! - [`config`]: configuration values;
+//! - [`log`] and the [`info!`]-style macros: the host's structured log;
+//! - [`http`]: outbound HTTP requests to allowed hosts;
+//! - [`service`]: calls to other functions of the app, in-process.
+//!
+//! Every call is synchronous: it blocks the instance (and only it) until the
+//! host answers. `async` handlers are run by a tiny `block_on` that polls the
+//! future until it is ready; since nothing in this SDK ever returns
+//! `Poll::Pending`, an `async fn` handler behaves exactly like a sync one.
+//!
+//! # Layout
+//!
+//! | module (file) | what |
+//! |---|---|
+//! | `request`, `response`, `error` | the handler's types, at the crate root: [`Request`], [`RequestExt`], [`FromRequest`], [`IntoResponse`], [`Json`], [`Error`] |
+//! | `runtime` | the glue the macro expands to: wasi:http in, handler, wasi:http out; `block_on` |
+//! | [`kv`], [`config`], [`log`] | host capabilities over the `nimbus:function/imports` world in `guest-sdk/wit/` |
+//! | [`http`], [`service`] | outbound requests over `wasi:http/outgoing-handler` (from the `wasip2` crate) |
+//! | `bindings` | generated by `wit-bindgen` at build time; private, none of its types appear in this API |
+//! | `info` | the `x-nimbus-*` header contract: [`RequestInfo`] and the `HEADER_*` constants |
+//!
+//! The attribute macro lives in the `nimbus-sdk-macros` crate (`guest-sdk/macros/`)
+//! and is re-exported here; the code it generates names only `::nimbus_sdk` paths.
 
 #![deny(missing_docs)]
 
-/// Headers with this prefix come from Nimbus only; callers' are dropped.
-pub const HEADER_PREFIX: &str = "x-nimbus-";
-/// The id of the function handling the request.
-pub const HEADER_FUNCTION: &str = "x-nimbus-function";
-/// The matched route's path as written in the manifest, e.g. `/hello/:name`.
-pub const HEADER_ROUTE: &str = "x-nimbus-route";
-/// For a `/...` route: the rest of the path it matched, starting with `/`.
-pub const HEADER_PATH_INFO: &str = "x-nimbus-path-info";
-/// The caller's `ip:port`.
-pub const HEADER_CLIENT_ADDR: &str = "x-nimbus-client-addr";
-/// Followed by a parameter name: its value as in the URL (percent-encoded).
-pub const HEADER_PARAM_PREFIX: &str = "x-nimbus-param-";
-/// The request id, the caller's or one Nimbus made; also on the response.
-pub const HEADER_REQUEST_ID: &str = "x-request-id";
+mod bindings;
+mod error;
+mod info;
+mod request;
+mod response;
+mod runtime;
 
-/// What Nimbus tells a guest about a request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestInfo {
-    /// The function's id.
-    pub function: Option<String>,
-    /// The matched route's path pattern.
-    pub route: Option<String>,
-    /// Path parameters, percent-decoded, in header order.
-    pub params: Vec<(String, String)>,
-    /// The part of the path matched by a trailing `/...`.
-    pub path_info: Option<String>,
-    /// The caller's `ip:port`.
-    pub client_addr: Option<String>,
-    /// The request id.
-    pub request_id: Option<String>,
-}
+pub mod config;
+pub mod http;
+pub mod kv;
+pub mod log;
+pub mod service;
 
-impl RequestInfo {
-    /// Reads the Nimbus headers out of a request's `(name, value)` pairs.
-    /// Names are compared case-insensitively; other headers are ignored.
-    pub fn from_headers<N, V>(headers: impl IntoIterator<Item = (N, V)>) -> RequestInfo
-    where
-        N: AsRef<str>,
-        V: AsRef<[u8]>,
-    {
-        let mut info = RequestInfo::default();
-        for (name, value) in headers {
-            let name = name.as_ref().to_ascii_lowercase();
-            let value = String::from_utf8_lossy(value.as_ref()).into_owned();
-            match name.as_str() {
-                HEADER_FUNCTION => info.function = Some(value),
-                HEADER_ROUTE => info.route = Some(value),
-                HEADER_PATH_INFO => info.path_info = Some(value),
-                HEADER_CLIENT_ADDR => info.client_addr = Some(value),
-                HEADER_REQUEST_ID => info.request_id = Some(value),
-                n => {
-                    if let Some(param) = n.strip_prefix(HEADER_PARAM_PREFIX) {
-                        info.params.push((param.to_owned(), percent_decode(&value)));
-                    }
-                }
-            }
-        }
-        info
-    }
+pub use ::http::StatusCode;
+pub use bytes::Bytes;
 
-    /// A path parameter's decoded value.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use error::Error;
+pub use info::{
+    HEADER_CALLER, HEADER_CLIENT_ADDR, HEADER_FUNCTION, HEADER_PARAM_PREFIX, HEADER_PATH_INFO,
+    HEADER_PREFIX, HEADER_REQUEST_ID, HEADER_ROUTE, RequestInfo, percent_decode,
+};
+pub use request::{FromRequest, Request, RequestExt};
+pub use response::{IntoBody, IntoResponse, Json, Response};
 
-/// Decodes `%XX` escapes; invalid escapes are kept as written, and bytes
-/// that are not UTF-8 become U+FFFD.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+/// Makes a free function the component's HTTP handler
+/// (`wasi:http/incoming-handler`).
+///
+/// The function may be sync or `async`, and takes either nothing or one
+/// argument of a [`FromRequest`] type: usually [`Request`], or [`Json<T>`],
+/// `String`, [`Bytes`], `Vec<u8>` or [`RequestInfo`]. It returns any
+/// [`IntoResponse`] type. The macro keeps the function as written (so unit
+/// tests can call it) and adds the export, which, for each request:
+///
+/// 1. reads the method, the path and query, the headers and the whole body into
+///    a [`Request`];
+/// 2. makes the argument with [`FromRequest`]; if that fails (say, bad JSON for
+///    a `Json<T>` argument) its [`Error`] is the response and the function does
+///    not run;
+/// 3. calls the function; an `async` one is driven by a minimal `block_on`,
+///    which is enough because every SDK call is synchronous underneath;
+/// 4. writes the returned response, with a `content-length`.
+///
+/// One crate has one handler; it dispatches on method and path itself (the
+/// manifest's routes decide which requests reach the function at all).
+///
+/// ```
+/// use nimbus_sdk::{Error, Json, http_handler};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Sum {
+///     numbers: Vec<i64>,
+/// }
+///
+/// #[http_handler]
+/// async fn add(Json(sum): Json<Sum>) -> Result<String, Error> {
+///     let total = sum.numbers.iter().try_fold(0i64, |a, b| a.checked_add(*b));
+///     let total = total.ok_or_else(|| Error::bad_request("the sum overflows"))?;
+///     Ok(format!("{total}\n"))
+/// }
+/// # fn main() {}
+/// ```
+///
+/// A handler needs no argument at all:
+///
+/// ```
+/// #[nimbus_sdk::http_handler]
+/// fn health() -> &'static str {
+///     "ok\n"
+/// }
+/// # fn main() {}
+/// ```
+///
+/// Mistakes in the signature are compile errors that point at the problem.
+/// More than one argument:
+///
+/// ```compile_fail
+/// use nimbus_sdk::{Request, http_handler};
+///
+/// #[http_handler]
+/// fn two(req: Request, extra: u32) -> String {
+///     String::new()
+/// }
+/// # fn main() {}
+/// ```
+///
+/// A method:
+///
+/// ```compile_fail
+/// struct Api;
+///
+/// impl Api {
+///     #[nimbus_sdk::http_handler]
+///     fn handle(&self) -> String {
+///         String::new()
+///     }
+/// }
+/// # fn main() {}
+/// ```
+///
+/// A generic function:
+///
+/// ```compile_fail
+/// #[nimbus_sdk::http_handler]
+/// fn generic<T: Default>() -> String {
+///     String::new()
+/// }
+/// # fn main() {}
+/// ```
+///
+/// A return type that is not a response:
+///
+/// ```compile_fail
+/// #[nimbus_sdk::http_handler]
+/// fn number() -> u32 {
+///     42
+/// }
+/// # fn main() {}
+/// ```
+pub use nimbus_sdk_macros::http_handler;
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_escapes_and_keeps_bad_ones() {
-        assert_eq!(percent_decode("a%20b"), "a b");
-        assert_eq!(percent_decode("J%C3%BCrgen"), "Jürgen");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%41"), "A");
-    }
-
-    #[test]
-    fn reads_every_nimbus_header_case_insensitively() {
-        let info = RequestInfo::from_headers([
-            ("X-Nimbus-Function", "users"),
-            ("x-nimbus-param-id", "42"),
-            ("x-nimbus-path-info", "/a/b"),
-            ("x-nimbus-client-addr", "127.0.0.1:5000"),
-            ("content-type", "text/plain"),
-        ]);
-        assert_eq!(info.function.as_deref(), Some("users"));
-        assert_eq!(info.param("id"), Some("42"));
-        assert_eq!(info.param("nope"), None);
-        assert_eq!(info.path_info.as_deref(), Some("/a/b"));
-        assert_eq!(info.client_addr.as_deref(), Some("127.0.0.1:5000"));
-    }
+/// What `#[http_handler]` expands to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::runtime::{block_on, into_response, serve};
+    pub use wasip2;
+    pub use wasip2::exports::http::incoming_handler::Guest;
+    pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 }

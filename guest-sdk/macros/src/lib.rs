@@ -1,0 +1,290 @@
+//! The attribute macros of [`nimbus-sdk`](../nimbus_sdk/index.html).
+//!
+//! Use them through `nimbus_sdk`, which re-exports them and documents them with
+//! examples; the code they generate names only `::nimbus_sdk` paths, so a function
+//! crate depends on `nimbus-sdk` alone.
+//!
+//! Every signature mistake is reported as a compile error on the offending tokens
+//! (`syn::Error::to_compile_error`), and the function is emitted unchanged next to
+//! the error so that it does not cause a second, confusing "not found" error.
+
+#![deny(missing_docs)]
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, ReturnType, Type};
+
+/// Makes a free function the component's `wasi:http/incoming-handler`.
+///
+/// The function may be sync or `async`, take no argument or one whose type
+/// implements `nimbus_sdk::FromRequest` (usually `nimbus_sdk::Request`), and return
+/// anything that implements `nimbus_sdk::IntoResponse`. See `nimbus_sdk::http_handler`
+/// for examples.
+#[proc_macro_attribute]
+pub fn http_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = TokenStream2::from(attr);
+    let function = syn::parse_macro_input!(item as ItemFn);
+    match expand_http_handler(attr, &function) {
+        Ok(expanded) => expanded.into(),
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#error #function).into()
+        }
+    }
+}
+
+/// The handler function and the export glue that calls it.
+fn expand_http_handler(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
+    check_signature(attr, function)?;
+    let sig = &function.sig;
+    let name = &sig.ident;
+
+    // How the one argument, if any, is made from the request. The span puts a
+    // "`X` does not implement `FromRequest`" error on the argument's type.
+    let argument = match sig.inputs.first() {
+        Some(FnArg::Typed(arg)) => {
+            let ty = &arg.ty;
+            quote_spanned! {ty.span()=>
+                match <#ty as ::nimbus_sdk::FromRequest>::from_request(request) {
+                    ::core::result::Result::Ok(argument) => argument,
+                    ::core::result::Result::Err(rejection) => {
+                        return ::nimbus_sdk::__private::into_response(rejection);
+                    }
+                }
+            }
+        }
+        // Receivers were rejected above; no argument means the request is unused.
+        _ => quote!(),
+    };
+    let drop_request = if sig.inputs.is_empty() {
+        quote!(::core::mem::drop(request);)
+    } else {
+        quote!()
+    };
+
+    let call = if sig.asyncness.is_some() {
+        quote!(::nimbus_sdk::__private::block_on(#name(#argument)))
+    } else {
+        quote!(#name(#argument))
+    };
+
+    // The span puts a "`X` does not implement `IntoResponse`" error on the return type.
+    let output_span = match &sig.output {
+        ReturnType::Default => name.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let into_response = quote_spanned! {output_span=>
+        ::nimbus_sdk::__private::into_response(output)
+    };
+
+    Ok(quote! {
+        #function
+
+        const _: () = {
+            struct __NimbusHttpHandler;
+
+            impl ::nimbus_sdk::__private::Guest for __NimbusHttpHandler {
+                fn handle(
+                    request: ::nimbus_sdk::__private::IncomingRequest,
+                    response_out: ::nimbus_sdk::__private::ResponseOutparam,
+                ) {
+                    ::nimbus_sdk::__private::serve(
+                        request,
+                        response_out,
+                        |request: ::nimbus_sdk::Request| -> ::nimbus_sdk::Response {
+                            #drop_request
+                            let output = #call;
+                            #into_response
+                        },
+                    );
+                }
+            }
+
+            ::nimbus_sdk::__private::wasip2::http::proxy::export!(__NimbusHttpHandler);
+        };
+    })
+}
+
+/// Rejects what the generated glue cannot call: arguments to the attribute,
+/// methods, generics, more than one argument, `unsafe` or foreign functions.
+fn check_signature(attr: TokenStream2, function: &ItemFn) -> syn::Result<()> {
+    if !attr.is_empty() {
+        return Err(syn::Error::new_spanned(
+            attr,
+            "`#[http_handler]` takes no arguments",
+        ));
+    }
+    let sig = &function.sig;
+    if let Some(receiver) = sig.receiver() {
+        return Err(syn::Error::new_spanned(
+            receiver,
+            "an HTTP handler must be a free function, not a method: remove `self` \
+             and move the function out of the `impl` block",
+        ));
+    }
+    let generic_message = "an HTTP handler cannot be generic: the export glue must name one \
+                           concrete function; remove the generic parameters";
+    if !sig.generics.params.is_empty() {
+        return Err(syn::Error::new_spanned(&sig.generics, generic_message));
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        return Err(syn::Error::new_spanned(where_clause, generic_message));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        return Err(syn::Error::new_spanned(
+            unsafety,
+            "an HTTP handler cannot be `unsafe fn`",
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        return Err(syn::Error::new_spanned(
+            abi,
+            "an HTTP handler cannot have an `extern` ABI; the macro writes the export",
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        return Err(syn::Error::new_spanned(
+            variadic,
+            "an HTTP handler cannot be variadic",
+        ));
+    }
+    if sig.inputs.len() > 1 {
+        let extra: Vec<_> = sig.inputs.iter().skip(1).collect();
+        return Err(syn::Error::new_spanned(
+            quote!(#(#extra),*),
+            "an HTTP handler takes at most one argument: the `Request` (or another \
+             `FromRequest` type such as `Json<T>`); read the rest from it with `RequestExt`",
+        ));
+    }
+    if let Some(FnArg::Typed(arg)) = sig.inputs.first()
+        && let Type::ImplTrait(impl_trait) = &*arg.ty
+    {
+        return Err(syn::Error::new_spanned(
+            impl_trait,
+            "an HTTP handler cannot take `impl Trait`: name the argument's type, \
+             e.g. `nimbus_sdk::Request`",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(attr: TokenStream2, function: TokenStream2) -> Result<(), String> {
+        let function: ItemFn = syn::parse2(function).expect("a function");
+        check_signature(attr, &function).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn accepts_the_supported_shapes() {
+        for function in [
+            quote!(
+                fn a() {}
+            ),
+            quote!(
+                fn b(req: Request) -> String {
+                    todo!()
+                }
+            ),
+            quote!(
+                async fn c(_: Request) -> Result<Json<T>, Error> {
+                    todo!()
+                }
+            ),
+            quote!(
+                pub fn d(Json(x): Json<X>) -> impl IntoResponse {
+                    x
+                }
+            ),
+        ] {
+            assert_eq!(check(quote!(), function), Ok(()));
+        }
+    }
+
+    #[test]
+    fn rejects_what_the_glue_cannot_call() {
+        let cases = [
+            (
+                quote!(),
+                quote!(
+                    fn f(a: A, b: B) {}
+                ),
+                "at most one argument",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(&self) {}
+                ),
+                "not a method",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f<T>() {}
+                ),
+                "cannot be generic",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f()
+                    where
+                        A: B,
+                    {
+                    }
+                ),
+                "cannot be generic",
+            ),
+            (
+                quote!(),
+                quote!(
+                    unsafe fn f() {}
+                ),
+                "`unsafe fn`",
+            ),
+            (
+                quote!(),
+                quote!(
+                    extern "C" fn f() {}
+                ),
+                "`extern` ABI",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: impl Tr) {}
+                ),
+                "`impl Trait`",
+            ),
+            (
+                quote!(path = "/"),
+                quote!(
+                    fn f() {}
+                ),
+                "takes no arguments",
+            ),
+        ];
+        for (attr, function, expected) in cases {
+            let error = check(attr, function.clone()).expect_err(&function.to_string());
+            assert!(error.contains(expected), "{function}: {error}");
+        }
+    }
+
+    #[test]
+    fn async_handlers_are_driven_by_block_on() {
+        let function: ItemFn = syn::parse2(quote!(
+            async fn f() {}
+        ))
+        .unwrap();
+        let expanded = expand_http_handler(quote!(), &function)
+            .unwrap()
+            .to_string();
+        assert!(expanded.contains("block_on"), "{expanded}");
+        assert!(expanded.contains("export !"), "{expanded}");
+    }
+}
