@@ -12,4 +12,5 @@ mod outbound;
 mod routing;
 mod sandbox;
 mod services;
+mod shop;
 mod shutdown;

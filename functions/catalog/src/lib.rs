@@ -1,0 +1,116 @@
+//! `catalog`: the shop's products and their stock, written with `nimbus-sdk`.
+//!
+//! | request | response |
+//! |---|---|
+//! | `GET /products` | `200` JSON array of every product, by id |
+//! | `GET /products/:id` | `200` the product; `404` |
+//! | `POST /products` `{"name", "price_cents", "stock"}` | `201` the product with its new `id`, and `Location: /products/:id`; `400` |
+//! | `PUT /products/:id` `{"name", "price_cents", "stock"}` | `200` the product as replaced; `400`; `404` |
+//! | `DELETE /products/:id` | `204`; `404` |
+//! | `POST /products/:id/reserve` `{"quantity"}` | `200` the product with its stock decreased; `400` a quantity under 1; `404`; `409 out_of_stock` |
+//!
+//! A product is `{"id", "name", "price_cents", "stock"}`. A body with a
+//! missing, mistyped or invalid field (an empty name, a negative price or
+//! stock), an unknown field or bad JSON is a `400` whose message names the
+//! field. An id that is not a product's (`abc`, `007`, a deleted one) is a
+//! `404`. `HEAD` is answered as `GET`.
+//!
+//! `reserve` is what `orders` calls for each order; it and `PUT` update a
+//! product with compare-and-swap, so concurrent reservations never sell the
+//! same unit twice.
+//!
+//! # What the manifest grants
+//!
+//! `kv = ["catalog"]`: each product as JSON under `product/<id>`, and the last
+//! id handed out under `next-id`.
+//!
+//! # Layout
+//!
+//! | module | what |
+//! |---|---|
+//! | [`product`] | the product, the bodies callers send, and their rules |
+//! | [`store`] | the products in the key-value store, and the atomic updates |
+
+mod product;
+mod store;
+
+use nimbus_sdk::http::{HeaderValue, header};
+use nimbus_sdk::{
+    Error, IntoResponse, Json, Request, Response, StatusCode, http_handler, percent_decode,
+};
+
+use crate::product::{ProductInput, Reservation};
+use crate::store::Products;
+
+#[http_handler]
+fn handle(req: Request) -> Result<Response, Error> {
+    let segments: Vec<String> = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(percent_decode)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    // The host routes HEAD to GET routes and drops the body of the answer.
+    let method = match req.method().as_str() {
+        "HEAD" => "GET",
+        method => method,
+    };
+    let products = Products::open()?;
+    match (method, segments.as_slice()) {
+        ("GET", ["products"]) => Ok(Json(products.list()?).into_response()),
+        ("POST", ["products"]) => create(&products, &req),
+        ("GET", ["products", id]) => Ok(Json(products.get(id)?).into_response()),
+        ("PUT", ["products", id]) => {
+            let input: ProductInput = product::parse(req.body())?;
+            Ok(Json(products.replace(id, input)?).into_response())
+        }
+        ("DELETE", ["products", id]) => {
+            products.delete(id)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        ("POST", ["products", id, "reserve"]) => {
+            let reservation: Reservation = product::parse(req.body())?;
+            let quantity = reservation.quantity;
+            let product = products.reserve(id, reservation)?;
+            nimbus_sdk::info!(
+                "reserved {quantity} of product {}; {} left",
+                product.id,
+                product.stock
+            );
+            Ok(Json(product).into_response())
+        }
+        (_, ["products"]) => Ok(method_not_allowed("GET, POST")),
+        (_, ["products", _]) => Ok(method_not_allowed("GET, PUT, DELETE")),
+        (_, ["products", _, "reserve"]) => Ok(method_not_allowed("POST")),
+        _ => Err(Error::not_found(format!(
+            "no catalog endpoint at `{}`",
+            req.uri().path()
+        ))),
+    }
+}
+
+/// `POST /products`: `201` with the new product and its `Location`.
+fn create(products: &Products, req: &Request) -> Result<Response, Error> {
+    let input: ProductInput = product::parse(req.body())?;
+    let product = products.create(input)?;
+    let location = HeaderValue::try_from(format!("/products/{}", product.id))
+        .map_err(|err| Error::internal(format!("cannot make the Location header: {err}")))?;
+    let mut response = (StatusCode::CREATED, Json(product)).into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+/// A `405` JSON error with the `Allow` header.
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = Error::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("this path allows {allow}"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}

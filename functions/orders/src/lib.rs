@@ -1,0 +1,172 @@
+//! `orders`: the shop's orders, for logged-in users, written with `nimbus-sdk`.
+//!
+//! Every request needs `Authorization: Bearer <token>` with a token from
+//! `users` (see [`auth`]): without one, or with a bad one, it is a `401` with
+//! `WWW-Authenticate: Bearer ...`; a token without the `orders:write` scope is
+//! a `403`.
+//!
+//! | request | response |
+//! |---|---|
+//! | `POST /orders` `{"product_id", "quantity"}` | `201` the order, with `Location: /orders/:id`; `400` bad JSON or a quantity under 1; `404` no such product; `409` not enough stock |
+//! | `GET /orders` | `200` JSON array of the caller's orders, by id |
+//! | `GET /orders/:id` | `200` the order if the caller placed it; `404` otherwise |
+//!
+//! An order is `{"id", "user", "product_id", "quantity", "unit_price_cents",
+//! "total_cents", "created_at"}`. Placing one reserves the stock from the
+//! catalog first (`POST /products/:id/reserve`, called in-process with the same
+//! request id), then stores the order at the price the catalog answered.
+//!
+//! # What the manifest grants
+//!
+//! - `kv = ["orders"]`: see [`store`];
+//! - `services = ["catalog"]`: the stock reservation;
+//! - config `signing_key` (required): the key `users` signs tokens with.
+//!
+//! # Layout
+//!
+//! | module | what |
+//! |---|---|
+//! | [`auth`] | the bearer token check and the `401`/`403` answers |
+//! | [`order`] | the order, the body that places one, timestamps |
+//! | [`catalog`] | the stock reservation, a service call |
+//! | [`store`] | the orders and the per-user index in the key-value store |
+
+mod auth;
+mod catalog;
+mod order;
+mod store;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nimbus_sdk::http::{HeaderValue, header};
+use nimbus_sdk::service::Client;
+use nimbus_sdk::{
+    Error, IntoResponse, Json, Request, Response, StatusCode, config, http_handler, percent_decode,
+};
+
+use crate::auth::User;
+use crate::order::{NewOrder, Order};
+use crate::store::Orders;
+
+#[http_handler]
+fn handle(req: Request) -> Result<Response, Error> {
+    let key = config::get("signing_key")?;
+    if key.is_empty() {
+        // A deployment fault, not the caller's: a 500 rather than a 401.
+        return Err(
+            Error::internal("the config `signing_key` is empty").with_code("missing_config")
+        );
+    }
+    let now = unix_now()?;
+    let user = match auth::authenticate(&req, key.as_bytes(), now) {
+        Ok(user) => user,
+        Err(denied) => return Ok(denied.into_response()),
+    };
+
+    let segments: Vec<String> = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(percent_decode)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    // The host routes HEAD to GET routes and drops the body of the answer.
+    let method = match req.method().as_str() {
+        "HEAD" => "GET",
+        method => method,
+    };
+    match (method, segments.as_slice()) {
+        ("POST", ["orders"]) => place(&req, &user, now),
+        ("GET", ["orders"]) => Ok(Json(Orders::open()?.of_user(&user.name)?).into_response()),
+        ("GET", ["orders", id]) => Ok(Json(get(&user, id)?).into_response()),
+        (_, ["orders"]) => Ok(method_not_allowed("GET, POST")),
+        (_, ["orders", _]) => Ok(method_not_allowed("GET")),
+        _ => Err(Error::not_found(format!(
+            "no orders endpoint at `{}`",
+            req.uri().path()
+        ))),
+    }
+}
+
+/// `POST /orders`: reserves the stock, then stores the order.
+fn place(req: &Request, user: &User, now: u64) -> Result<Response, Error> {
+    let new = NewOrder::parse(req.body())?;
+    let orders = Orders::open()?;
+    let product = catalog::reserve(&Client::from_request(req), new.product_id, new.quantity)?;
+    let total_cents = product
+        .price_cents
+        .checked_mul(new.quantity)
+        .ok_or_else(|| Error::bad_request("the order's total is too large"))?;
+    let order = Order {
+        id: orders.next_id()?,
+        user: user.name.clone(),
+        product_id: new.product_id,
+        quantity: new.quantity,
+        unit_price_cents: product.price_cents,
+        total_cents,
+        created_at: order::rfc3339(now),
+    };
+    if let Err(err) = orders.insert(&order) {
+        // The catalog has already given out the stock; nothing gives it back
+        // yet, so say exactly what to fix.
+        nimbus_sdk::error!(
+            "order {} of {} x product {} for `{}` was reserved but not stored: {err}",
+            order.id,
+            order.quantity,
+            order.product_id,
+            order.user
+        );
+        return Err(err);
+    }
+    nimbus_sdk::info!(
+        "order {} placed by `{}`: {} x product {}",
+        order.id,
+        order.user,
+        order.quantity,
+        order.product_id
+    );
+    let location = HeaderValue::try_from(format!("/orders/{}", order.id))
+        .map_err(|err| Error::internal(format!("cannot make the Location header: {err}")))?;
+    let mut response = (StatusCode::CREATED, Json(order)).into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+/// `GET /orders/:id`: the order if `user` placed it, else a `404`.
+fn get(user: &User, id: &str) -> Result<Order, Error> {
+    let order = match parse_id(id) {
+        Some(id) => Orders::open()?.get(&user.name, id)?,
+        None => None,
+    };
+    order.ok_or_else(|| Error::not_found(format!("no order `{id}`")))
+}
+
+/// An order id in canonical decimal form (`7`, not `07`); anything else names
+/// no order.
+fn parse_id(id: &str) -> Option<u64> {
+    id.parse::<u64>()
+        .ok()
+        .filter(|parsed| parsed.to_string() == id)
+}
+
+/// A `405` JSON error with the `Allow` header.
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = Error::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("this path allows {allow}"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// Seconds since the Unix epoch, from the host's wall clock.
+fn unix_now() -> Result<u64, Error> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .map_err(|_| Error::internal("the wall clock is before 1970"))
+}
