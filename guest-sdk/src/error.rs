@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use ::http::StatusCode;
-use ::http::header::{CONTENT_TYPE, HeaderValue};
+use ::http::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue};
 use bytes::Bytes;
 
 use crate::response::JSON;
@@ -59,6 +59,7 @@ pub struct Error {
     status: StatusCode,
     code: Cow<'static, str>,
     message: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Error {
@@ -75,7 +76,42 @@ impl Error {
             status,
             code: Cow::Borrowed(default_code(status)),
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// `405 method_not_allowed` with the `Allow` header, for a handler that
+    /// serves several methods on one path.
+    ///
+    /// ```
+    /// use nimbus_sdk::{Error, IntoResponse};
+    ///
+    /// let response = Error::method_not_allowed("GET, PUT").into_response();
+    /// assert_eq!(response.status(), 405);
+    /// assert_eq!(response.headers()["allow"], "GET, PUT");
+    /// ```
+    pub fn method_not_allowed(allow: &'static str) -> Error {
+        Error::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("this path allows {allow}"),
+        )
+        .with_header(ALLOW, HeaderValue::from_static(allow))
+    }
+
+    /// Adds a response header, such as `WWW-Authenticate` on a 401.
+    ///
+    /// ```
+    /// use nimbus_sdk::{Error, IntoResponse};
+    /// use nimbus_sdk::http::header::{HeaderValue, WWW_AUTHENTICATE};
+    ///
+    /// let response = Error::unauthorized("log in first")
+    ///     .with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+    ///     .into_response();
+    /// assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    /// ```
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Error {
+        self.headers.push((name, value));
+        self
     }
 
     /// `400 bad_request`: the request is malformed.
@@ -235,9 +271,11 @@ impl IntoResponse for Error {
         }
         let mut response = Response::new(Bytes::from(format!("{body}\n")));
         *response.status_mut() = self.status;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+        for (name, value) in self.headers {
+            headers.append(name, value);
+        }
         response
     }
 }

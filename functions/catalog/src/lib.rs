@@ -81,9 +81,9 @@ fn handle(req: Request) -> Result<Response, Error> {
             );
             Ok(Json(product).into_response())
         }
-        (_, ["products"]) => Ok(method_not_allowed("GET, POST")),
-        (_, ["products", _]) => Ok(method_not_allowed("GET, PUT, DELETE")),
-        (_, ["products", _, "reserve"]) => Ok(method_not_allowed("POST")),
+        (_, ["products"]) => Err(Error::method_not_allowed("GET, POST")),
+        (_, ["products", _]) => Err(Error::method_not_allowed("GET, PUT, DELETE")),
+        (_, ["products", _, "reserve"]) => Err(Error::method_not_allowed("POST")),
         _ => Err(Error::not_found(format!(
             "no catalog endpoint at `{}`",
             req.uri().path()
@@ -100,17 +100,4 @@ fn create(products: &Products, req: &Request) -> Result<Response, Error> {
     let mut response = (StatusCode::CREATED, Json(product)).into_response();
     response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
-}
-
-/// A `405` JSON error with the `Allow` header.
-fn method_not_allowed(allow: &'static str) -> Response {
-    let mut response = Error::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("this path allows {allow}"),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
 }

@@ -18,7 +18,6 @@
 //! other paths are `404`, other methods `405` with `Allow`. Tests use it to check
 //! grants, durability, limits and atomicity under concurrency.
 
-use nimbus_sdk::http::{HeaderValue, header};
 use nimbus_sdk::{
     Error, IntoResponse, Json, Request, RequestExt, Response, StatusCode, http_handler, kv,
     percent_decode,
@@ -50,9 +49,11 @@ fn handle(req: Request) -> Result<Response, Error> {
         }
         ("POST", [store, key, action]) if action == "incr" => increment(&req, store, key),
         ("POST", [store, key, action]) if action == "cas-incr" => cas_increment(store, key),
-        (_, [_]) => Ok(not_allowed("GET")),
-        (_, [_, _]) => Ok(not_allowed("GET, PUT, DELETE")),
-        (_, [_, _, action]) if action == "incr" || action == "cas-incr" => Ok(not_allowed("POST")),
+        (_, [_]) => Err(Error::method_not_allowed("GET")),
+        (_, [_, _]) => Err(Error::method_not_allowed("GET, PUT, DELETE")),
+        (_, [_, _, action]) if action == "incr" || action == "cas-incr" => {
+            Err(Error::method_not_allowed("POST"))
+        }
         _ => Err(Error::not_found(format!(
             "no key-value operation at `{}`",
             req.uri().path()
@@ -76,19 +77,6 @@ fn segments(req: &Request) -> Vec<String> {
         return Vec::new();
     }
     rest.split('/').map(percent_decode).collect()
-}
-
-/// A `405` JSON error with the `Allow` header.
-fn not_allowed(allow: &'static str) -> Response {
-    let mut response = Error::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("this path allows {allow}"),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
 }
 
 fn list(req: &Request, store: &str) -> Result<Response, Error> {

@@ -80,8 +80,8 @@ fn handle(req: Request) -> Result<Response, Error> {
         ("POST", ["orders"]) => place(&req, &user, now),
         ("GET", ["orders"]) => Ok(Json(Orders::open()?.of_user(&user.name)?).into_response()),
         ("GET", ["orders", id]) => Ok(Json(get(&user, id)?).into_response()),
-        (_, ["orders"]) => Ok(method_not_allowed("GET, POST")),
-        (_, ["orders", _]) => Ok(method_not_allowed("GET")),
+        (_, ["orders"]) => Err(Error::method_not_allowed("GET, POST")),
+        (_, ["orders", _]) => Err(Error::method_not_allowed("GET")),
         _ => Err(Error::not_found(format!(
             "no orders endpoint at `{}`",
             req.uri().path()
@@ -148,19 +148,6 @@ fn parse_id(id: &str) -> Option<u64> {
     id.parse::<u64>()
         .ok()
         .filter(|parsed| parsed.to_string() == id)
-}
-
-/// A `405` JSON error with the `Allow` header.
-fn method_not_allowed(allow: &'static str) -> Response {
-    let mut response = Error::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("this path allows {allow}"),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
 }
 
 /// Seconds since the Unix epoch, from the host's wall clock.

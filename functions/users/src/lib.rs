@@ -31,7 +31,6 @@ mod token;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nimbus_sdk::http::{HeaderValue, header};
 use nimbus_sdk::{
     Error, IntoResponse, Json, Request, RequestExt, Response, StatusCode, config, http_handler, kv,
 };
@@ -54,7 +53,7 @@ fn handle(req: Request) -> Result<Response, Error> {
     match (req.method().as_str(), path) {
         ("POST", REGISTER) => register(&req),
         ("POST", LOGIN) => login(&req),
-        (_, REGISTER | LOGIN) => Ok(method_not_allowed("POST")),
+        (_, REGISTER | LOGIN) => Err(Error::method_not_allowed("POST")),
         _ => Err(Error::not_found(format!(
             "no users endpoint at `{}`",
             req.uri().path()
@@ -130,19 +129,6 @@ fn login(req: &Request) -> Result<Response, Error> {
 /// `409 conflict` for a username that is taken.
 fn taken(username: &str) -> Error {
     Error::conflict(format!("the username `{username}` is taken")).with_code("username_taken")
-}
-
-/// A `405` JSON error with the `Allow` header.
-fn method_not_allowed(allow: &'static str) -> Response {
-    let mut response = Error::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("this path allows {allow}"),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
 }
 
 /// Seconds since the Unix epoch, from the host's wall clock.
