@@ -28,8 +28,8 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`product`] | the product, the bodies callers send, and their rules |
-//! | [`store`] | the products in the key-value store, and the atomic updates |
+//! | `product` | the product, the bodies callers send, and their rules |
+//! | `store` | the products in the key-value store, and the atomic updates |
 
 mod product;
 mod store;

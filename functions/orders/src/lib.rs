@@ -1,7 +1,7 @@
 //! `orders`: the shop's orders, for logged-in users, written with `nimbus-sdk`.
 //!
 //! Every request needs `Authorization: Bearer <token>` with a token from
-//! `users` (see [`auth`]): without one, or with a bad one, it is a `401` with
+//! `users` (see `auth`): without one, or with a bad one, it is a `401` with
 //! `WWW-Authenticate: Bearer ...`; a token without the `orders:write` scope is
 //! a `403`.
 //!
@@ -18,7 +18,7 @@
 //!
 //! # What the manifest grants
 //!
-//! - `kv = ["orders"]`: see [`store`];
+//! - `kv = ["orders"]`: see `store`;
 //! - `services = ["catalog"]`: the stock reservation;
 //! - config `signing_key` (required): the key `users` signs tokens with.
 //!
@@ -26,10 +26,10 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`auth`] | the bearer token check and the `401`/`403` answers |
-//! | [`order`] | the order, the body that places one, timestamps |
-//! | [`catalog`] | the stock reservation, a service call |
-//! | [`store`] | the orders and the per-user index in the key-value store |
+//! | `auth` | the bearer token check and the `401`/`403` answers |
+//! | `order` | the order, the body that places one, timestamps |
+//! | `catalog` | the stock reservation, a service call |
+//! | `store` | the orders and the per-user index in the key-value store |
 
 mod auth;
 mod catalog;

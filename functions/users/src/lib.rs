@@ -6,7 +6,7 @@
 //! | `POST /users/login` `{"username", "password"}` | `200 {"token", "expires_in"}`; `400` bad JSON; `401` a wrong username or password (one message for both) |
 //!
 //! Errors are the SDK's JSON error bodies. The token is an HS256 JWT (see
-//! [`token`]) that `orders` verifies with the same key.
+//! `token`) that `orders` verifies with the same key.
 //!
 //! # What the manifest grants
 //!
@@ -21,9 +21,9 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`account`] | the request body, the username and password rules, the stored record |
-//! | [`password`] | argon2id hashing and verification |
-//! | [`token`] | the JWT's claims and its HS256 signature |
+//! | `account` | the request body, the username and password rules, the stored record |
+//! | `password` | argon2id hashing and verification |
+//! | `token` | the JWT's claims and its HS256 signature |
 
 mod account;
 mod password;

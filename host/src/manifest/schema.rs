@@ -1,6 +1,6 @@
 //! The manifest exactly as written: serde types, strict about unknown keys.
 //!
-//! Nothing here resolves paths or applies defaults; that is [`super::normalize`]'s job.
+//! Nothing here resolves paths or applies defaults; that is `super::normalize`'s job.
 
 use super::id::{FunctionId, StoreName};
 use super::outbound::HostPattern;
