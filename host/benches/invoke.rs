@@ -24,7 +24,12 @@ fn load_hello() -> App {
     App::load(
         &runtime,
         &manifest,
-        std::sync::Arc::new(nimbus::backend::memory::MemoryBackend::default()),
+        nimbus::backend::Backends::embedded(
+            nimbus::backend::embedded::EmbeddedBackend::open(
+                &std::env::temp_dir().join(format!("nimbus-bench-{}.redb", std::process::id())),
+            )
+            .unwrap(),
+        ),
     )
     .unwrap()
 }

@@ -1,11 +1,13 @@
 //! A loaded app: each function compiled, linked and pre-instantiated once,
 //! with its limits, and the routing table over all of them.
 
-use crate::backend::KvBackend;
+use crate::backend::Backends;
+use crate::capability::bindings::QueueFunctionPre;
 use crate::capability::config::ConfigCtx;
 use crate::capability::kv::KvCtx;
+use crate::capability::messaging::MessagingCtx;
 use crate::engine::Runtime;
-use crate::manifest::{FunctionId, FunctionSpec, HostPattern, Limits, Manifest, Route};
+use crate::manifest::{FunctionId, FunctionSpec, HostPattern, Limits, Manifest, QueueSpec, Route};
 use crate::state::HostState;
 use crate::trigger::http::router::Router;
 use std::path::{Path, PathBuf};
@@ -81,6 +83,17 @@ pub enum LoadError {
         /// wasmtime's explanation, naming the import.
         message: String,
     },
+    /// The function has a queue trigger but no message handler.
+    #[error(
+        "function `{function}`: {} does not export `wasi:messaging/incoming-handler@0.2.0-draft`, which a function with `queue` needs (use `#[queue_handler]` from nimbus-sdk)",
+        path.display()
+    )]
+    NoQueueHandler {
+        /// The function.
+        function: FunctionId,
+        /// The file.
+        path: PathBuf,
+    },
     /// The component does not export the HTTP handler.
     #[error(
         "function `{function}`: {} does not export `wasi:http/incoming-handler@0.2.x` (it exports: {exports}); an HTTP function must target the `wasi:http/proxy` world",
@@ -120,10 +133,23 @@ pub struct Function {
     pub routes: Router,
     /// Hex content hash of the component: the function's version.
     pub digest: String,
-    /// Linked and type-checked once; instantiated per request.
-    pub pre: ProxyPre<HostState>,
+    /// The HTTP handler, linked and type-checked once; instantiated per
+    /// request. `None` for a queue-only function.
+    pub http: Option<ProxyPre<HostState>>,
+    /// The queue trigger, if the function has one.
+    pub queue: Option<QueueTrigger>,
+    /// Its publishing grants.
+    pub messaging: MessagingCtx,
     /// Permits for `limits.concurrency` instances at once.
     pub slots: Arc<Semaphore>,
+}
+
+/// A function's queue trigger: its policy and its pre-instantiated handler.
+pub struct QueueTrigger {
+    /// Topic and retry policy.
+    pub spec: QueueSpec,
+    /// The `wasi:messaging/incoming-handler` export, instantiated per message.
+    pub pre: QueueFunctionPre<HostState>,
 }
 
 /// A loaded app.
@@ -135,7 +161,7 @@ pub struct App {
     /// The routing table.
     pub router: Router,
     runtime: Runtime,
-    backend: Arc<dyn KvBackend>,
+    backends: Backends,
 }
 
 impl App {
@@ -144,12 +170,12 @@ impl App {
     pub fn load(
         runtime: &Runtime,
         manifest: &Manifest,
-        backend: Arc<dyn KvBackend>,
+        backends: Backends,
     ) -> Result<App, LoadError> {
         let linker = HostState::linker(runtime.engine()).expect("host interfaces link once");
         let mut functions = Vec::with_capacity(manifest.functions.len());
         for spec in &manifest.functions {
-            functions.push(load_function(runtime, &linker, manifest, spec, &backend)?);
+            functions.push(load_function(runtime, &linker, manifest, spec, &backends)?);
         }
         let router = Router::new(
             manifest
@@ -163,7 +189,7 @@ impl App {
             functions,
             router,
             runtime: runtime.clone(),
-            backend,
+            backends,
         })
     }
 
@@ -172,9 +198,9 @@ impl App {
         &self.runtime
     }
 
-    /// The key-value backend.
-    pub fn backend(&self) -> &Arc<dyn KvBackend> {
-        &self.backend
+    /// The storage the app runs on.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
     }
 }
 
@@ -183,7 +209,7 @@ fn load_function(
     linker: &Linker<HostState>,
     manifest: &Manifest,
     spec: &FunctionSpec,
-    backend: &Arc<dyn KvBackend>,
+    backends: &Backends,
 ) -> Result<Function, LoadError> {
     let function = spec.id.clone();
     let path = spec.source.clone();
@@ -200,11 +226,28 @@ fn load_function(
             path: path.clone(),
             message: unsupported_import(&format!("{e:#}")),
         })?;
-    let pre = ProxyPre::new(pre).map_err(|_| LoadError::WrongWorld {
-        exports: export_names(runtime, &component),
-        function: function.clone(),
-        path: path.clone(),
-    })?;
+    let queue = match &spec.queue {
+        Some(queue) => Some(QueueTrigger {
+            spec: queue.clone(),
+            pre: QueueFunctionPre::new(pre.clone()).map_err(|_| LoadError::NoQueueHandler {
+                function: function.clone(),
+                path: path.clone(),
+            })?,
+        }),
+        None => None,
+    };
+    // HTTP is required unless the function is only a queue consumer.
+    let http = match ProxyPre::new(pre) {
+        Ok(http) => Some(http),
+        Err(_) if queue.is_some() && spec.routes.is_empty() => None,
+        Err(_) => {
+            return Err(LoadError::WrongWorld {
+                exports: export_names(runtime, &component),
+                function: function.clone(),
+                path: path.clone(),
+            });
+        }
+    };
     let own_routes: Vec<Route> = if spec.routes.is_empty() {
         vec![Route::parse("/...").expect("a valid route")]
     } else {
@@ -216,7 +259,7 @@ fn load_function(
         limits: spec.limits,
         env: spec.env.clone().into(),
         kv: KvCtx::new(
-            backend.clone(),
+            backends.kv.clone(),
             &manifest.name,
             &spec.kv,
             spec.limits.kv_key_size,
@@ -231,7 +274,14 @@ fn load_function(
         outbound: spec.allowed_outbound_hosts.clone().into(),
         routes: Router::new(own_routes.iter().map(|r| (0, r))),
         digest: blake3::hash(&bytes).to_hex()[..16].to_string(),
-        pre,
+        http,
+        queue,
+        messaging: MessagingCtx::new(
+            backends.queue.clone(),
+            &manifest.name,
+            spec.id.as_str(),
+            &spec.publish,
+        ),
         slots: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
     })
 }

@@ -1,11 +1,11 @@
 //! `nimbus check`: validates a manifest and every component it names.
 
 use crate::app::{App, LoadError};
-use crate::backend::memory::MemoryBackend;
+use crate::backend::Backends;
+use crate::backend::embedded::EmbeddedBackend;
 use crate::engine::Runtime;
 use crate::manifest::{Manifest, ManifestError};
 use std::path::Path;
-use std::sync::Arc;
 
 /// Why an app did not pass the check.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +16,12 @@ pub enum CheckError {
     /// A component is missing or unusable.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The scratch folder could not be made.
+    #[error("cannot create a scratch folder: {0}")]
+    Scratch(std::io::Error),
+    /// The scratch store could not be opened.
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
 }
 
 /// What a passing check found.
@@ -33,9 +39,11 @@ pub struct CheckReport {
 /// `nimbus up` would, without serving.
 pub fn check(runtime: &Runtime, path: &Path) -> Result<CheckReport, CheckError> {
     let manifest = Manifest::load(path)?;
-    // Checking runs no guest code, so it needs no real storage; and it must
-    // not lock the state file of an app that is running.
-    let app = App::load(runtime, &manifest, Arc::new(MemoryBackend::default()))?;
+    // Checking runs no guest code, and must not lock the state file of an
+    // app that is running: it loads against a scratch store.
+    let scratch = tempfile::tempdir().map_err(CheckError::Scratch)?;
+    let store = EmbeddedBackend::open(&scratch.path().join("check.redb"))?;
+    let app = App::load(runtime, &manifest, Backends::embedded(store))?;
     Ok(CheckReport {
         app: app.name.clone(),
         functions: app.functions.len(),

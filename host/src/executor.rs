@@ -65,9 +65,70 @@ pub enum InvocationError {
     /// The guest set an error instead of a response.
     #[error("responded with an error: {0:?}")]
     GuestError(ErrorCode),
+    /// A queue handler returned an error.
+    #[error("returned an error: {0}")]
+    Rejected(String),
+    /// The function exports no HTTP handler (it only consumes a queue).
+    #[error("has no HTTP handler")]
+    NoHttpHandler,
     /// Anything else that went wrong running the guest.
     #[error("failed: {0}")]
     Failed(String),
+}
+
+/// A fresh store for one invocation, with the function's limits applied.
+fn new_store(app: &Arc<App>, index: usize, call: CallCtx) -> Store<HostState> {
+    let mut store = Store::new(app.runtime().engine(), HostState::new(app, index, call));
+    store.limiter(|state| &mut state.limiter);
+    // Yield at every epoch tick, so the tokio timeout around the invocation
+    // can stop a guest that never returns.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+    store
+}
+
+/// Runs one queue delivery through a fresh instance of `app.functions[index]`.
+/// Concurrency is the queue trigger's business; the time and memory limits
+/// are the function's.
+pub async fn invoke_queue(
+    app: &Arc<App>,
+    index: usize,
+    delivery: &crate::backend::Delivery,
+    call: CallCtx,
+) -> Result<(), InvocationError> {
+    let function = &app.functions[index];
+    let Some(trigger) = &function.queue else {
+        return Err(InvocationError::Failed(
+            "the function has no queue trigger".into(),
+        ));
+    };
+    let mut store = new_store(app, index, call);
+    let timeout = function.limits.timeout;
+    let message = crate::capability::messaging::Message::delivered(delivery);
+    let run = async {
+        let message = store.data_mut().push_message(message)?;
+        let handler = trigger.pre.instantiate_async(&mut store).await?;
+        handler
+            .wasi_messaging_incoming_handler()
+            .call_handle(&mut store, message)
+            .await
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(InvocationError::Rejected(messaging_error_text(&e))),
+        Ok(Err(e)) => Err(classify(e, &store.data().limiter)),
+        Err(_) => Err(InvocationError::Timeout { limit: timeout }),
+    }
+}
+
+fn messaging_error_text(e: &crate::capability::bindings::wasi::messaging::types::Error) -> String {
+    use crate::capability::bindings::wasi::messaging::types::Error as E;
+    match e {
+        E::Timeout => "timeout".into(),
+        E::Connection(m) => format!("connection: {m}"),
+        E::PermissionDenied(m) => format!("permission denied: {m}"),
+        E::Other(m) => m.clone(),
+    }
 }
 
 /// What an invocation belongs to: the request it serves and the chain of
@@ -116,11 +177,11 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let function = &app.functions[index];
+    let Some(pre) = function.http.clone() else {
+        return Err(InvocationError::NoHttpHandler);
+    };
     let permit = acquire_slot(function).await?;
-    let mut store = Store::new(function.pre.engine(), HostState::new(app, index, call));
-    store.limiter(|state| &mut state.limiter);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
+    let mut store = new_store(app, index, call);
 
     let (sender, receiver) = oneshot::channel();
     // Set when the guest hands over its response head; a failure after that
@@ -139,7 +200,6 @@ where
         .and_then(|req| Ok((req, http.new_response_outparam_from_callback(on_response)?)))
         .map_err(|e| InvocationError::Failed(format!("{e:#}")))?;
 
-    let pre = function.pre.clone();
     let timeout = function.limits.timeout;
     let id = function.id.clone();
     let task = tokio::spawn(async move {

@@ -3,11 +3,12 @@
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 use nimbus::app::App;
-use nimbus::backend::KvBackend;
+use nimbus::backend::Backends;
 use nimbus::backend::embedded::EmbeddedBackend;
 use nimbus::engine::{Runtime, RuntimeConfig};
 use nimbus::manifest::Manifest;
 use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
+use nimbus::trigger::queue::QueueTriggers;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -154,14 +155,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let state_dir = state_dir(&manifest, args.state_dir.as_deref());
     let runtime = new_runtime(&state_dir, args.pool_instances)?;
     let state_file = state_dir.join(STATE_FILE);
-    let backend: Arc<dyn KvBackend> = Arc::new(
-        EmbeddedBackend::open(&state_file)
-            .with_context(|| format!("cannot open the state store {}", state_file.display()))?,
-    );
+    let store = EmbeddedBackend::open(&state_file)
+        .with_context(|| format!("cannot open the state store {}", state_file.display()))?;
     let app = {
         let runtime = runtime.clone();
         let manifest = manifest.clone();
-        tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backend)).await??
+        let backends = Backends::embedded(store);
+        Arc::new(
+            tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends)).await??,
+        )
     };
     tracing::info!(
         app = app.name,
@@ -184,8 +186,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         grace: args.grace,
         max_connections: args.max_connections,
     };
-    let trigger = Arc::new(HttpTrigger::new(Arc::new(app)));
+    let queues = QueueTriggers::start(&app)
+        .await
+        .context("cannot start the queue triggers")?;
+    let trigger = Arc::new(HttpTrigger::new(app));
     serve(listener, trigger, options, shutdown_signal()).await?;
+    queues.shutdown(args.grace).await;
     tracing::info!("stopped");
     Ok(())
 }

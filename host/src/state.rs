@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::capability::config::ConfigCtx;
 use crate::capability::kv::{KvCtx, KvView};
 use crate::capability::logging::LogCtx;
+use crate::capability::messaging::{MessagingCtx, MessagingView};
 use crate::capability::outbound::OutboundCtx;
 use crate::executor::CallCtx;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub struct HostState {
     kv: KvCtx,
     config: ConfigCtx,
     log: LogCtx,
+    messaging: MessagingCtx,
     table: ResourceTable,
     /// The memory limiter; read back after a trap to explain it.
     pub limiter: MemoryLimiter,
@@ -49,10 +51,20 @@ impl HostState {
             outbound: OutboundCtx::new(app.clone(), index, call),
             kv: function.kv.clone(),
             config: function.config.clone(),
+            messaging: function.messaging.clone(),
             log,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(function.limits.memory),
         }
+    }
+
+    /// Puts a delivered message in the table, for the queue handler.
+    pub fn push_message(
+        &mut self,
+        message: crate::capability::messaging::Message,
+    ) -> wasmtime::Result<wasmtime::component::Resource<crate::capability::messaging::Message>>
+    {
+        Ok(self.table.push(message)?)
     }
 
     /// The linker every function is checked against: WASI 0.2 (with the
@@ -68,6 +80,10 @@ impl HostState {
         })?;
         crate::capability::config::add_to_linker(&mut linker, |s| &s.config)?;
         crate::capability::logging::add_to_linker(&mut linker, |s| &s.log)?;
+        crate::capability::messaging::add_to_linker(&mut linker, |s| MessagingView {
+            ctx: &s.messaging,
+            table: &mut s.table,
+        })?;
         Ok(linker)
     }
 }

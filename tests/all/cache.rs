@@ -15,8 +15,9 @@ source = "guest:hello"
 routes = ["/"]
 "#;
 
-fn backend() -> std::sync::Arc<dyn nimbus::backend::KvBackend> {
-    std::sync::Arc::new(nimbus::backend::memory::MemoryBackend::default())
+fn backend(dir: &std::path::Path) -> nimbus::backend::Backends {
+    let store = nimbus::backend::embedded::EmbeddedBackend::open(&dir.join("state.redb")).unwrap();
+    nimbus::backend::Backends::embedded(store)
 }
 
 fn cached_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -40,14 +41,15 @@ fn compiled_components_are_cached_and_bad_entries_replaced() {
         ..RuntimeConfig::default()
     })
     .unwrap();
+    let backends = backend(dir.path());
 
-    App::load(&runtime, &manifest, backend()).unwrap();
+    App::load(&runtime, &manifest, backends.clone()).unwrap();
     let entries = cached_entries(&cache);
     assert_eq!(entries.len(), 1, "{entries:?}");
     let modified = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
 
     // A second load reads the entry instead of writing a new one.
-    App::load(&runtime, &manifest, backend()).unwrap();
+    App::load(&runtime, &manifest, backends.clone()).unwrap();
     assert_eq!(cached_entries(&cache), entries);
     assert_eq!(
         std::fs::metadata(&entries[0]).unwrap().modified().unwrap(),
@@ -56,7 +58,7 @@ fn compiled_components_are_cached_and_bad_entries_replaced() {
 
     // A corrupt entry is recompiled and rewritten.
     std::fs::write(&entries[0], b"not a compiled component").unwrap();
-    App::load(&runtime, &manifest, backend()).unwrap();
+    App::load(&runtime, &manifest, backends.clone()).unwrap();
     assert_ne!(
         std::fs::read(&entries[0]).unwrap(),
         b"not a compiled component"

@@ -5,11 +5,12 @@
 //! replaces that with the path of `functions/NAME`'s compiled component.
 
 use nimbus::app::App;
-use nimbus::backend::KvBackend;
+use nimbus::backend::Backends;
 use nimbus::backend::embedded::EmbeddedBackend;
 use nimbus::engine::{Runtime, RuntimeConfig};
 use nimbus::manifest::Manifest;
 use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
+use nimbus::trigger::queue::QueueTriggers;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -69,6 +70,9 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// An HTTP client with no proxy and a generous timeout.
     pub client: reqwest::Client,
+    /// The loaded app, for reaching its backends directly.
+    pub app: Arc<App>,
+    queues: Option<QueueTriggers>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     dir: tempfile::TempDir,
@@ -94,26 +98,32 @@ impl TestApp {
     ) -> TestApp {
         let file = write_manifest(dir.path(), manifest);
         let manifest = Manifest::load(&file).expect("manifest loads");
-        let backend: Arc<dyn KvBackend> = Arc::new(
-            EmbeddedBackend::open(&dir.path().join(".nimbus/state.redb")).expect("state opens"),
-        );
+        let store =
+            EmbeddedBackend::open(&dir.path().join(".nimbus/state.redb")).expect("state opens");
+        let backends = Backends::embedded(store);
         let runtime = runtime();
-        let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backend))
+        let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends))
             .await
             .expect("load task")
             .expect("app loads");
+        let app = Arc::new(app);
+        let queues = QueueTriggers::start(&app)
+            .await
+            .expect("queue triggers start");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let trigger = Arc::new(HttpTrigger::new(Arc::new(app)));
+        let trigger = Arc::new(HttpTrigger::new(app.clone()));
         let server = tokio::spawn(serve(listener, trigger, options, async {
             let _ = rx.await;
         }));
         TestApp {
             addr,
             client: client(),
+            app,
+            queues: Some(queues),
             shutdown: Some(tx),
             server: Some(server),
             dir,
@@ -140,6 +150,9 @@ impl TestApp {
             .await
             .expect("server task")
             .expect("server stopped cleanly");
+        if let Some(queues) = self.queues.take() {
+            queues.shutdown(Duration::from_secs(10)).await;
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         std::mem::replace(&mut self.dir, dir)
     }

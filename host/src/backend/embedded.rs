@@ -1,23 +1,50 @@
-//! The embedded backend: one crash-safe `redb` file in the state directory.
+//! The embedded backend: one crash-safe `redb` file in the state directory,
+//! holding key-value stores and queues.
 //!
 //! redb commits are atomic and, with the default durability, fsynced before
 //! the commit returns, so a `kill -9` at any moment leaves either the old or
 //! the new value, never half of one. Writes are serialized by redb; each runs
 //! on tokio's blocking pool so it never stalls a request thread.
 
-use super::{BackendError, KeyPage, KvBackend, Namespace, add_counter, parse_counter};
+use super::queue::now_ms;
+use super::{
+    BackendError, Consumer, DeadLetter, Delivery, KeyPage, KvBackend, Namespace, QueueBackend,
+    QueueMessage, QueueStats, add_counter, parse_counter,
+};
+use crate::manifest::TopicPattern;
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Every key-value pair of every app, keyed `app \0 store \0 key`.
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+
+/// Each consumer's messages, keyed `app \0 function \0 due \0 seq` (hex), so
+/// the messages due now are one range scan.
+const QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("queue");
+
+/// Dead letters, keyed `app \0 function \0 seq`.
+const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead");
+
+/// Counters; `seq` numbers queue entries.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Per app, each consuming function and its topic pattern.
+type Subscriptions = HashMap<String, Vec<(String, TopicPattern)>>;
 
 /// The embedded store.
 #[derive(Clone)]
 pub struct EmbeddedBackend {
     db: Arc<Database>,
+    /// Who consumes which topics, per app; declared at each start.
+    subscriptions: Arc<Mutex<Subscriptions>>,
+    /// Woken when a message becomes deliverable.
+    wake: Arc<Notify>,
 }
 
 impl EmbeddedBackend {
@@ -30,11 +57,26 @@ impl EmbeddedBackend {
         }
         let db = Database::create(path)
             .map_err(|e| BackendError::Storage(format!("cannot open {}: {e}", path.display())))?;
-        // Create the table up front so readers never see it missing.
+        // Create the tables up front so readers never see one missing, and
+        // release the leases of a previous run: whatever it was handling when
+        // it stopped is deliverable again now.
         let tx = db.begin_write().map_err(storage)?;
         tx.open_table(KV).map_err(storage)?;
+        tx.open_table(DEAD).map_err(storage)?;
+        tx.open_table(META).map_err(storage)?;
+        let released = release_leases(&tx)?;
         tx.commit().map_err(storage)?;
-        Ok(EmbeddedBackend { db: Arc::new(db) })
+        if released > 0 {
+            tracing::info!(
+                released,
+                "redelivering messages that were in flight when the last run stopped"
+            );
+        }
+        Ok(EmbeddedBackend {
+            db: Arc::new(db),
+            subscriptions: Arc::default(),
+            wake: Arc::new(Notify::new()),
+        })
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, BackendError>
@@ -47,6 +89,102 @@ impl EmbeddedBackend {
             .await
             .map_err(|e| BackendError::Storage(e.to_string()))?
     }
+}
+
+/// A queue entry's bookkeeping; the payload follows it in the stored value.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    message: QueueMessage,
+    /// Deliveries so far.
+    attempt: u32,
+    /// Handed to a handler and not yet acknowledged.
+    leased: bool,
+    last_error: Option<String>,
+}
+
+/// Stored values are a 4-byte length, that much JSON, then the raw payload,
+/// so payloads of any size cost no encoding.
+fn encode<T: Serialize>(head: &T, payload: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(head).expect("queue records serialize");
+    let mut out = Vec::with_capacity(4 + json.len() + payload.len());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(T, Vec<u8>), BackendError> {
+    let corrupt = || BackendError::Storage("a queue record is corrupt".into());
+    let len = u32::from_le_bytes(
+        bytes
+            .get(..4)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?,
+    ) as usize;
+    let json = bytes.get(4..4 + len).ok_or_else(corrupt)?;
+    let head = serde_json::from_slice(json).map_err(|_| corrupt())?;
+    Ok((head, bytes[4 + len..].to_vec()))
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<Entry, BackendError> {
+    let (mut entry, payload): (Entry, Vec<u8>) = decode(bytes)?;
+    entry.message.payload = payload;
+    Ok(entry)
+}
+
+fn consumer_prefix(c: &Consumer) -> String {
+    format!("{}\0{}\0", c.app, c.function)
+}
+
+fn queue_key(c: &Consumer, due_ms: u64, seq: u64) -> String {
+    format!("{}{due_ms:016x}\0{seq:016x}", consumer_prefix(c))
+}
+
+fn seq_of(key: &str) -> Result<u64, BackendError> {
+    key.rsplit('\0')
+        .next()
+        .and_then(|s| u64::from_str_radix(s, 16).ok())
+        .ok_or_else(|| BackendError::Storage(format!("bad queue key {key:?}")))
+}
+
+fn next_seq(tx: &WriteTransaction) -> Result<u64, BackendError> {
+    let mut meta = tx.open_table(META).map_err(storage)?;
+    let seq = meta.get("seq").map_err(storage)?.map_or(0, |v| v.value()) + 1;
+    meta.insert("seq", seq).map_err(storage)?;
+    Ok(seq)
+}
+
+/// Makes every leased entry due now; returns how many.
+fn release_leases(tx: &WriteTransaction) -> Result<usize, BackendError> {
+    let mut table = tx.open_table(QUEUE).map_err(storage)?;
+    let mut leased = Vec::new();
+    for item in table.iter().map_err(storage)? {
+        let (k, v) = item.map_err(storage)?;
+        let entry = decode_entry(v.value())?;
+        if entry.leased {
+            leased.push((k.value().to_owned(), entry));
+        }
+    }
+    let count = leased.len();
+    let now = now_ms();
+    for (key, mut entry) in leased {
+        table.remove(key.as_str()).map_err(storage)?;
+        let mut parts = key.splitn(3, '\0');
+        let consumer = Consumer {
+            app: parts.next().unwrap_or_default().to_owned(),
+            function: parts.next().unwrap_or_default().to_owned(),
+        };
+        entry.leased = false;
+        let value = encode(&entry, &entry.message.payload);
+        table
+            .insert(
+                queue_key(&consumer, now, seq_of(&key)?).as_str(),
+                value.as_slice(),
+            )
+            .map_err(storage)?;
+    }
+    Ok(count)
 }
 
 fn storage(e: impl std::fmt::Display) -> BackendError {
@@ -196,6 +334,403 @@ impl KvBackend for EmbeddedBackend {
         })
         .await
     }
+}
+
+#[async_trait]
+impl QueueBackend for EmbeddedBackend {
+    async fn subscribe(
+        &self,
+        consumer: &Consumer,
+        topic: &TopicPattern,
+    ) -> Result<(), BackendError> {
+        let mut subs = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+        let list = subs.entry(consumer.app.clone()).or_default();
+        list.retain(|(f, _)| *f != consumer.function);
+        list.push((consumer.function.clone(), topic.clone()));
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        app: &str,
+        topic: &str,
+        payload: &[u8],
+        headers: &[(String, String)],
+    ) -> Result<String, BackendError> {
+        let consumers: Vec<Consumer> = {
+            let subs = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+            subs.get(app)
+                .map(|list| {
+                    list.iter()
+                        .filter(|(_, pattern)| pattern.matches(topic))
+                        .map(|(function, _)| Consumer {
+                            app: app.to_owned(),
+                            function: function.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let message = QueueMessage {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            topic: topic.to_owned(),
+            headers: headers.to_vec(),
+            published_ms: now_ms(),
+            payload: payload.to_vec(),
+        };
+        let id = message.id.clone();
+        if consumers.is_empty() {
+            tracing::debug!(app, topic, "published to a topic nobody consumes");
+            return Ok(id);
+        }
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(storage)?;
+            {
+                let entry = Entry {
+                    message,
+                    attempt: 0,
+                    leased: false,
+                    last_error: None,
+                };
+                let value = encode(&entry, &entry.message.payload);
+                for consumer in &consumers {
+                    let seq = next_seq(&tx)?;
+                    let mut table = tx.open_table(QUEUE).map_err(storage)?;
+                    table
+                        .insert(
+                            queue_key(consumer, entry.message.published_ms, seq).as_str(),
+                            value.as_slice(),
+                        )
+                        .map_err(storage)?;
+                }
+            }
+            tx.commit().map_err(storage)
+        })
+        .await?;
+        self.wake.notify_waiters();
+        Ok(id)
+    }
+
+    async fn fetch(
+        &self,
+        consumer: &Consumer,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BackendError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register for a wake-up before looking, so a publish between the
+            // look and the wait is not missed.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+
+            let c = consumer.clone();
+            let (deliveries, next_due) = self
+                .blocking(move |db| take_due(db, &c, max, lease))
+                .await?;
+            if !deliveries.is_empty() {
+                return Ok(deliveries);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let until = next_due.map_or(deadline, |d| (now + d).min(deadline));
+            tokio::select! {
+                () = &mut woken => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    async fn ack(&self, _consumer: &Consumer, delivery: &Delivery) -> Result<(), BackendError> {
+        let key = delivery.token.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(storage)?;
+            tx.open_table(QUEUE)
+                .map_err(storage)?
+                .remove(key.as_str())
+                .map_err(storage)?;
+            tx.commit().map_err(storage)
+        })
+        .await
+    }
+
+    async fn retry(
+        &self,
+        consumer: &Consumer,
+        delivery: &Delivery,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), BackendError> {
+        let key = delivery.token.clone();
+        let consumer = consumer.clone();
+        let error = error.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(storage)?;
+            {
+                let mut table = tx.open_table(QUEUE).map_err(storage)?;
+                let Some(value) = table.remove(key.as_str()).map_err(storage)? else {
+                    // The lease ran out and someone else has it now.
+                    return Ok(());
+                };
+                let mut entry = decode_entry(value.value())?;
+                drop(value);
+                entry.leased = false;
+                entry.last_error = Some(error);
+                let due = now_ms() + delay.as_millis() as u64;
+                let value = encode(&entry, &entry.message.payload);
+                table
+                    .insert(
+                        queue_key(&consumer, due, seq_of(&key)?).as_str(),
+                        value.as_slice(),
+                    )
+                    .map_err(storage)?;
+            }
+            tx.commit().map_err(storage)
+        })
+        .await?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        consumer: &Consumer,
+        delivery: &Delivery,
+        error: &str,
+    ) -> Result<(), BackendError> {
+        let key = delivery.token.clone();
+        let prefix = consumer_prefix(consumer);
+        let error = error.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(storage)?;
+            {
+                let mut table = tx.open_table(QUEUE).map_err(storage)?;
+                let Some(value) = table.remove(key.as_str()).map_err(storage)? else {
+                    return Ok(());
+                };
+                let entry = decode_entry(value.value())?;
+                drop(value);
+                let dead = DeadLetter {
+                    attempts: entry.attempt,
+                    error,
+                    failed_ms: now_ms(),
+                    message: entry.message,
+                };
+                let value = encode(&dead, &dead.message.payload);
+                tx.open_table(DEAD)
+                    .map_err(storage)?
+                    .insert(
+                        format!("{prefix}{:016x}", seq_of(&key)?).as_str(),
+                        value.as_slice(),
+                    )
+                    .map_err(storage)?;
+            }
+            tx.commit().map_err(storage)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, consumer: &Consumer) -> Result<Vec<DeadLetter>, BackendError> {
+        let prefix = consumer_prefix(consumer);
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(storage)?;
+            let table = tx.open_table(DEAD).map_err(storage)?;
+            let mut out = Vec::new();
+            for item in table.range(prefix.as_str()..).map_err(storage)? {
+                let (k, v) = item.map_err(storage)?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                let (mut dead, payload): (DeadLetter, Vec<u8>) = decode(v.value())?;
+                dead.message.payload = payload;
+                out.push(dead);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn replay(&self, consumer: &Consumer, id: Option<&str>) -> Result<usize, BackendError> {
+        let moved = self.take_dead(consumer, id, true).await?;
+        if moved > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    async fn purge(&self, consumer: &Consumer, id: Option<&str>) -> Result<usize, BackendError> {
+        self.take_dead(consumer, id, false).await
+    }
+
+    async fn stats(&self, consumer: &Consumer) -> Result<QueueStats, BackendError> {
+        let prefix = consumer_prefix(consumer);
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(storage)?;
+            let mut stats = QueueStats::default();
+            let now = now_ms();
+            for item in tx
+                .open_table(QUEUE)
+                .map_err(storage)?
+                .range(prefix.as_str()..)
+                .map_err(storage)?
+            {
+                let (k, v) = item.map_err(storage)?;
+                let key = k.value();
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                let entry = decode_entry(v.value())?;
+                let due =
+                    u64::from_str_radix(&key[prefix.len()..prefix.len() + 16], 16).unwrap_or(0);
+                if entry.leased && due > now {
+                    stats.in_flight += 1;
+                } else if due > now {
+                    stats.delayed += 1;
+                } else {
+                    stats.ready += 1;
+                }
+            }
+            for item in tx
+                .open_table(DEAD)
+                .map_err(storage)?
+                .range(prefix.as_str()..)
+                .map_err(storage)?
+            {
+                let (k, _) = item.map_err(storage)?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                stats.dead += 1;
+            }
+            Ok(stats)
+        })
+        .await
+    }
+}
+
+impl EmbeddedBackend {
+    /// Removes dead letters (one by id, or all), putting them back in the
+    /// queue with fresh attempts when `requeue`.
+    async fn take_dead(
+        &self,
+        consumer: &Consumer,
+        id: Option<&str>,
+        requeue: bool,
+    ) -> Result<usize, BackendError> {
+        let consumer = consumer.clone();
+        let id = id.map(str::to_owned);
+        self.blocking(move |db| {
+            let prefix = consumer_prefix(&consumer);
+            let tx = db.begin_write().map_err(storage)?;
+            let count;
+            {
+                let mut dead = tx.open_table(DEAD).map_err(storage)?;
+                let mut chosen = Vec::new();
+                for item in dead.range(prefix.as_str()..).map_err(storage)? {
+                    let (k, v) = item.map_err(storage)?;
+                    if !k.value().starts_with(&prefix) {
+                        break;
+                    }
+                    let (mut letter, payload): (DeadLetter, Vec<u8>) = decode(v.value())?;
+                    letter.message.payload = payload;
+                    if id.as_deref().is_none_or(|id| id == letter.message.id) {
+                        chosen.push((k.value().to_owned(), letter));
+                    }
+                }
+                count = chosen.len();
+                for (key, letter) in chosen {
+                    dead.remove(key.as_str()).map_err(storage)?;
+                    if requeue {
+                        let entry = Entry {
+                            message: letter.message,
+                            attempt: 0,
+                            leased: false,
+                            last_error: Some(letter.error),
+                        };
+                        let value = encode(&entry, &entry.message.payload);
+                        let seq = next_seq(&tx)?;
+                        tx.open_table(QUEUE)
+                            .map_err(storage)?
+                            .insert(
+                                queue_key(&consumer, now_ms(), seq).as_str(),
+                                value.as_slice(),
+                            )
+                            .map_err(storage)?;
+                    }
+                }
+            }
+            tx.commit().map_err(storage)?;
+            Ok(count)
+        })
+        .await
+    }
+}
+
+/// Leases up to `max` entries due now; also says how long until the next
+/// delayed entry is due.
+fn take_due(
+    db: &Database,
+    consumer: &Consumer,
+    max: usize,
+    lease: Duration,
+) -> Result<(Vec<Delivery>, Option<Duration>), BackendError> {
+    let prefix = consumer_prefix(consumer);
+    let now = now_ms();
+    let end = format!("{prefix}{now:016x}\u{1}");
+    let tx = db.begin_write().map_err(storage)?;
+    let mut deliveries = Vec::new();
+    let next_due;
+    {
+        let mut table = tx.open_table(QUEUE).map_err(storage)?;
+        let mut due = Vec::new();
+        for item in table
+            .range(prefix.as_str()..end.as_str())
+            .map_err(storage)?
+        {
+            if due.len() == max {
+                break;
+            }
+            let (k, v) = item.map_err(storage)?;
+            due.push((k.value().to_owned(), decode_entry(v.value())?));
+        }
+        let expires = now + lease.as_millis() as u64;
+        for (key, mut entry) in due {
+            table.remove(key.as_str()).map_err(storage)?;
+            entry.attempt += 1;
+            entry.leased = true;
+            let token = queue_key(consumer, expires, seq_of(&key)?);
+            let value = encode(&entry, &entry.message.payload);
+            table
+                .insert(token.as_str(), value.as_slice())
+                .map_err(storage)?;
+            deliveries.push(Delivery {
+                message: entry.message,
+                attempt: entry.attempt,
+                token,
+            });
+        }
+        next_due = match table.range(end.as_str()..).map_err(storage)?.next() {
+            Some(item) => {
+                let (k, _) = item.map_err(storage)?;
+                let key = k.value();
+                key.starts_with(&prefix)
+                    .then(|| u64::from_str_radix(&key[prefix.len()..prefix.len() + 16], 16).ok())
+                    .flatten()
+                    .map(|due| Duration::from_millis(due.saturating_sub(now)))
+            }
+            None => None,
+        };
+    }
+    if deliveries.is_empty() {
+        tx.abort().map_err(storage)?;
+    } else {
+        tx.commit().map_err(storage)?;
+    }
+    Ok((deliveries, next_due))
 }
 
 #[cfg(test)]

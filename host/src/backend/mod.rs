@@ -2,9 +2,32 @@
 //! (the embedded default) and on several (NATS JetStream, later).
 
 pub mod embedded;
-pub mod memory;
+pub mod queue;
+
+pub use queue::{Consumer, DeadLetter, Delivery, QueueBackend, QueueMessage, QueueStats};
 
 use async_trait::async_trait;
+use std::sync::Arc;
+
+/// The storage an app runs on: one value, cloned into each function.
+#[derive(Clone)]
+pub struct Backends {
+    /// Key-value stores.
+    pub kv: Arc<dyn KvBackend>,
+    /// Queues.
+    pub queue: Arc<dyn QueueBackend>,
+}
+
+impl Backends {
+    /// Both capabilities on one embedded store.
+    pub fn embedded(store: embedded::EmbeddedBackend) -> Backends {
+        let store = Arc::new(store);
+        Backends {
+            kv: store.clone(),
+            queue: store,
+        }
+    }
+}
 
 /// Keys a store holds are namespaced by app and store, so two apps never see
 /// each other's data even when they use the same store name.

@@ -7,8 +7,9 @@
 //! environment that a fresh [`wasmtime_wasi::WasiCtx`] denies) come from
 //! `wasmtime-wasi`; this folder holds what Nimbus adds or restricts.
 
-mod bindings;
+pub(crate) mod bindings;
 pub mod config;
 pub mod kv;
 pub mod logging;
+pub mod messaging;
 pub mod outbound;

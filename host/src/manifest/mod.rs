@@ -12,11 +12,13 @@ mod id;
 mod outbound;
 mod route;
 pub mod schema;
+mod topic;
 mod units;
 
 pub use id::{FunctionId, MAX_ID_LEN, StoreName};
 pub use outbound::HostPattern;
 pub use route::{Route, RoutePattern, Segment};
+pub use topic::{TopicPattern, validate_topic};
 pub use units::format_bytes;
 
 use schema::{RawFunction, RawManifest};
@@ -59,6 +61,19 @@ pub const DEFAULT_KV_VALUE_SIZE: u64 = 1024 * 1024;
 /// Default time limit per outbound HTTP request: a downstream service that
 /// has not answered in 30 s is down; the caller should fail, not hang.
 pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default deliveries of a message before it moves to dead letters: enough
+/// to ride out a restart of a dependency, few enough to surface a bug fast.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Default delay before the first retry; it doubles with each attempt.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Default longest delay between retries.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Default messages one queue function handles at once.
+pub const DEFAULT_QUEUE_CONCURRENCY: u32 = 16;
 
 /// The largest memory cap a function may ask for: the pooling allocator
 /// reserves 4 GiB of address space per memory, and wasm32 cannot address more.
@@ -125,6 +140,25 @@ pub struct FunctionSpec {
     pub allowed_outbound_hosts: Vec<HostPattern>,
     /// Configuration values, templates resolved, in key order.
     pub config: Vec<(String, String)>,
+    /// Its queue trigger, if any.
+    pub queue: Option<QueueSpec>,
+    /// Topics it may publish to.
+    pub publish: Vec<TopicPattern>,
+}
+
+/// A queue trigger with its retry policy, defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The topic or pattern consumed.
+    pub topic: TopicPattern,
+    /// Deliveries before dead letters.
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub backoff: Duration,
+    /// Longest delay between retries.
+    pub max_backoff: Duration,
+    /// Messages handled at once.
+    pub concurrency: u32,
 }
 
 /// A function's build command.
@@ -346,6 +380,34 @@ fn normalize_function(
         let value = expand_env(template).map_err(|e| err(&format!("config.{key}"), e))?;
         config.push((key.clone(), value));
     }
+    let queue = match f.queue {
+        None => None,
+        Some(q) => {
+            let spec = QueueSpec {
+                topic: q.topic,
+                max_attempts: q.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+                backoff: q.backoff.map_or(DEFAULT_BACKOFF, |d| d.0),
+                max_backoff: q.max_backoff.map_or(DEFAULT_MAX_BACKOFF, |d| d.0),
+                concurrency: q.concurrency.unwrap_or(DEFAULT_QUEUE_CONCURRENCY),
+            };
+            if spec.max_attempts == 0 {
+                return Err(err("queue.max_attempts", "must be at least 1".into()));
+            }
+            if spec.concurrency == 0 {
+                return Err(err("queue.concurrency", "must be at least 1".into()));
+            }
+            if spec.max_backoff < spec.backoff {
+                return Err(err(
+                    "queue.max_backoff",
+                    format!(
+                        "{:?} is shorter than `backoff` ({:?})",
+                        spec.max_backoff, spec.backoff
+                    ),
+                ));
+            }
+            Some(spec)
+        }
+    };
     let build = f.build.map(|command| BuildSpec {
         command,
         workdir: f
@@ -363,6 +425,8 @@ fn normalize_function(
         services: f.services,
         allowed_outbound_hosts: f.allowed_outbound_hosts,
         config,
+        queue,
+        publish: f.publish,
         id,
     })
 }

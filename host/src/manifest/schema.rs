@@ -5,6 +5,7 @@
 use super::id::{FunctionId, StoreName};
 use super::outbound::HostPattern;
 use super::route::Route;
+use super::topic::TopicPattern;
 use super::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -66,11 +67,34 @@ pub struct RawFunction {
     /// Example: `allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:*"]`.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<HostPattern>,
+    /// A queue trigger. Example:
+    /// `queue = { topic = "orders.created", max_attempts = 5, backoff = "200ms" }`.
+    #[serde(default)]
+    pub queue: Option<RawQueue>,
+    /// Topics it may publish to (`*` one token, `>` the rest). Example: `publish = ["orders.*"]`.
+    #[serde(default)]
+    pub publish: Vec<TopicPattern>,
     /// `[functions.<id>.config]`: values the guest reads through `wasi:config`;
     /// `{{ env.NAME }}` is replaced by the host's environment variable.
     /// Example: `signing_key = "{{ env.SHOP_SIGNING_KEY }}"`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+}
+
+/// `queue = { ... }`: the topic and the retry policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// The topic (or pattern) to consume. Example: `topic = "orders.created"`.
+    pub topic: TopicPattern,
+    /// Deliveries before a message moves to dead letters. Example: `max_attempts = 5`.
+    pub max_attempts: Option<u32>,
+    /// Delay before the first retry; it doubles each time. Example: `backoff = "200ms"`.
+    pub backoff: Option<HumanDuration>,
+    /// The longest delay between retries. Example: `max_backoff = "30s"`.
+    pub max_backoff: Option<HumanDuration>,
+    /// Messages handled at once. Example: `concurrency = 16`.
+    pub concurrency: Option<u32>,
 }
 
 /// `[functions.<id>.limits]`; every key is optional.

@@ -71,6 +71,7 @@ impl HttpError {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
                 InvocationError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                InvocationError::NoHttpHandler => StatusCode::NOT_FOUND,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -90,7 +91,8 @@ impl HttpError {
                 InvocationError::MemoryExceeded { .. } => "memory_limit_exceeded",
                 InvocationError::Trap { .. } => "function_trapped",
                 InvocationError::NoResponse => "no_response",
-                InvocationError::GuestError(_) => "function_error",
+                InvocationError::GuestError(_) | InvocationError::Rejected(_) => "function_error",
+                InvocationError::NoHttpHandler => "not_found",
                 InvocationError::Failed(_) => "function_failed",
             },
         }
