@@ -106,7 +106,7 @@ start_server() {
 }
 
 declare -A url
-start_server nimbus target/release/nimbus up examples/hello --listen 127.0.0.1:0
+start_server nimbus target/release/nimbus up examples/hello --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
 url[nimbus]="http://$addr$REQUEST_PATH"
 start_server native target/release/native-hello --listen 127.0.0.1:0
 url[native]="http://$addr$REQUEST_PATH"

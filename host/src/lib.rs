@@ -39,6 +39,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod backend;
 pub mod build;

@@ -1,7 +1,11 @@
 //! The `nimbus` command: parses the command line and calls the library.
 
 use anyhow::{Context, anyhow};
+use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
+use http::Method;
+use nimbus::admin::Admin;
+use nimbus::admin::client::AdminClient;
 use nimbus::app::App;
 use nimbus::backend::Backends;
 use nimbus::backend::embedded::EmbeddedBackend;
@@ -59,6 +63,35 @@ enum Command {
         #[arg(default_value = ".", env = "NIMBUS_APP")]
         path: PathBuf,
     },
+    /// Publish a message to a topic of the running app (through the admin API).
+    Publish {
+        /// The topic, e.g. `orders.created`.
+        topic: String,
+        /// The message, as text.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        data: Option<String>,
+        /// Read the message from a file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The message's content type.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show each queue's ready, delayed, in-flight and dead-letter counts.
+    Queues {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List, replay or purge a queue function's dead letters.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Validate the manifest and every component; exit non-zero on a problem.
     Check {
         /// A nimbus.toml, or a folder holding one.
@@ -68,6 +101,57 @@ enum Command {
         #[arg(long, env = "NIMBUS_STATE_DIR")]
         state_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// List the dead letters of FUNCTION.
+    List {
+        /// The queue function.
+        function: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Put dead letters back in the queue, with fresh attempts.
+    Replay {
+        /// The queue function.
+        function: String,
+        /// Only this message (default: all).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete dead letters.
+    Purge {
+        /// The queue function.
+        function: String,
+        /// Only this message (default: all).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the running app's admin API is.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin API's URL.
+    #[arg(long, default_value = "http://127.0.0.1:3001", env = "NIMBUS_ADMIN")]
+    admin: String,
+    /// The admin token, if the server requires one.
+    #[arg(long, env = "NIMBUS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl AdminArgs {
+    fn client(&self) -> AdminClient {
+        AdminClient::new(&self.admin, self.admin_token.clone())
+    }
 }
 
 #[derive(clap::Args)]
@@ -91,6 +175,12 @@ struct UpArgs {
     /// Open connections at most.
     #[arg(long, default_value_t = nimbus::trigger::http::DEFAULT_MAX_CONNECTIONS, env = "NIMBUS_MAX_CONNECTIONS")]
     max_connections: usize,
+    /// Address for the admin API; beyond loopback it needs --admin-token.
+    #[arg(long, default_value = nimbus::admin::DEFAULT_ADMIN_LISTEN, env = "NIMBUS_ADMIN_LISTEN")]
+    admin_listen: SocketAddr,
+    /// Token the admin API requires as `Authorization: Bearer <token>`.
+    #[arg(long, env = "NIMBUS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Component instances the pooling allocator holds at once.
     #[arg(long, default_value_t = nimbus::engine::DEFAULT_POOL_INSTANCES, env = "NIMBUS_POOL_INSTANCES")]
     pool_instances: u32,
@@ -129,6 +219,56 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await??;
             Ok(())
         }
+        Command::Publish {
+            topic,
+            data,
+            file,
+            content_type,
+            admin,
+        } => {
+            let body = match (data, file) {
+                (Some(data), _) => Bytes::from(data),
+                (None, Some(file)) => Bytes::from(
+                    std::fs::read(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                ),
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            let path = format!("/v1/topics/{topic}/messages");
+            let answer = admin
+                .client()
+                .call(Method::POST, &path, Some((body, &content_type)))
+                .await?;
+            println!(
+                "published {} to {topic}",
+                answer["id"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Command::Queues { json, admin } => {
+            let answer = admin.client().call(Method::GET, "/v1/queues", None).await?;
+            if json {
+                println!("{answer:#}");
+            } else {
+                println!(
+                    "{:<20} {:<28} {:>7} {:>7} {:>9} {:>6}",
+                    "FUNCTION", "TOPIC", "READY", "DELAYED", "IN-FLIGHT", "DEAD"
+                );
+                for q in answer.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<20} {:<28} {:>7} {:>7} {:>9} {:>6}",
+                        q["function"].as_str().unwrap_or(""),
+                        q["topic"].as_str().unwrap_or(""),
+                        q["ready"],
+                        q["delayed"],
+                        q["in_flight"],
+                        q["dead"]
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::DeadLetters { action } => dead_letters(action).await,
         Command::Check { path, state_dir } => {
             let manifest = Manifest::load(&path)?;
             let state_dir = self::state_dir(&manifest, state_dir.as_deref());
@@ -144,7 +284,70 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+async fn dead_letters(action: DeadLetterAction) -> anyhow::Result<()> {
+    match action {
+        DeadLetterAction::List {
+            function,
+            json,
+            admin,
+        } => {
+            let path = format!("/v1/queues/{function}/dead-letters");
+            let answer = admin.client().call(Method::GET, &path, None).await?;
+            if json {
+                println!("{answer:#}");
+                return Ok(());
+            }
+            let letters = answer.as_array().cloned().unwrap_or_default();
+            if letters.is_empty() {
+                println!("no dead letters for `{function}`");
+            }
+            for d in letters {
+                println!(
+                    "{}  {}  attempts={}  error: {}",
+                    d["id"].as_str().unwrap_or(""),
+                    d["topic"].as_str().unwrap_or(""),
+                    d["attempts"],
+                    d["error"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        DeadLetterAction::Replay {
+            function,
+            id,
+            admin,
+        } => {
+            let path = match &id {
+                Some(id) => format!("/v1/queues/{function}/dead-letters/replay?id={id}"),
+                None => format!("/v1/queues/{function}/dead-letters/replay"),
+            };
+            let answer = admin.client().call(Method::POST, &path, None).await?;
+            println!("replayed {} message(s)", answer["replayed"]);
+            Ok(())
+        }
+        DeadLetterAction::Purge {
+            function,
+            id,
+            admin,
+        } => {
+            let path = match &id {
+                Some(id) => format!("/v1/queues/{function}/dead-letters?id={id}"),
+                None => format!("/v1/queues/{function}/dead-letters"),
+            };
+            let answer = admin.client().call(Method::DELETE, &path, None).await?;
+            println!("purged {} message(s)", answer["purged"]);
+            Ok(())
+        }
+    }
+}
+
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    if !args.admin_listen.ip().is_loopback() && args.admin_token.is_none() {
+        anyhow::bail!(
+            "the admin API would listen on {} beyond loopback without a token; set --admin-token or NIMBUS_ADMIN_TOKEN",
+            args.admin_listen
+        );
+    }
     let manifest = Manifest::load(&args.path)?;
     if args.build {
         let m = manifest.clone();
@@ -186,12 +389,35 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         grace: args.grace,
         max_connections: args.max_connections,
     };
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the admin API", args.admin_listen))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "admin listening on http://{}",
+            admin_listener.local_addr()?
+        )?;
+        out.flush()?;
+    }
     let queues = QueueTriggers::start(&app)
         .await
         .context("cannot start the queue triggers")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin = Arc::new(Admin::new(app.clone(), args.admin_token.clone()));
+    let admin_task = tokio::spawn(admin.serve(admin_listener, stopped(stop_rx.clone())));
     let trigger = Arc::new(HttpTrigger::new(app));
-    serve(listener, trigger, options, shutdown_signal()).await?;
+    serve(listener, trigger, options, stopped(stop_rx)).await?;
     queues.shutdown(args.grace).await;
+    let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
 }

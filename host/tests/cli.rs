@@ -42,6 +42,7 @@ fn nimbus(dir: &Path) -> Command {
 struct Server {
     child: Child,
     url: String,
+    admin: String,
 }
 
 impl Server {
@@ -51,10 +52,9 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        stdout.read_line(&mut line).unwrap();
         let url = line
             .trim()
             .strip_prefix("listening on ")
@@ -62,7 +62,14 @@ impl Server {
             .to_string();
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         assert!(!url.ends_with(":0"), "the real port is printed: {url}");
-        Server { child, url }
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        let admin = line
+            .trim()
+            .strip_prefix("admin listening on ")
+            .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
+            .to_string();
+        Server { child, url, admin }
     }
 
     fn terminate(&mut self) {
@@ -126,7 +133,13 @@ fn up_prints_its_address_serves_and_stops_gracefully_on_sigterm() {
          [functions.sleeper]\nsource = @sleeper@\nroutes = [\"/sleep\"]\n",
     );
     let mut cmd = nimbus(dir.path());
-    cmd.args(["up", "--listen", "127.0.0.1:0"]);
+    cmd.args([
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
     let mut server = Server::start(cmd);
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -163,8 +176,14 @@ fn flags_can_come_from_nimbus_environment_variables() {
     let mut cmd = nimbus(dir.path());
     cmd.arg("up")
         .env("NIMBUS_LISTEN", "127.0.0.1:0")
+        .env("NIMBUS_ADMIN_LISTEN", "127.0.0.1:0")
         .env("NIMBUS_STATE_DIR", state.path());
     let mut server = Server::start(cmd);
+    assert!(
+        server.admin.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.admin
+    );
     server.terminate();
     assert!(server.wait(Duration::from_secs(10)).success());
     assert!(state.path().join("cache").is_dir());
@@ -194,6 +213,27 @@ fn build_runs_each_build_command_once_with_progress() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("error: building `hello`: `exit 3` failed (exit status: 3)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_admin_api_beyond_loopback_needs_a_token() {
+    let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /\"]\n");
+    let out = nimbus(dir.path())
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("beyond loopback without a token"),
         "{stderr}"
     );
 }

@@ -1,0 +1,319 @@
+//! The operator's API, on its own listener apart from public traffic.
+//!
+//! JSON under `/v1/`. When a token is set, every request must carry
+//! `Authorization: Bearer <token>`; `nimbus up` refuses to listen beyond
+//! loopback without one.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /v1/health` | `{"status":"ok"}` |
+//! | `GET /v1/queues` | each queue function: topic, policy, ready/delayed/in-flight/dead counts |
+//! | `POST /v1/topics/{topic}/messages` | publish the body (its `content-type` is kept) |
+//! | `GET /v1/queues/{function}/dead-letters` | the function's dead letters |
+//! | `POST /v1/queues/{function}/dead-letters/replay[?id=ID]` | put one or all back in the queue |
+//! | `DELETE /v1/queues/{function}/dead-letters[?id=ID]` | delete one or all |
+
+pub mod client;
+
+use crate::app::App;
+use crate::backend::{Consumer, QueueStats};
+use crate::manifest::validate_topic;
+use crate::trigger::http::error::full;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Default admin listener: loopback only, so no token is needed by default.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3001";
+
+/// Largest message the admin API accepts for publishing.
+pub const MAX_PUBLISH_BODY: usize = 4 * 1024 * 1024;
+
+/// How long the admin listener waits for its requests at shutdown.
+const ADMIN_GRACE: Duration = Duration::from_secs(5);
+
+/// The admin API for one app.
+pub struct Admin {
+    app: Arc<App>,
+    token: Option<String>,
+}
+
+impl Admin {
+    /// An API over `app`, requiring `token` when given.
+    pub fn new(app: Arc<App>, token: Option<String>) -> Admin {
+        Admin { app, token }
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin accept failed");
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let admin = self.clone();
+            let service = service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(req).await) }
+            });
+            let conn = graceful.watch(
+                builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned(),
+            );
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        let _ = tokio::time::timeout(ADMIN_GRACE, graceful.shutdown()).await;
+        Ok(())
+    }
+
+    /// Handles one admin request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        if let Some(token) = &self.token {
+            let presented = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if presented.is_none_or(|p| !constant_time_eq(p.as_bytes(), token.as_bytes())) {
+                let mut response =
+                    error(StatusCode::UNAUTHORIZED, "a valid admin token is required");
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        }
+        match self.route(req).await {
+            Ok(response) => response,
+            Err((status, message)) => error(status, &message),
+        }
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
+        let path = req.uri().path().to_owned();
+        let query_id = query_param(req.uri().query(), "id");
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let method = req.method().clone();
+        match (&method, segments.as_slice()) {
+            (&Method::GET, ["v1", "health"]) => {
+                Ok(ok(json!({"status": "ok", "app": self.app.name})))
+            }
+            (&Method::GET, ["v1", "queues"]) => self.queues().await,
+            (&Method::POST, ["v1", "topics", topic, "messages"]) => {
+                let topic = topic.to_string();
+                self.publish(&topic, req).await
+            }
+            (&Method::GET, ["v1", "queues", function, "dead-letters"]) => {
+                self.dead_letters(function).await
+            }
+            (&Method::POST, ["v1", "queues", function, "dead-letters", "replay"]) => {
+                let consumer = self.consumer(function)?;
+                let n = self
+                    .app
+                    .backends()
+                    .queue
+                    .replay(&consumer, query_id.as_deref())
+                    .await
+                    .map_err(internal)?;
+                Ok(ok(json!({"replayed": n})))
+            }
+            (&Method::DELETE, ["v1", "queues", function, "dead-letters"]) => {
+                let consumer = self.consumer(function)?;
+                let n = self
+                    .app
+                    .backends()
+                    .queue
+                    .purge(&consumer, query_id.as_deref())
+                    .await
+                    .map_err(internal)?;
+                Ok(ok(json!({"purged": n})))
+            }
+            _ => Err((
+                StatusCode::NOT_FOUND,
+                format!("no admin endpoint {method} {path}"),
+            )),
+        }
+    }
+
+    fn consumer(&self, function: &str) -> Result<Consumer, (StatusCode, String)> {
+        match self
+            .app
+            .functions
+            .iter()
+            .find(|f| f.id.as_str() == function)
+        {
+            Some(f) if f.queue.is_some() => Ok(Consumer {
+                app: self.app.name.clone(),
+                function: function.to_owned(),
+            }),
+            Some(_) => Err((
+                StatusCode::NOT_FOUND,
+                format!("function `{function}` has no queue trigger"),
+            )),
+            None => Err((StatusCode::NOT_FOUND, format!("no function `{function}`"))),
+        }
+    }
+
+    async fn queues(&self) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
+        let mut out = Vec::new();
+        for f in &self.app.functions {
+            let Some(trigger) = &f.queue else { continue };
+            let consumer = Consumer {
+                app: self.app.name.clone(),
+                function: f.id.to_string(),
+            };
+            let QueueStats {
+                ready,
+                delayed,
+                in_flight,
+                dead,
+            } = self
+                .app
+                .backends()
+                .queue
+                .stats(&consumer)
+                .await
+                .map_err(internal)?;
+            out.push(json!({
+                "function": f.id.as_str(),
+                "topic": trigger.spec.topic.as_str(),
+                "max_attempts": trigger.spec.max_attempts,
+                "concurrency": trigger.spec.concurrency,
+                "ready": ready,
+                "delayed": delayed,
+                "in_flight": in_flight,
+                "dead": dead,
+            }));
+        }
+        Ok(ok(Value::Array(out)))
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        req: Request<Incoming>,
+    ) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
+        validate_topic(topic).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        let mut headers = Vec::new();
+        if let Some(ct) = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        {
+            headers.push(("content-type".to_owned(), ct.to_owned()));
+        }
+        let body = Limited::new(req.into_body(), MAX_PUBLISH_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("reading the message: {e}"),
+                )
+            })?
+            .to_bytes();
+        let id = self
+            .app
+            .backends()
+            .queue
+            .publish(&self.app.name, topic, &body, &headers)
+            .await
+            .map_err(internal)?;
+        let mut response = ok(json!({"id": id, "topic": topic}));
+        *response.status_mut() = StatusCode::ACCEPTED;
+        Ok(response)
+    }
+
+    async fn dead_letters(
+        &self,
+        function: &str,
+    ) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
+        let consumer = self.consumer(function)?;
+        let letters = self
+            .app
+            .backends()
+            .queue
+            .dead_letters(&consumer)
+            .await
+            .map_err(internal)?;
+        let out: Vec<Value> = letters
+            .into_iter()
+            .map(|d| {
+                json!({
+                    "id": d.message.id,
+                    "topic": d.message.topic,
+                    "attempts": d.attempts,
+                    "error": d.error,
+                    "published_ms": d.message.published_ms,
+                    "failed_ms": d.failed_ms,
+                    "headers": d.message.headers,
+                    "payload_len": d.message.payload.len(),
+                    "payload": String::from_utf8(d.message.payload).ok(),
+                })
+            })
+            .collect();
+        Ok(ok(Value::Array(out)))
+    }
+}
+
+fn internal(e: crate::backend::BackendError) -> (StatusCode, String) {
+    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn ok(body: Value) -> Response<HyperOutgoingBody> {
+    let mut response = Response::new(full(Bytes::from(format!("{body}\n"))));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response<HyperOutgoingBody> {
+    let mut response = ok(json!({"status": status.as_u16(), "message": message}));
+    *response.status_mut() = status;
+    response
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Compares secrets without leaking, through timing, how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
