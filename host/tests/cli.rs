@@ -1,106 +1,10 @@
 //! The `nimbus` binary as an operator uses it: real processes, real signals,
 //! real HTTP over loopback.
 
-use nimbus_test_artifacts::guest;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{Server, app_dir, nimbus};
 use std::time::Duration;
-
-const NIMBUS: &str = env!("CARGO_BIN_EXE_nimbus");
-
-fn app_dir(functions: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = format!(
-        "version = 1\n[app]\nname = \"cli\"\n{}",
-        functions
-            .replace(
-                "@hello@",
-                &format!("{:?}", guest("hello").display().to_string())
-            )
-            .replace(
-                "@sleeper@",
-                &format!("{:?}", guest("sleeper").display().to_string())
-            )
-    );
-    std::fs::write(dir.path().join("nimbus.toml"), manifest).unwrap();
-    dir
-}
-
-fn nimbus(dir: &Path) -> Command {
-    let mut cmd = Command::new(NIMBUS);
-    cmd.current_dir(dir).env_remove("RUST_BACKTRACE");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NIMBUS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-/// A running `nimbus up`, killed if the test ends early.
-struct Server {
-    child: Child,
-    url: String,
-    admin: String,
-}
-
-impl Server {
-    fn start(mut cmd: Command) -> Server {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        assert!(!url.ends_with(":0"), "the real port is printed: {url}");
-        line.clear();
-        stdout.read_line(&mut line).unwrap();
-        let admin = line
-            .trim()
-            .strip_prefix("admin listening on ")
-            .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
-            .to_string();
-        Server { child, url, admin }
-    }
-
-    fn terminate(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nimbus did not exit in {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn check_passes_a_good_app_and_names_the_problem_in_a_bad_one() {

@@ -1,0 +1,103 @@
+//! Helpers shared by the binary's tests: an app folder, the command, and a
+//! running server that is killed if a test ends early.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const NIMBUS: &str = env!("CARGO_BIN_EXE_nimbus");
+
+/// A folder with a `nimbus.toml` of app `cli` and the given function tables;
+/// `@name@` stands for the path of guest `name`.
+pub fn app_dir(functions: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!("version = 1\n[app]\nname = \"cli\"\n{functions}");
+    for (name, path) in nimbus_test_artifacts::GUESTS {
+        text = text.replace(&format!("@{name}@"), &format!("{path:?}"));
+    }
+    std::fs::write(dir.path().join("nimbus.toml"), text).unwrap();
+    dir
+}
+
+/// The `nimbus` command in `dir`, without NIMBUS_* settings from outside.
+pub fn nimbus(dir: &Path) -> Command {
+    let mut cmd = Command::new(NIMBUS);
+    cmd.current_dir(dir).env_remove("RUST_BACKTRACE");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NIMBUS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// A running `nimbus up`, killed if the test ends early.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub admin: String,
+}
+
+impl Server {
+    pub fn start(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(!url.ends_with(":0"), "the real port is printed: {url}");
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        let admin = line
+            .trim()
+            .strip_prefix("admin listening on ")
+            .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
+            .to_string();
+        Server { child, url, admin }
+    }
+
+    pub fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn terminate(&mut self) {
+        self.signal("-TERM");
+    }
+
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nimbus did not exit in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
