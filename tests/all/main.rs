@@ -9,7 +9,6 @@ mod kv;
 mod limits;
 mod logs;
 mod outbound;
-mod queue;
 mod routing;
 mod sandbox;
 mod services;
