@@ -9,6 +9,7 @@ use nimbus::admin::client::AdminClient;
 use nimbus::app::App;
 use nimbus::backend::Backends;
 use nimbus::backend::embedded::EmbeddedBackend;
+use nimbus::backend::nats::NatsBackend;
 use nimbus::engine::{Runtime, RuntimeConfig};
 use nimbus::manifest::Manifest;
 use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
@@ -175,6 +176,13 @@ struct UpArgs {
     /// Open connections at most.
     #[arg(long, default_value_t = nimbus::trigger::http::DEFAULT_MAX_CONNECTIONS, env = "NIMBUS_MAX_CONNECTIONS")]
     max_connections: usize,
+    /// Queue broker: `embedded` (in the state folder) or a NATS JetStream
+    /// URL such as `nats://127.0.0.1:4222`, for several nodes sharing queues.
+    #[arg(long, default_value = "embedded", env = "NIMBUS_BROKER")]
+    broker: String,
+    /// Prefix of the NATS streams and subjects Nimbus creates.
+    #[arg(long, default_value = "nimbus", env = "NIMBUS_BROKER_PREFIX")]
+    broker_prefix: String,
     /// Address for the admin API; beyond loopback it needs --admin-token.
     #[arg(long, default_value = nimbus::admin::DEFAULT_ADMIN_LISTEN, env = "NIMBUS_ADMIN_LISTEN")]
     admin_listen: SocketAddr,
@@ -360,10 +368,20 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let state_file = state_dir.join(STATE_FILE);
     let store = EmbeddedBackend::open(&state_file)
         .with_context(|| format!("cannot open the state store {}", state_file.display()))?;
+    let mut backends = Backends::embedded(store);
+    match args.broker.as_str() {
+        "embedded" => {}
+        url if url.starts_with("nats://") => {
+            let nats = NatsBackend::connect(url, &args.broker_prefix)
+                .await
+                .with_context(|| format!("cannot use the NATS broker at {url}"))?;
+            backends.queue = Arc::new(nats);
+        }
+        other => anyhow::bail!("--broker `{other}`: write `embedded` or a nats:// URL"),
+    }
     let app = {
         let runtime = runtime.clone();
         let manifest = manifest.clone();
-        let backends = Backends::embedded(store);
         Arc::new(
             tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends)).await??,
         )

@@ -64,6 +64,35 @@ pub fn write_manifest(dir: &Path, manifest: &str) -> PathBuf {
     file
 }
 
+/// The NATS server the tests use; `.ci/run` starts it when it is down.
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// Which broker a test app's queues run on.
+#[derive(Debug, Clone)]
+pub enum Broker {
+    /// The embedded redb broker in the app's state folder.
+    Embedded,
+    /// NATS JetStream, with streams named after `prefix` so runs never meet.
+    Nats {
+        /// Unique per test.
+        prefix: String,
+    },
+}
+
+impl Broker {
+    /// A NATS broker with a prefix no other test or run uses.
+    pub fn nats_unique() -> Broker {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Broker::Nats {
+            prefix: format!("t{}x{nanos}x{n}", std::process::id()),
+        }
+    }
+}
+
 /// A running server for one app, stopped when dropped.
 pub struct TestApp {
     /// The server's address.
@@ -96,11 +125,27 @@ impl TestApp {
         manifest: &str,
         options: ServeOptions,
     ) -> TestApp {
+        Self::start_on(dir, manifest, options, &Broker::Embedded).await
+    }
+
+    /// Starts a server whose queues run on `broker`.
+    pub async fn start_on(
+        dir: tempfile::TempDir,
+        manifest: &str,
+        options: ServeOptions,
+        broker: &Broker,
+    ) -> TestApp {
         let file = write_manifest(dir.path(), manifest);
         let manifest = Manifest::load(&file).expect("manifest loads");
         let store =
             EmbeddedBackend::open(&dir.path().join(".nimbus/state.redb")).expect("state opens");
-        let backends = Backends::embedded(store);
+        let mut backends = Backends::embedded(store);
+        if let Broker::Nats { prefix } = broker {
+            let nats = nimbus::backend::nats::NatsBackend::connect(NATS_URL, prefix)
+                .await
+                .unwrap_or_else(|e| panic!("NATS at {NATS_URL} (start it as .ci/run does): {e}"));
+            backends.queue = Arc::new(nats);
+        }
         let runtime = runtime();
         let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends))
             .await

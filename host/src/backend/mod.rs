@@ -2,6 +2,7 @@
 //! (the embedded default) and on several (NATS JetStream, later).
 
 pub mod embedded;
+pub mod nats;
 pub mod queue;
 
 pub use queue::{Consumer, DeadLetter, Delivery, QueueBackend, QueueMessage, QueueStats};
