@@ -36,6 +36,9 @@ use crate::{IntoResponse, Response};
 /// | [`http::Error`](crate::http::Error) (an outbound request failed) | 502 | `bad_gateway` |
 /// | [`http::Error::InvalidRequest`](crate::http::Error::InvalidRequest) | 500 | `internal` |
 /// | `http::Error` of the `http` crate (a builder failed) | 500 | `internal` |
+/// | [`queue::Error::PermissionDenied`](crate::queue::Error::PermissionDenied) | 403 | `permission_denied` |
+/// | [`queue::Error::Connection`](crate::queue::Error::Connection), [`Timeout`](crate::queue::Error::Timeout) | 502 | `bad_gateway` |
+/// | [`queue::Error::Other`](crate::queue::Error::Other) | 500 | `internal` |
 ///
 /// The message of each is the source error's `Display`, so the host's text
 /// reaches the caller.
@@ -314,6 +317,21 @@ impl From<crate::http::Error> for Error {
         match &err {
             crate::http::Error::InvalidRequest(_) => Error::internal(err.to_string()),
             _ => Error::bad_gateway(err.to_string()),
+        }
+    }
+}
+
+impl From<crate::queue::Error> for Error {
+    /// Publishing to a topic the manifest does not grant is the function's
+    /// `403`; a broker that fails is a `502`, like an upstream.
+    fn from(err: crate::queue::Error) -> Error {
+        use crate::queue::Error as Queue;
+        match &err {
+            Queue::PermissionDenied(_) => {
+                Error::forbidden(err.to_string()).with_code("permission_denied")
+            }
+            Queue::Connection(_) | Queue::Timeout => Error::bad_gateway(err.to_string()),
+            Queue::Other(_) => Error::internal(err.to_string()),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The glue `#[http_handler]` expands to: a wasi:http request in, the handler, a
-//! wasi:http response out; and the conversions the outbound client shares.
+//! The glue the attribute macros expand to. `#[http_handler]`: a wasi:http
+//! request in, the handler, a wasi:http response out; and the conversions the
+//! outbound client shares. `#[queue_handler]`: a wasi:messaging message in, the
+//! handler, its outcome out.
 //!
 //! wasi:http resources are parents of the resources made from them (a request of
 //! its body, a body of its stream), and the host refuses to drop a parent before
@@ -19,7 +21,11 @@ use wasip2::http::types::{
 };
 use wasip2::io::streams::{OutputStream, StreamError};
 
+use crate::bindings::wasi::messaging::types::{
+    Error as WasiMessagingError, Message as WasiMessage,
+};
 use crate::info::HEADER_REQUEST_ID;
+use crate::queue::{Message, Outcome};
 use crate::{Error, IntoResponse, Request, Response};
 
 /// How many bytes one blocking read asks for. Bodies are capped by the host
@@ -265,6 +271,40 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 /// handler's return type on the "does not implement `IntoResponse`" error.
 pub fn into_response<R: IntoResponse>(output: R) -> Response {
     output.into_response()
+}
+
+/// Handles one delivered message: reads it whole, runs `handler`, and turns
+/// its error text into `error::other`, which asks the host for a retry.
+pub fn handle_message(
+    message: WasiMessage,
+    handler: impl FnOnce(Message) -> Result<(), String>,
+) -> Result<(), WasiMessagingError> {
+    handler(Message::from_wasi(message)).map_err(WasiMessagingError::Other)
+}
+
+/// Converts a queue handler's output; a function so the macro can put the span
+/// of the handler's return type on the "does not implement `Outcome`" error.
+pub fn into_outcome<O: Outcome>(output: O) -> Result<(), String> {
+    output.into_result()
+}
+
+/// The argument types a `#[queue_handler]` may take. Sealed: only
+/// [`Message`]; a trait rather than a plain type so a wrong argument type gets
+/// an error that says what to take instead.
+#[diagnostic::on_unimplemented(
+    message = "a queue handler cannot take `{Self}` as its argument",
+    label = "a queue handler takes a `nimbus_sdk::queue::Message`",
+    note = "take `message: nimbus_sdk::queue::Message`, or no argument at all"
+)]
+pub trait QueueArgument: Sized {
+    /// The argument, from the delivered message.
+    fn from_message(message: Message) -> Self;
+}
+
+impl QueueArgument for Message {
+    fn from_message(message: Message) -> Message {
+        message
+    }
 }
 
 #[cfg(test)]

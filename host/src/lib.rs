@@ -10,7 +10,8 @@
 //!   ticker) and the compile cache;
 //! - [`app`]: an app loaded from a manifest, each function pre-instantiated;
 //! - [`executor`]: one invocation, its limits, and failure classification;
-//! - [`backend`]: storage behind small traits (embedded redb, in-memory);
+//! - [`backend`]: storage behind small traits (embedded redb; NATS JetStream for queues);
+//! - [`admin`]: the operator API and its client;
 //! - [`trigger`]: what runs functions (`http`: gateway, router, server);
 //! - [`capability`]: host interfaces given to guests;
 //! - [`state`]: the store data that ties capabilities together;
@@ -21,15 +22,16 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! use std::sync::Arc;
 //! use nimbus::{app::App, engine::{Runtime, RuntimeConfig}, manifest::Manifest};
-//! use nimbus::backend::embedded::EmbeddedBackend;
+//! use nimbus::backend::{Backends, embedded::EmbeddedBackend};
 //! use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
 //!
 //! let manifest = Manifest::load("examples/hello".as_ref())?;
 //! let runtime = Runtime::new(&RuntimeConfig::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-//! let backend = Arc::new(EmbeddedBackend::open("examples/hello/.nimbus/state.redb".as_ref())?);
-//! let app = App::load(&runtime, &manifest, backend)?;
+//! let store = EmbeddedBackend::open("examples/hello/.nimbus/state.redb".as_ref())?;
+//! let app = App::load(&runtime, &manifest, Backends::embedded(store))?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let trigger = Arc::new(HttpTrigger::new(Arc::new(app)));
+//! // Queue triggers start with `nimbus::trigger::queue::QueueTriggers::start`.
 //! serve(listener, trigger, ServeOptions::default(), async {
 //!     let _ = tokio::signal::ctrl_c().await;
 //! })

@@ -234,6 +234,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             content_type,
             admin,
         } => {
+            nimbus::manifest::validate_topic(&topic).map_err(|e| anyhow!(e))?;
             let body = match (data, file) {
                 (Some(data), _) => Bytes::from(data),
                 (None, Some(file)) => Bytes::from(

@@ -9,6 +9,7 @@ mod kv;
 mod limits;
 mod logs;
 mod outbound;
+mod queue;
 mod routing;
 mod sandbox;
 mod services;

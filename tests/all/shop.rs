@@ -1,7 +1,12 @@
-//! The shop example's three services (`functions/users`, `catalog`, `orders`)
-//! end to end: accounts and tokens, products and stock, orders behind bearer
-//! tokens that reserve stock through an in-process service call.
+//! The shop example's services (`functions/users`, `catalog`, `orders`,
+//! `inventory`, `notifier`) end to end: accounts and tokens, products and
+//! stock, orders behind bearer tokens that reserve stock through an in-process
+//! service call, and the `orders.created` events two queue functions handle.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use nimbus::backend::Consumer;
 use nimbus_tests::{TestApp, captured_logs, json};
 use serde_json::{Value, json};
 
@@ -48,13 +53,64 @@ source = "guest:orders"
 routes = ["POST /orders", "GET /orders", "GET /orders/:id"]
 kv = ["orders"]
 services = ["catalog"]
+publish = ["orders.created"]
 [functions.orders.config]
 signing_key = "shop-test-signing-key"
 [functions.orders.limits]
 timeout = "10s"
 memory = "32MiB"
 max_body = "16KiB"
+
+[functions.inventory]
+source = "guest:inventory"
+routes = ["GET /inventory/:product_id"]
+kv = ["inventory"]
+queue = { topic = "orders.created", max_attempts = 5, backoff = "200ms", max_backoff = "30s", concurrency = 4 }
+[functions.inventory.limits]
+timeout = "5s"
+memory = "32MiB"
+
+[functions.notifier]
+source = "guest:notifier"
+routes = ["GET /notifications"]
+kv = ["notifications"]
+queue = { topic = "orders.created", max_attempts = 5, backoff = "200ms", max_backoff = "30s", concurrency = 4 }
+[functions.notifier.limits]
+timeout = "5s"
+memory = "32MiB"
 "#;
+
+/// How long asynchronous effects (a queue function handling an order's event,
+/// or five attempts ending in a dead letter) may take before a test fails: the
+/// five attempts' backoff adds up to 3 s at most.
+const EVENTUALLY: Duration = Duration::from_secs(10);
+/// How often [`eventually`] looks again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `check` every [`POLL`] until it returns `Some`, for at most
+/// [`EVENTUALLY`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The queue function `function` of the shop, as the broker knows it.
+fn consumer(function: &str) -> Consumer {
+    Consumer {
+        app: "shop".into(),
+        function: function.into(),
+    }
+}
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -136,6 +192,33 @@ impl Shop {
             .send()
             .await
             .expect("request")
+    }
+
+    /// What `inventory` has recorded as reserved of `product`.
+    async fn reserved(&self, product: &Value) -> i64 {
+        let response = self.app.get(&format!("/inventory/{}", product["id"])).await;
+        assert_eq!(response.status(), 200);
+        let body = json(response).await;
+        assert_eq!(body["product_id"], product["id"]);
+        body["reserved"].as_i64().expect("a number")
+    }
+
+    /// The notifications `notifier` has recorded for `user`.
+    async fn notifications(&self, user: &str) -> Vec<Value> {
+        let response = self.app.get(&format!("/notifications?user={user}")).await;
+        assert_eq!(response.status(), 200);
+        json(response).await.as_array().expect("an array").clone()
+    }
+
+    /// Waits until `function` has nothing left to handle: no message ready,
+    /// delayed for a retry or being handled.
+    async fn drained(&self, function: &str) {
+        let queue = self.app.app.backends().queue.clone();
+        eventually(&format!("`{function}` to handle every message"), || async {
+            let stats = queue.stats(&consumer(function)).await.unwrap();
+            (stats.ready + stats.delayed + stats.in_flight == 0).then_some(())
+        })
+        .await;
     }
 
     async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
@@ -521,4 +604,108 @@ async fn the_catalog_is_a_rest_resource_with_checked_fields() {
             {"id": 3, "name": "C", "price_cents": 3, "stock": 1},
         ])
     );
+}
+
+#[tokio::test]
+async fn placed_orders_reach_inventory_and_notifier_asynchronously() {
+    let shop = Shop::start().await;
+    let token = shop.user("ivo_events").await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let mug = shop.product("Mug", 1200, 3).await;
+    assert_eq!(shop.reserved(&tea).await, 0);
+
+    let first = shop.order(&token, &tea["id"], 3).await;
+    assert_eq!(first.status(), 201);
+    let first = json(first).await;
+    let second = json(shop.order(&token, &tea["id"], 2).await).await;
+    let third = json(shop.order(&token, &mug["id"], 1).await).await;
+
+    eventually("inventory to record both tea orders", || async {
+        (shop.reserved(&tea).await == 5).then_some(())
+    })
+    .await;
+    eventually("inventory to record the mug order", || async {
+        (shop.reserved(&mug).await == 1).then_some(())
+    })
+    .await;
+    let notifications = eventually("a notification for each order", || async {
+        let notifications = shop.notifications("ivo_events").await;
+        (notifications.len() == 3).then_some(notifications)
+    })
+    .await;
+    let order_ids: Vec<&Value> = notifications.iter().map(|n| &n["order_id"]).collect();
+    assert_eq!(order_ids, [&first["id"], &second["id"], &third["id"]]);
+    assert_eq!(notifications[0]["user"], "ivo_events");
+    assert_eq!(
+        notifications[0]["text"],
+        format!(
+            "Thank you for your order {}: 3 x product {}, 13.50 in total.",
+            first["id"], tea["id"]
+        )
+    );
+    // Nobody else was notified.
+    assert_eq!(
+        shop.notifications("someone_else").await,
+        Vec::<Value>::new()
+    );
+
+    // The same event again, as a redelivery or a second publish would bring
+    // it: both subscribers handle it, and neither counts the order twice.
+    let queue = shop.app.app.backends().queue.clone();
+    queue
+        .publish("shop", "orders.created", first.to_string().as_bytes(), &[])
+        .await
+        .unwrap();
+    shop.drained("inventory").await;
+    shop.drained("notifier").await;
+    assert_eq!(shop.reserved(&tea).await, 5);
+    assert_eq!(shop.notifications("ivo_events").await, notifications);
+    for function in ["inventory", "notifier"] {
+        let stats = queue.stats(&consumer(function)).await.unwrap();
+        assert_eq!(stats.dead, 0, "{function}");
+    }
+}
+
+#[tokio::test]
+async fn a_bouncing_mailbox_ends_in_dead_letters_and_the_order_still_stands() {
+    let shop = Shop::start().await;
+    let token = shop.user("bounce").await;
+    let pen = shop.product("Pen", 150, 10).await;
+
+    let response = shop.order(&token, &pen["id"], 2).await;
+    assert_eq!(response.status(), 201);
+    let order = json(response).await;
+    assert_eq!(order["user"], "bounce");
+
+    // The notifier fails all five attempts; the message is kept with the error.
+    let queue = shop.app.app.backends().queue.clone();
+    let dead = eventually("the notification to be dead-lettered", || async {
+        queue
+            .dead_letters(&consumer("notifier"))
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(dead.attempts, 5);
+    assert_eq!(dead.message.topic, "orders.created");
+    assert!(
+        dead.error.contains("mailbox unavailable for bounce"),
+        "{}",
+        dead.error
+    );
+    let event: Value = serde_json::from_slice(&dead.message.payload).unwrap();
+    assert_eq!(event, order);
+    assert_eq!(shop.notifications("bounce").await, Vec::<Value>::new());
+
+    // Inventory, a separate subscriber, handled the same event.
+    eventually("inventory to record the order", || async {
+        (shop.reserved(&pen).await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(queue.stats(&consumer("inventory")).await.unwrap().dead, 0);
+    // And the order is the user's, as placed.
+    let orders = json(shop.get_as(&token, "/orders").await).await;
+    assert_eq!(orders, json!([order]));
 }

@@ -14,12 +14,21 @@
 //! An order is `{"id", "user", "product_id", "quantity", "unit_price_cents",
 //! "total_cents", "created_at"}`. Placing one reserves the stock from the
 //! catalog first (`POST /products/:id/reserve`, called in-process with the same
-//! request id), then stores the order at the price the catalog answered.
+//! request id), then stores the order at the price the catalog answered, then
+//! publishes it as JSON to the topic `orders.created`, which `inventory` and
+//! `notifier` handle asynchronously (see `events`).
+//!
+//! The event is published after the order is stored, and a failure to publish
+//! does not fail the order: it is answered `201` all the same, and the event
+//! waits in an outbox to be published with a later order. Only if the event
+//! can be neither published nor kept is the answer a `500
+//! event_not_published` (the order stands; the message says so).
 //!
 //! # What the manifest grants
 //!
 //! - `kv = ["orders"]`: see `store`;
 //! - `services = ["catalog"]`: the stock reservation;
+//! - `publish = ["orders.created"]`: the event;
 //! - config `signing_key` (required): the key `users` signs tokens with.
 //!
 //! # Layout
@@ -29,10 +38,12 @@
 //! | `auth` | the bearer token check and the `401`/`403` answers |
 //! | `order` | the order, the body that places one, timestamps |
 //! | `catalog` | the stock reservation, a service call |
+//! | `events` | the `orders.created` event and its outbox |
 //! | `store` | the orders and the per-user index in the key-value store |
 
 mod auth;
 mod catalog;
+mod events;
 mod order;
 mod store;
 
@@ -89,7 +100,7 @@ fn handle(req: Request) -> Result<Response, Error> {
     }
 }
 
-/// `POST /orders`: reserves the stock, then stores the order.
+/// `POST /orders`: reserves the stock, stores the order, publishes its event.
 fn place(req: &Request, user: &User, now: u64) -> Result<Response, Error> {
     let new = NewOrder::parse(req.body())?;
     let orders = Orders::open()?;
@@ -119,6 +130,7 @@ fn place(req: &Request, user: &User, now: u64) -> Result<Response, Error> {
         );
         return Err(err);
     }
+    events::publish_created(&orders, &order)?;
     nimbus_sdk::info!(
         "order {} placed by `{}`: {} x product {}",
         order.id,

@@ -1,6 +1,7 @@
 //! The orders in the key-value store: `order/<id>` holds each order as JSON,
-//! `user/<username>/<id>` indexes a user's orders, and `next-id` is the last id
-//! handed out.
+//! `user/<username>/<id>` indexes a user's orders, `next-id` is the last id
+//! handed out, and `outbox/<id>` marks an order whose `orders.created` event
+//! may not have been published yet (see `events`).
 
 use nimbus_sdk::{Error, kv};
 
@@ -39,11 +40,40 @@ impl Orders {
         Ok(())
     }
 
+    /// The order `id`, whoever placed it.
+    pub fn by_id(&self, id: u64) -> Result<Option<Order>, Error> {
+        Ok(self.store.get_json(&order_key(id))?)
+    }
+
+    /// Marks order `id`'s event as pending.
+    pub fn mark_pending(&self, id: u64) -> Result<(), Error> {
+        Ok(self.store.set(&outbox_key(id), "")?)
+    }
+
+    /// Clears the mark of order `id`'s event, once it is published.
+    pub fn clear_pending(&self, id: u64) -> Result<(), Error> {
+        Ok(self.store.delete(&outbox_key(id))?)
+    }
+
+    /// The ids of up to `limit` orders whose events are pending, oldest first.
+    pub fn pending(&self, limit: usize) -> Result<Vec<u64>, Error> {
+        let prefix = outbox_key("");
+        let mut ids: Vec<u64> = self
+            .store
+            .keys_with_prefix(&prefix)?
+            .iter()
+            .filter_map(|key| key.strip_prefix(&prefix)?.parse().ok())
+            .collect();
+        // Keys sort as text (`/10` before `/2`); ids as numbers.
+        ids.sort_unstable();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
     /// The order `id` if `user` placed it; `None` for another user's order as
     /// for a missing one, so ids reveal nothing about other users.
     pub fn get(&self, user: &str, id: u64) -> Result<Option<Order>, Error> {
-        let order: Option<Order> = self.store.get_json(&order_key(id))?;
-        Ok(order.filter(|order| order.user == user))
+        Ok(self.by_id(id)?.filter(|order| order.user == user))
     }
 
     /// Every order `user` placed, by id.
@@ -66,6 +96,11 @@ impl Orders {
 
 fn order_key(id: u64) -> String {
     format!("order/{id}")
+}
+
+/// `outbox/<id>`; with an empty id, the prefix of every mark.
+fn outbox_key(id: impl std::fmt::Display) -> String {
+    format!("outbox/{id}")
 }
 
 /// `user/<user>/<id>`; with an empty id, the prefix of all of `user`'s orders.

@@ -4,6 +4,11 @@
 //! examples; the code they generate names only `::nimbus_sdk` paths, so a function
 //! crate depends on `nimbus-sdk` alone.
 //!
+//! There is one macro per trigger kind: `#[http_handler]` exports
+//! `wasi:http/incoming-handler`, `#[queue_handler]` exports
+//! `wasi:messaging/incoming-handler`. Both keep the function as written and add
+//! the export in an anonymous `const` block, so one crate may use both.
+//!
 //! Every signature mistake is reported as a compile error on the offending tokens
 //! (`syn::Error::to_compile_error`), and the function is emitted unchanged next to
 //! the error so that it does not cause a second, confusing "not found" error.
@@ -24,9 +29,30 @@ use syn::{FnArg, ItemFn, ReturnType, Type};
 /// for examples.
 #[proc_macro_attribute]
 pub fn http_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_or_error(attr, item, expand_http_handler)
+}
+
+/// Makes a free function the component's `wasi:messaging/incoming-handler`.
+///
+/// The function may be sync or `async`, take no argument or a
+/// `nimbus_sdk::queue::Message`, and return `()` or a `Result<(), E>` where `E`
+/// implements `Display` (anything `nimbus_sdk::queue::Outcome`). See
+/// `nimbus_sdk::queue_handler` for examples.
+#[proc_macro_attribute]
+pub fn queue_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_or_error(attr, item, expand_queue_handler)
+}
+
+/// Parses the function and expands it, or emits the error next to the function
+/// unchanged.
+fn expand_or_error(
+    attr: TokenStream,
+    item: TokenStream,
+    expand: fn(TokenStream2, &ItemFn) -> syn::Result<TokenStream2>,
+) -> TokenStream {
     let attr = TokenStream2::from(attr);
     let function = syn::parse_macro_input!(item as ItemFn);
-    match expand_http_handler(attr, &function) {
+    match expand(attr, &function) {
         Ok(expanded) => expanded.into(),
         Err(error) => {
             let error = error.to_compile_error();
@@ -35,9 +61,37 @@ pub fn http_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// What differs between the handler kinds in the signature checks' messages.
+struct Kind {
+    /// The attribute, as written: `#[http_handler]`.
+    attribute: &'static str,
+    /// The handler, with its article: `an HTTP handler`.
+    noun: &'static str,
+    /// What the one argument may be, for the "too many arguments" error.
+    argument: &'static str,
+    /// An argument type to name instead of `impl Trait`.
+    example_type: &'static str,
+}
+
+const HTTP: Kind = Kind {
+    attribute: "#[http_handler]",
+    noun: "an HTTP handler",
+    argument: "the `Request` (or another `FromRequest` type such as `Json<T>`); \
+               read the rest from it with `RequestExt`",
+    example_type: "nimbus_sdk::Request",
+};
+
+const QUEUE: Kind = Kind {
+    attribute: "#[queue_handler]",
+    noun: "a queue handler",
+    argument: "the `nimbus_sdk::queue::Message`; read the payload, headers, id and \
+               attempt from it",
+    example_type: "nimbus_sdk::queue::Message",
+};
+
 /// The handler function and the export glue that calls it.
 fn expand_http_handler(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
-    check_signature(attr, function)?;
+    check_signature(&HTTP, attr, function)?;
     let sig = &function.sig;
     let name = &sig.ident;
 
@@ -107,25 +161,97 @@ fn expand_http_handler(attr: TokenStream2, function: &ItemFn) -> syn::Result<Tok
     })
 }
 
+/// The handler function and the `wasi:messaging/incoming-handler` export that
+/// calls it.
+fn expand_queue_handler(attr: TokenStream2, function: &ItemFn) -> syn::Result<TokenStream2> {
+    check_signature(&QUEUE, attr, function)?;
+    let sig = &function.sig;
+    let name = &sig.ident;
+
+    // The span puts a "cannot take `X`" error on the argument's type.
+    let (argument, drop_message) = match sig.inputs.first() {
+        Some(FnArg::Typed(arg)) => {
+            let ty = &arg.ty;
+            let argument = quote_spanned! {ty.span()=>
+                <#ty as ::nimbus_sdk::__private::QueueArgument>::from_message(message)
+            };
+            (argument, quote!())
+        }
+        _ => (quote!(), quote!(::core::mem::drop(message);)),
+    };
+
+    let call = if sig.asyncness.is_some() {
+        quote!(::nimbus_sdk::__private::block_on(#name(#argument)))
+    } else {
+        quote!(#name(#argument))
+    };
+
+    // The span puts a "cannot return `X`" error on the return type.
+    let output_span = match &sig.output {
+        ReturnType::Default => name.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let into_outcome = quote_spanned! {output_span=>
+        ::nimbus_sdk::__private::into_outcome(output)
+    };
+
+    Ok(quote! {
+        #function
+
+        const _: () = {
+            struct __NimbusQueueHandler;
+
+            impl ::nimbus_sdk::__private::QueueGuest for __NimbusQueueHandler {
+                fn handle(
+                    message: ::nimbus_sdk::__private::WasiMessage,
+                ) -> ::core::result::Result<(), ::nimbus_sdk::__private::MessagingError> {
+                    ::nimbus_sdk::__private::handle_message(
+                        message,
+                        |message: ::nimbus_sdk::queue::Message| {
+                            #drop_message
+                            let output = #call;
+                            #into_outcome
+                        },
+                    )
+                }
+            }
+
+            ::nimbus_sdk::__private::bindings::__export_queue_function!(
+                __NimbusQueueHandler with_types_in ::nimbus_sdk::__private::bindings
+            );
+        };
+    })
+}
+
 /// Rejects what the generated glue cannot call: arguments to the attribute,
 /// methods, generics, more than one argument, `unsafe` or foreign functions.
-fn check_signature(attr: TokenStream2, function: &ItemFn) -> syn::Result<()> {
+fn check_signature(kind: &Kind, attr: TokenStream2, function: &ItemFn) -> syn::Result<()> {
+    let Kind {
+        attribute,
+        noun,
+        argument,
+        example_type,
+    } = kind;
     if !attr.is_empty() {
         return Err(syn::Error::new_spanned(
             attr,
-            "`#[http_handler]` takes no arguments",
+            format!("`{attribute}` takes no arguments"),
         ));
     }
     let sig = &function.sig;
     if let Some(receiver) = sig.receiver() {
         return Err(syn::Error::new_spanned(
             receiver,
-            "an HTTP handler must be a free function, not a method: remove `self` \
-             and move the function out of the `impl` block",
+            format!(
+                "{noun} must be a free function, not a method: remove `self` \
+                 and move the function out of the `impl` block"
+            ),
         ));
     }
-    let generic_message = "an HTTP handler cannot be generic: the export glue must name one \
-                           concrete function; remove the generic parameters";
+    let generic_message = format!(
+        "{noun} cannot be generic: the export glue must name one concrete function; \
+         remove the generic parameters"
+    );
     if !sig.generics.params.is_empty() {
         return Err(syn::Error::new_spanned(&sig.generics, generic_message));
     }
@@ -135,27 +261,26 @@ fn check_signature(attr: TokenStream2, function: &ItemFn) -> syn::Result<()> {
     if let Some(unsafety) = &sig.unsafety {
         return Err(syn::Error::new_spanned(
             unsafety,
-            "an HTTP handler cannot be `unsafe fn`",
+            format!("{noun} cannot be `unsafe fn`"),
         ));
     }
     if let Some(abi) = &sig.abi {
         return Err(syn::Error::new_spanned(
             abi,
-            "an HTTP handler cannot have an `extern` ABI; the macro writes the export",
+            format!("{noun} cannot have an `extern` ABI; the macro writes the export"),
         ));
     }
     if let Some(variadic) = &sig.variadic {
         return Err(syn::Error::new_spanned(
             variadic,
-            "an HTTP handler cannot be variadic",
+            format!("{noun} cannot be variadic"),
         ));
     }
     if sig.inputs.len() > 1 {
         let extra: Vec<_> = sig.inputs.iter().skip(1).collect();
         return Err(syn::Error::new_spanned(
             quote!(#(#extra),*),
-            "an HTTP handler takes at most one argument: the `Request` (or another \
-             `FromRequest` type such as `Json<T>`); read the rest from it with `RequestExt`",
+            format!("{noun} takes at most one argument: {argument}"),
         ));
     }
     if let Some(FnArg::Typed(arg)) = sig.inputs.first()
@@ -163,8 +288,9 @@ fn check_signature(attr: TokenStream2, function: &ItemFn) -> syn::Result<()> {
     {
         return Err(syn::Error::new_spanned(
             impl_trait,
-            "an HTTP handler cannot take `impl Trait`: name the argument's type, \
-             e.g. `nimbus_sdk::Request`",
+            format!(
+                "{noun} cannot take `impl Trait`: name the argument's type, e.g. `{example_type}`"
+            ),
         ));
     }
     Ok(())
@@ -175,8 +301,12 @@ mod tests {
     use super::*;
 
     fn check(attr: TokenStream2, function: TokenStream2) -> Result<(), String> {
+        check_as(&HTTP, attr, function)
+    }
+
+    fn check_as(kind: &Kind, attr: TokenStream2, function: TokenStream2) -> Result<(), String> {
         let function: ItemFn = syn::parse2(function).expect("a function");
-        check_signature(attr, &function).map_err(|err| err.to_string())
+        check_signature(kind, attr, &function).map_err(|err| err.to_string())
     }
 
     #[test]
@@ -276,6 +406,56 @@ mod tests {
     }
 
     #[test]
+    fn queue_handler_errors_name_the_queue_handler() {
+        let cases = [
+            (
+                quote!(),
+                quote!(
+                    fn f(message: Message, extra: u32) {}
+                ),
+                "a queue handler takes at most one argument: the `nimbus_sdk::queue::Message`",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(&self) {}
+                ),
+                "a queue handler must be a free function",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(message: impl Into<Message>) {}
+                ),
+                "e.g. `nimbus_sdk::queue::Message`",
+            ),
+            (
+                quote!(topic = "orders"),
+                quote!(
+                    fn f() {}
+                ),
+                "`#[queue_handler]` takes no arguments",
+            ),
+        ];
+        for (attr, function, expected) in cases {
+            let error = check_as(&QUEUE, attr, function.clone()).expect_err(&function.to_string());
+            assert!(error.contains(expected), "{function}: {error}");
+        }
+        for function in [
+            quote!(
+                fn a() {}
+            ),
+            quote!(
+                async fn b(message: Message) -> Result<(), String> {
+                    todo!()
+                }
+            ),
+        ] {
+            assert_eq!(check_as(&QUEUE, quote!(), function), Ok(()));
+        }
+    }
+
+    #[test]
     fn async_handlers_are_driven_by_block_on() {
         let function: ItemFn = syn::parse2(quote!(
             async fn f() {}
@@ -286,5 +466,24 @@ mod tests {
             .to_string();
         assert!(expanded.contains("block_on"), "{expanded}");
         assert!(expanded.contains("export !"), "{expanded}");
+
+        let expanded = expand_queue_handler(quote!(), &function)
+            .unwrap()
+            .to_string();
+        assert!(expanded.contains("block_on"), "{expanded}");
+        assert!(expanded.contains("__export_queue_function !"), "{expanded}");
+    }
+
+    #[test]
+    fn a_queue_handler_without_argument_drops_the_message() {
+        let function: ItemFn = syn::parse2(quote!(
+            fn f() {}
+        ))
+        .unwrap();
+        let expanded = expand_queue_handler(quote!(), &function)
+            .unwrap()
+            .to_string();
+        assert!(expanded.contains("drop (message)"), "{expanded}");
+        assert!(!expanded.contains("from_message"), "{expanded}");
     }
 }
