@@ -278,3 +278,67 @@ async fn publishing_needs_a_grant(broker: Broker) {
     })
     .await;
 }
+
+/// Messages per second through a handler that does nothing, on each broker.
+/// A benchmark, not a test: run it in release mode with
+/// `cargo test --release -p nimbus-tests --test all -- --ignored queue_throughput --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; run on purpose, in release mode"]
+async fn queue_throughput() {
+    const MESSAGES: usize = 2_000;
+    const NOOP: &str = r#"
+version = 1
+[app]
+name = "queues"
+[functions.noop]
+source = "guest:queue-noop"
+queue = { topic = "bench.noop", concurrency = 16 }
+"#;
+    for broker in [Broker::Embedded, Broker::nats_unique()] {
+        let app = TestApp::start_on(
+            tempfile::tempdir().unwrap(),
+            NOOP,
+            ServeOptions::default(),
+            &broker,
+        )
+        .await;
+        let queue = app.app.backends().queue.clone();
+        let started = Instant::now();
+        let publishers: Vec<_> = (0..16)
+            .map(|p| {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    for i in (p..MESSAGES).step_by(16) {
+                        queue
+                            .publish("queues", "bench.noop", format!("{i}").as_bytes(), &[])
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for p in publishers {
+            p.await.unwrap();
+        }
+        let published = started.elapsed();
+        loop {
+            let stats = queue.stats(&consumer("noop")).await.unwrap();
+            if stats.ready + stats.delayed + stats.in_flight == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "not drained: {stats:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let drained = started.elapsed();
+        println!(
+            "{broker:?}: published {MESSAGES} in {published:?} ({:.0}/s); handled all in {drained:?} ({:.0} msgs/s end to end)",
+            MESSAGES as f64 / published.as_secs_f64(),
+            MESSAGES as f64 / drained.as_secs_f64()
+        );
+        drop(app);
+        cleanup(&broker).await;
+    }
+}
