@@ -118,17 +118,8 @@ fn expand_http_handler(attr: TokenStream2, function: &ItemFn) -> syn::Result<Tok
         quote!()
     };
 
-    let call = if sig.asyncness.is_some() {
-        quote!(::nimbus_sdk::__private::block_on(#name(#argument)))
-    } else {
-        quote!(#name(#argument))
-    };
-
     // The span puts a "`X` does not implement `IntoResponse`" error on the return type.
-    let output_span = match &sig.output {
-        ReturnType::Default => name.span(),
-        ReturnType::Type(_, ty) => ty.span(),
-    };
+    let (call, output_span) = call_and_output_span(sig, name, &argument);
     let into_response = quote_spanned! {output_span=>
         ::nimbus_sdk::__private::into_response(output)
     };
@@ -180,17 +171,8 @@ fn expand_queue_handler(attr: TokenStream2, function: &ItemFn) -> syn::Result<To
         _ => (quote!(), quote!(::core::mem::drop(message);)),
     };
 
-    let call = if sig.asyncness.is_some() {
-        quote!(::nimbus_sdk::__private::block_on(#name(#argument)))
-    } else {
-        quote!(#name(#argument))
-    };
-
     // The span puts a "cannot return `X`" error on the return type.
-    let output_span = match &sig.output {
-        ReturnType::Default => name.span(),
-        ReturnType::Type(_, ty) => ty.span(),
-    };
+    let (call, output_span) = call_and_output_span(sig, name, &argument);
     let into_outcome = quote_spanned! {output_span=>
         ::nimbus_sdk::__private::into_outcome(output)
     };
@@ -294,6 +276,25 @@ fn check_signature(kind: &Kind, attr: TokenStream2, function: &ItemFn) -> syn::R
         ));
     }
     Ok(())
+}
+
+/// The handler call (run on `block_on` when it is `async`) and the span of
+/// its return type, where a wrong return type's error belongs.
+fn call_and_output_span(
+    sig: &syn::Signature,
+    name: &syn::Ident,
+    argument: &proc_macro2::TokenStream,
+) -> (proc_macro2::TokenStream, proc_macro2::Span) {
+    let call = if sig.asyncness.is_some() {
+        quote!(::nimbus_sdk::__private::block_on(#name(#argument)))
+    } else {
+        quote!(#name(#argument))
+    };
+    let output_span = match &sig.output {
+        ReturnType::Default => name.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    (call, output_span)
 }
 
 #[cfg(test)]
