@@ -76,6 +76,50 @@ pub enum InvocationError {
     Failed(String),
 }
 
+impl InvocationError {
+    /// A stable snake_case name for the failure, used in error bodies and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvocationError::Overloaded { .. } => "overloaded",
+            InvocationError::PoolExhausted => "pool_exhausted",
+            InvocationError::Timeout { .. } => "timeout",
+            InvocationError::MemoryExceeded { .. } => "memory_limit_exceeded",
+            InvocationError::Trap { .. } => "function_trapped",
+            InvocationError::NoResponse => "no_response",
+            InvocationError::GuestError(_) | InvocationError::Rejected(_) => "function_error",
+            InvocationError::NoHttpHandler => "not_found",
+            InvocationError::Failed(_) => "function_failed",
+        }
+    }
+}
+
+/// Counts an instance as running while it lives.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn new(function: &str) -> InFlight {
+        let gauge = crate::telemetry::metrics()
+            .in_flight
+            .get_or_create(&crate::telemetry::function(function))
+            .clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn instantiated(function: &str, started: std::time::Instant) {
+    crate::telemetry::metrics()
+        .instantiate_seconds
+        .get_or_create(&crate::telemetry::function(function))
+        .observe(started.elapsed().as_secs_f64());
+}
+
 /// A fresh store for one invocation, with the function's limits applied.
 fn new_store(app: &Arc<App>, index: usize, call: CallCtx) -> Store<HostState> {
     let mut store = Store::new(app.runtime().engine(), HostState::new(app, index, call));
@@ -105,9 +149,12 @@ pub async fn invoke_queue(
     let mut store = new_store(app, index, call);
     let timeout = function.limits.timeout;
     let message = crate::capability::messaging::Message::delivered(delivery);
+    let _in_flight = InFlight::new(function.id.as_str());
     let run = async {
         let message = store.data_mut().push_message(message)?;
+        let started = std::time::Instant::now();
         let handler = trigger.pre.instantiate_async(&mut store).await?;
+        instantiated(function.id.as_str(), started);
         handler
             .wasi_messaging_incoming_handler()
             .call_handle(&mut store, message)
@@ -206,8 +253,11 @@ where
         // The permit lives as long as the instance: a guest still streaming
         // its body after the response head went out still holds its slot.
         let _permit: OwnedSemaphorePermit = permit;
+        let _in_flight = InFlight::new(id.as_str());
         let run = async {
+            let started = std::time::Instant::now();
             let proxy = pre.instantiate_async(&mut store).await?;
+            instantiated(id.as_str(), started);
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)

@@ -51,4 +51,5 @@ pub mod engine;
 pub mod executor;
 pub mod manifest;
 pub mod state;
+pub mod telemetry;
 pub mod trigger;

@@ -141,3 +141,123 @@ fn the_admin_api_beyond_loopback_needs_a_token() {
         "{stderr}"
     );
 }
+
+/// Parses OpenMetrics text with the Python `prometheus_client` parser (an
+/// independent implementation) and returns every sample as JSON.
+fn parse_with_prometheus_client(text: &str) -> Vec<serde_json::Value> {
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.append({"name": s.name, "labels": s.labels, "value": s.value})
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser rejected the metrics (or is missing: pip install prometheus_client):\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn metrics_parse_with_a_real_prometheus_parser_and_count_requests() {
+    let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /hello/:name\"]\n");
+    let mut cmd = nimbus(dir.path());
+    cmd.args([
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let server = Server::start(cmd);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let text = rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        for _ in 0..3 {
+            let r = client
+                .get(format!("{}/hello/m", server.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let r = client
+            .get(format!("{}/nope", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        client
+            .get(format!("{}/metrics", server.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let samples = parse_with_prometheus_client(&text);
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+            .and_then(|s| s["value"].as_f64())
+    };
+    let ok = [
+        ("function", "hello"),
+        ("route", "/hello/:name"),
+        ("method", "GET"),
+        ("status", "200"),
+    ];
+    assert_eq!(
+        value("nimbus_http_requests_total", &ok),
+        Some(3.0),
+        "{text}"
+    );
+    let missing = [("function", "-"), ("status", "404")];
+    assert_eq!(
+        value("nimbus_http_requests_total", &missing),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "nimbus_http_request_duration_seconds_count",
+            &[("function", "hello")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            "nimbus_instantiate_duration_seconds_count",
+            &[("function", "hello")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value("nimbus_instances_in_flight", &[("function", "hello")]),
+        Some(0.0)
+    );
+}

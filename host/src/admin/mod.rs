@@ -7,6 +7,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /v1/health` | `{"status":"ok"}` |
+//! | `GET /metrics` | Prometheus metrics, OpenMetrics text format |
 //! | `GET /v1/queues` | each queue function: topic, policy, ready/delayed/in-flight/dead counts |
 //! | `POST /v1/topics/{topic}/messages` | publish the body (its `content-type` is kept) |
 //! | `GET /v1/queues/{function}/dead-letters` | the function's dead letters |
@@ -127,6 +128,16 @@ impl Admin {
         match (&method, segments.as_slice()) {
             (&Method::GET, ["v1", "health"]) => {
                 Ok(ok(json!({"status": "ok", "app": self.app.name})))
+            }
+            (&Method::GET, ["metrics"]) => {
+                let mut response = Response::new(full(crate::telemetry::metrics().encode()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                Ok(response)
             }
             (&Method::GET, ["v1", "queues"]) => self.queues().await,
             (&Method::POST, ["v1", "topics", topic, "messages"]) => {
@@ -249,6 +260,10 @@ impl Admin {
             .publish(&self.app.name, topic, &body, &headers)
             .await
             .map_err(internal)?;
+        crate::telemetry::metrics()
+            .queue_published
+            .get_or_create(&crate::telemetry::function("admin"))
+            .inc();
         let mut response = ok(json!({"id": id, "topic": topic}));
         *response.status_mut() = StatusCode::ACCEPTED;
         Ok(response)

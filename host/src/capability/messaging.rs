@@ -234,7 +234,13 @@ impl producer::Host for MessagingView<'_> {
             .publish(&self.ctx.app, &topic, &message.data, &headers)
             .await
         {
-            Ok(_) => Ok(Ok(())),
+            Ok(_) => {
+                crate::telemetry::metrics()
+                    .queue_published
+                    .get_or_create(&crate::telemetry::function(&self.ctx.function))
+                    .inc();
+                Ok(Ok(()))
+            }
             Err(e) => Ok(Err(types::Error::Connection(e.to_string()))),
         }
     }

@@ -148,9 +148,27 @@ async fn handle(
         .map(|(_, v)| v.as_str());
     let call = CallCtx::new(&message.id, traceparent, index);
     let queue = &app.backends().queue;
-    let outcome = match executor::invoke_queue(app, index, &delivery, call).await {
-        Ok(()) => queue.ack(consumer, &delivery).await,
+    let metrics = crate::telemetry::metrics();
+    let count = |kind: &str| {
+        metrics
+            .queue_deliveries
+            .get_or_create(&crate::telemetry::outcome(function.as_str(), kind))
+            .inc();
+    };
+    let result = executor::invoke_queue(app, index, &delivery, call).await;
+    if let Err(e) = &result {
+        metrics
+            .failures
+            .get_or_create(&crate::telemetry::outcome(function.as_str(), e.kind()))
+            .inc();
+    }
+    let outcome = match result {
+        Ok(()) => {
+            count("acked");
+            queue.ack(consumer, &delivery).await
+        }
         Err(e) if delivery.attempt >= spec.max_attempts => {
+            count("dead_lettered");
             tracing::warn!(
                 %function, message_id = message.id, topic = message.topic,
                 attempts = delivery.attempt, error = %e,
@@ -159,6 +177,7 @@ async fn handle(
             queue.dead_letter(consumer, &delivery, &e.to_string()).await
         }
         Err(e) => {
+            count("retried");
             let delay = backoff(spec, delivery.attempt);
             tracing::info!(
                 %function, message_id = message.id, attempt = delivery.attempt,

@@ -84,17 +84,7 @@ impl HttpError {
             HttpError::MethodNotAllowed { .. } => "method_not_allowed",
             HttpError::PayloadTooLarge { .. } => "payload_too_large",
             HttpError::BadRequest(_) => "bad_request",
-            HttpError::Invocation { error, .. } => match error {
-                InvocationError::Overloaded { .. } => "overloaded",
-                InvocationError::PoolExhausted => "pool_exhausted",
-                InvocationError::Timeout { .. } => "timeout",
-                InvocationError::MemoryExceeded { .. } => "memory_limit_exceeded",
-                InvocationError::Trap { .. } => "function_trapped",
-                InvocationError::NoResponse => "no_response",
-                InvocationError::GuestError(_) | InvocationError::Rejected(_) => "function_error",
-                InvocationError::NoHttpHandler => "not_found",
-                InvocationError::Failed(_) => "function_failed",
-            },
+            HttpError::Invocation { error, .. } => error.kind(),
         }
     }
 

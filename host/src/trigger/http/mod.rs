@@ -86,22 +86,47 @@ impl HttpTrigger {
         let request_id = request_id(req.headers());
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let (mut response, function) = match self.dispatch(req, conn, &request_id).await {
-            Ok((response, function)) => (response, Some(function)),
+        let (mut response, function, route) = match self.dispatch(req, conn, &request_id).await {
+            Ok((response, function, route)) => (response, Some(function), route),
             Err(e) => {
-                if let HttpError::Invocation { function, error } = &e {
-                    log_invocation_error(function, &request_id, error);
-                }
-                (e.into_response(&request_id), None)
+                let function = match &e {
+                    HttpError::Invocation { function, error } => {
+                        log_invocation_error(function, &request_id, error);
+                        self.app
+                            .functions
+                            .iter()
+                            .find(|f| f.id.as_str() == function)
+                            .map(|f| f.id.as_str())
+                    }
+                    _ => None,
+                };
+                (e.into_response(&request_id), function, None)
             }
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, v);
         }
+        let function_label = function.unwrap_or("-");
+        let metrics = crate::telemetry::metrics();
+        metrics
+            .requests
+            .get_or_create(&crate::telemetry::RequestLabels {
+                function: function_label.to_owned(),
+                route: route.unwrap_or("-").to_owned(),
+                method: method.as_str().to_owned(),
+                status: response.status().as_u16(),
+            })
+            .inc();
+        if let Some(function) = function {
+            metrics
+                .request_seconds
+                .get_or_create(&crate::telemetry::function(function))
+                .observe(started.elapsed().as_secs_f64());
+        }
         tracing::debug!(
             target: "nimbus::access",
             %method, path, status = response.status().as_u16(),
-            function = function.unwrap_or("-"),
+            function = function_label,
             duration_us = started.elapsed().as_micros() as u64,
             request_id,
         );
@@ -113,13 +138,16 @@ impl HttpTrigger {
         req: Request<Incoming>,
         conn: ConnInfo,
         request_id: &str,
-    ) -> Result<(Response<HyperOutgoingBody>, &str), HttpError> {
+    ) -> Result<(Response<HyperOutgoingBody>, &str, Option<&str>), HttpError> {
         let path = req.uri().path().to_owned();
         if let Some(endpoint) = path.strip_prefix(WELL_KNOWN_PREFIX) {
-            return self.well_known(req.method(), endpoint).map(|r| (r, "-"));
+            return self
+                .well_known(req.method(), endpoint)
+                .map(|r| (r, "-", None));
         }
         let routed = route(&self.app.router, req.method(), &path)?;
         let index = routed.target.function;
+        let pattern: &str = &routed.target.pattern;
         let traceparent = req
             .headers()
             .get(TRACEPARENT)
@@ -128,7 +156,11 @@ impl HttpTrigger {
         let call = CallCtx::new(request_id, traceparent, index);
         let response =
             invoke_routed(&self.app, index, routed, req, Origin::Client(conn), call).await?;
-        Ok((response, self.app.functions[index].id.as_str()))
+        Ok((
+            response,
+            self.app.functions[index].id.as_str(),
+            Some(pattern),
+        ))
     }
 
     fn well_known(
@@ -357,6 +389,10 @@ where
 /// would flood the log, so it is logged at debug level.
 fn log_invocation_error(function: &str, request_id: &str, error: &executor::InvocationError) {
     use executor::InvocationError as E;
+    crate::telemetry::metrics()
+        .failures
+        .get_or_create(&crate::telemetry::outcome(function, error.kind()))
+        .inc();
     match error {
         E::Overloaded { .. } | E::PoolExhausted => {
             tracing::debug!(function, request_id, %error, "request rejected")

@@ -1,0 +1,153 @@
+//! Metrics: one registry per process, exported by the admin API at
+//! `GET /metrics` in the OpenMetrics text format that Prometheus scrapes.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::OnceLock;
+
+/// Latency buckets in seconds: from a warm hello (~100 µs) to a slow
+/// downstream call (10 s).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
+];
+
+/// Labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The function, or `-` when none was reached.
+    pub function: String,
+    /// The matched route pattern, or `-`.
+    pub route: String,
+    /// The request method.
+    pub method: String,
+    /// The response status.
+    pub status: u16,
+}
+
+/// A function label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    /// The function.
+    pub function: String,
+}
+
+/// A function and what happened.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// The function.
+    pub function: String,
+    /// What happened, e.g. `timeout` or `acked`.
+    pub kind: String,
+}
+
+/// Every metric Nimbus keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests answered.
+    pub requests: Family<RequestLabels, Counter>,
+    /// HTTP request latency.
+    pub request_seconds: Family<FunctionLabels, Histogram>,
+    /// Time to instantiate a component.
+    pub instantiate_seconds: Family<FunctionLabels, Histogram>,
+    /// Instances running now.
+    pub in_flight: Family<FunctionLabels, Gauge>,
+    /// Invocations that failed or were turned away, by kind.
+    pub failures: Family<OutcomeLabels, Counter>,
+    /// Queue deliveries by outcome (`acked`, `retried`, `dead_lettered`).
+    pub queue_deliveries: Family<OutcomeLabels, Counter>,
+    /// Messages published, by publishing function (or `admin`).
+    pub queue_published: Family<FunctionLabels, Counter>,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("nimbus");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds =
+            Family::<FunctionLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let instantiate_seconds =
+            Family::<FunctionLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let in_flight = Family::<FunctionLabels, Gauge>::default();
+        let failures = Family::<OutcomeLabels, Counter>::default();
+        let queue_deliveries = Family::<OutcomeLabels, Counter>::default();
+        let queue_published = Family::<FunctionLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "instantiate_duration_seconds",
+            "Time to create a store and instantiate a component",
+            instantiate_seconds.clone(),
+        );
+        registry.register(
+            "instances_in_flight",
+            "Component instances running now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "invocation_failures",
+            "Invocations that failed or were turned away, by kind",
+            failures.clone(),
+        );
+        registry.register(
+            "queue_deliveries",
+            "Queue deliveries by outcome",
+            queue_deliveries.clone(),
+        );
+        registry.register(
+            "queue_published",
+            "Messages published, by publisher",
+            queue_published.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds: Family::clone(&request_seconds),
+            instantiate_seconds,
+            in_flight,
+            failures,
+            queue_deliveries,
+            queue_published,
+        }
+    }
+
+    /// The metrics in OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// A function label value.
+pub fn function(id: &str) -> FunctionLabels {
+    FunctionLabels {
+        function: id.to_owned(),
+    }
+}
+
+/// An outcome label value.
+pub fn outcome(function: &str, kind: &str) -> OutcomeLabels {
+    OutcomeLabels {
+        function: function.to_owned(),
+        kind: kind.to_owned(),
+    }
+}
