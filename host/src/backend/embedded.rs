@@ -79,6 +79,23 @@ impl EmbeddedBackend {
         })
     }
 
+    /// Removes `key` from `table` in a transaction of its own.
+    async fn remove(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: String,
+    ) -> Result<(), BackendError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(storage)?;
+            tx.open_table(table)
+                .map_err(storage)?
+                .remove(key.as_str())
+                .map_err(storage)?;
+            tx.commit().map_err(storage)
+        })
+        .await
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
@@ -223,16 +240,7 @@ impl KvBackend for EmbeddedBackend {
     }
 
     async fn delete(&self, ns: &Namespace, key: &str) -> Result<(), BackendError> {
-        let key = full_key(ns, key);
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            tx.open_table(KV)
-                .map_err(storage)?
-                .remove(key.as_str())
-                .map_err(storage)?;
-            tx.commit().map_err(storage)
-        })
-        .await
+        self.remove(KV, full_key(ns, key)).await
     }
 
     async fn exists(&self, ns: &Namespace, key: &str) -> Result<bool, BackendError> {
@@ -446,16 +454,7 @@ impl QueueBackend for EmbeddedBackend {
     }
 
     async fn ack(&self, _consumer: &Consumer, delivery: &Delivery) -> Result<(), BackendError> {
-        let key = delivery.token.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            tx.open_table(QUEUE)
-                .map_err(storage)?
-                .remove(key.as_str())
-                .map_err(storage)?;
-            tx.commit().map_err(storage)
-        })
-        .await
+        self.remove(QUEUE, delivery.token.clone()).await
     }
 
     async fn retry(
