@@ -157,6 +157,34 @@ pub trait RequestExt {
     /// assert_eq!(request.path_info(), Some("/css/site.css"));
     /// ```
     fn path_info(&self) -> Option<&str>;
+
+    /// The path's segments, percent-decoded, empty ones skipped: for a
+    /// handler that serves several paths and dispatches on them itself.
+    ///
+    /// ```
+    /// use nimbus_sdk::{Request, RequestExt};
+    ///
+    /// let request: Request = nimbus_sdk::http::Request::builder()
+    ///     .uri("/products/green%20tea/")
+    ///     .body(Default::default())
+    ///     .unwrap();
+    /// assert_eq!(request.path_segments(), ["products", "green tea"]);
+    /// ```
+    fn path_segments(&self) -> Vec<String>;
+
+    /// The method to dispatch on: `GET` for a `HEAD` request (the host sends
+    /// the answer's head without its body), the request's method otherwise.
+    ///
+    /// ```
+    /// use nimbus_sdk::{Request, RequestExt};
+    ///
+    /// let request: Request = nimbus_sdk::http::Request::builder()
+    ///     .method("HEAD")
+    ///     .body(Default::default())
+    ///     .unwrap();
+    /// assert_eq!(request.dispatch_method(), "GET");
+    /// ```
+    fn dispatch_method(&self) -> &str;
 }
 
 impl<B: AsRef<[u8]>> RequestExt for ::http::Request<B> {
@@ -192,6 +220,22 @@ impl<B: AsRef<[u8]>> RequestExt for ::http::Request<B> {
 
     fn path_info(&self) -> Option<&str> {
         header_str(self, HEADER_PATH_INFO)
+    }
+
+    fn path_segments(&self) -> Vec<String> {
+        self.uri()
+            .path()
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .map(crate::percent_decode)
+            .collect()
+    }
+
+    fn dispatch_method(&self) -> &str {
+        match self.method().as_str() {
+            "HEAD" => "GET",
+            method => method,
+        }
     }
 }
 

@@ -36,7 +36,7 @@ mod store;
 
 use nimbus_sdk::http::{HeaderValue, header};
 use nimbus_sdk::{
-    Error, IntoResponse, Json, Request, Response, StatusCode, http_handler, percent_decode,
+    Error, IntoResponse, Json, Request, RequestExt, Response, StatusCode, http_handler,
 };
 
 use crate::product::{ProductInput, Reservation};
@@ -44,19 +44,9 @@ use crate::store::Products;
 
 #[http_handler]
 fn handle(req: Request) -> Result<Response, Error> {
-    let segments: Vec<String> = req
-        .uri()
-        .path()
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-        .map(percent_decode)
-        .collect();
+    let segments = req.path_segments();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    // The host routes HEAD to GET routes and drops the body of the answer.
-    let method = match req.method().as_str() {
-        "HEAD" => "GET",
-        method => method,
-    };
+    let method = req.dispatch_method();
     let products = Products::open()?;
     match (method, segments.as_slice()) {
         ("GET", ["products"]) => Ok(Json(products.list()?).into_response()),

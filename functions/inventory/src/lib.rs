@@ -28,7 +28,7 @@
 //! the subscription `queue = { topic = "orders.created", ... }`.
 
 use nimbus_sdk::{
-    Error, IntoResponse, Json, Request, Response, http_handler, kv, percent_decode, queue,
+    Error, IntoResponse, Json, Request, RequestExt, Response, http_handler, kv, queue,
     queue_handler,
 };
 use serde::{Deserialize, Serialize};
@@ -90,19 +90,9 @@ fn order_created(message: queue::Message) -> Result<(), Box<dyn std::error::Erro
 
 #[http_handler]
 fn handle(req: Request) -> Result<Response, Error> {
-    let segments: Vec<String> = req
-        .uri()
-        .path()
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-        .map(percent_decode)
-        .collect();
+    let segments = req.path_segments();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    // The host routes HEAD to GET routes and drops the body of the answer.
-    let method = match req.method().as_str() {
-        "HEAD" => "GET",
-        method => method,
-    };
+    let method = req.dispatch_method();
     match (method, segments.as_slice()) {
         ("GET", ["inventory", id]) => {
             let product_id =

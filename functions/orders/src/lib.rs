@@ -52,7 +52,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nimbus_sdk::http::{HeaderValue, header};
 use nimbus_sdk::service::Client;
 use nimbus_sdk::{
-    Error, IntoResponse, Json, Request, Response, StatusCode, config, http_handler, percent_decode,
+    Error, IntoResponse, Json, Request, RequestExt, Response, StatusCode, config, http_handler,
 };
 
 use crate::auth::User;
@@ -74,19 +74,9 @@ fn handle(req: Request) -> Result<Response, Error> {
         Err(denied) => return Ok(denied.into_response()),
     };
 
-    let segments: Vec<String> = req
-        .uri()
-        .path()
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-        .map(percent_decode)
-        .collect();
+    let segments = req.path_segments();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    // The host routes HEAD to GET routes and drops the body of the answer.
-    let method = match req.method().as_str() {
-        "HEAD" => "GET",
-        method => method,
-    };
+    let method = req.dispatch_method();
     match (method, segments.as_slice()) {
         ("POST", ["orders"]) => place(&req, &user, now),
         ("GET", ["orders"]) => Ok(Json(Orders::open()?.of_user(&user.name)?).into_response()),

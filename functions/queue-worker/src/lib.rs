@@ -38,8 +38,8 @@
 use std::hint::black_box;
 
 use nimbus_sdk::{
-    Error, IntoResponse, Json, Request, RequestExt, Response, StatusCode, http_handler, kv,
-    percent_decode, queue, queue_handler,
+    Error, IntoResponse, Json, Request, RequestExt, Response, StatusCode, http_handler, kv, queue,
+    queue_handler,
 };
 
 /// The stores the handlers use, in order of preference: the first the
@@ -108,20 +108,13 @@ fn spin() -> ! {
 
 #[http_handler]
 fn handle(req: Request) -> Result<Response, Error> {
-    let path = req.uri().path();
-    let rest = path.strip_prefix("/worker").unwrap_or(path);
-    let segments: Vec<String> = rest
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-        .map(percent_decode)
-        .collect();
+    let segments = req.path_segments();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    // The host routes HEAD to GET routes and drops the body of the answer.
-    let method = match req.method().as_str() {
-        "HEAD" => "GET",
-        method => method,
+    let segments = match segments.as_slice() {
+        ["worker", rest @ ..] => rest,
+        all => all,
     };
-    match (method, segments.as_slice()) {
+    match (req.dispatch_method(), segments) {
         ("GET", ["count", id]) => {
             let count = store()?
                 .get(&format!("count/{id}"))?
@@ -147,6 +140,9 @@ fn handle(req: Request) -> Result<Response, Error> {
         (_, ["count", _] | ["seen"]) => Err(Error::method_not_allowed("GET")),
         (_, ["fixed"]) => Err(Error::method_not_allowed("PUT")),
         (_, ["publish", _]) => Err(Error::method_not_allowed("POST")),
-        _ => Err(Error::not_found(format!("no worker endpoint at `{path}`"))),
+        _ => Err(Error::not_found(format!(
+            "no worker endpoint at `{}`",
+            req.uri().path()
+        ))),
     }
 }
