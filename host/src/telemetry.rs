@@ -151,3 +151,83 @@ pub fn outcome(function: &str, kind: &str) -> OutcomeLabels {
         kind: kind.to_owned(),
     }
 }
+
+/// W3C trace context (`traceparent`): each invocation is a span of the
+/// caller's trace, or the root of a new one.
+pub mod trace {
+    /// The `traceparent` an invocation runs under: a child of `incoming`
+    /// when that is a valid W3C `traceparent` (same trace id and flags, a new
+    /// span id), else the root of a new sampled trace.
+    pub fn child_of(incoming: Option<&str>) -> String {
+        let span = random_hex(8);
+        match incoming.and_then(parse) {
+            Some((trace_id, flags)) => format!("00-{trace_id}-{span}-{flags}"),
+            None => format!("00-{}-{span}-01", random_hex(16)),
+        }
+    }
+
+    /// The trace id and flags of a valid version-00 `traceparent`.
+    fn parse(value: &str) -> Option<(&str, &str)> {
+        let mut parts = value.trim().split('-');
+        let (version, trace_id, parent_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let valid = version == "00"
+            && parts.next().is_none()
+            && hex(trace_id, 32)
+            && hex(parent_id, 16)
+            && hex(flags, 2)
+            && trace_id.bytes().any(|b| b != b'0')
+            && parent_id.bytes().any(|b| b != b'0');
+        valid.then_some((trace_id, flags))
+    }
+
+    /// `bytes` random bytes as lowercase hex, never all zeros.
+    fn random_hex(bytes: usize) -> String {
+        loop {
+            let s: String = (0..bytes)
+                .map(|_| format!("{:02x}", fastrand::u8(..)))
+                .collect();
+            if s.bytes().any(|b| b != b'0') {
+                return s;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_valid_parent_keeps_its_trace_and_gets_a_new_span() {
+            let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            let child = child_of(Some(parent));
+            assert!(
+                child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{child}"
+            );
+            assert!(child.ends_with("-01"));
+            assert_ne!(child, parent);
+            assert!(parse(&child).is_some());
+        }
+
+        #[test]
+        fn anything_else_starts_a_new_trace() {
+            for bad in [
+                None,
+                Some("garbage"),
+                Some("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+                Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            ] {
+                let root = child_of(bad);
+                assert!(parse(&root).is_some(), "{root}");
+                assert!(root.ends_with("-01"));
+            }
+        }
+    }
+}

@@ -194,3 +194,34 @@ async fn health_endpoint_answers() {
     assert_eq!(body["app"], "routing");
     assert_eq!(body["functions"], 2);
 }
+
+#[tokio::test]
+async fn every_invocation_gets_a_w3c_traceparent() {
+    let app = TestApp::start(APP).await;
+    // Without one, the request starts a trace.
+    let echo = json(app.get("/echo/x").await).await;
+    let root = echo["headers"]["traceparent"].as_str().unwrap().to_owned();
+    let parts: Vec<&str> = root.split('-').collect();
+    assert_eq!(parts.len(), 4, "{root}");
+    assert_eq!(
+        (parts[0], parts[1].len(), parts[2].len(), parts[3]),
+        ("00", 32, 16, "01")
+    );
+
+    // With one, the function is a span in the caller's trace.
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let response = app
+        .client
+        .get(app.url("/echo/x"))
+        .header("traceparent", parent)
+        .send()
+        .await
+        .unwrap();
+    let echo = json(response).await;
+    let child = echo["headers"]["traceparent"].as_str().unwrap();
+    assert!(
+        child.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+        "{child}"
+    );
+    assert!(!child.contains("b7ad6b7169203331"), "{child}");
+}

@@ -43,7 +43,16 @@ async fn a_listed_service_is_called_in_process_with_the_request_id() {
     assert_eq!(echo["body"], "payload");
     let headers = &echo["headers"];
     assert_eq!(headers["x-request-id"], "svc-req-1");
-    assert_eq!(headers["traceparent"], TRACEPARENT);
+    // The callee runs in the same trace, as a span of its own.
+    let traceparent = headers["traceparent"].as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+    assert!(
+        !traceparent.contains("00f067aa0ba902b7"),
+        "not a new span: {traceparent}"
+    );
     assert_eq!(headers["x-nimbus-caller"], "caller");
     assert_eq!(headers["x-nimbus-function"], "echo");
     // echo has no routes of its own, so it takes every path.

@@ -50,9 +50,6 @@ pub const HEADER_PARAM_PREFIX: &str = "x-nimbus-param-";
 /// The W3C trace context header, passed along service calls.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
-/// A W3C `traceparent` is 55 characters; anything much longer is not one.
-const MAX_TRACEPARENT_LEN: usize = 128;
-
 /// Longest caller-supplied request id we keep; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -148,12 +145,7 @@ impl HttpTrigger {
         let routed = route(&self.app.router, req.method(), &path)?;
         let index = routed.target.function;
         let pattern: &str = &routed.target.pattern;
-        let traceparent = req
-            .headers()
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= MAX_TRACEPARENT_LEN);
-        let call = CallCtx::new(request_id, traceparent, index);
+        let call = CallCtx::new(request_id, None, index);
         let response =
             invoke_routed(&self.app, index, routed, req, Origin::Client(conn), call).await?;
         Ok((
@@ -343,6 +335,15 @@ where
     if let Ok(v) = HeaderValue::from_str(&call.request_id) {
         guest_headers.insert(REQUEST_ID, v);
     }
+    // The invocation is a span of the caller's trace, or starts one; the
+    // guest sees its own span, and service calls it makes are its children.
+    let incoming_trace = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
+    let traceparent = crate::telemetry::trace::child_of(incoming_trace);
+    if let Ok(v) = HeaderValue::from_str(&traceparent) {
+        guest_headers.insert(TRACEPARENT, v);
+    }
+    let mut call = call;
+    call.traceparent = Some(traceparent.into());
 
     let declared_len = req
         .headers()
