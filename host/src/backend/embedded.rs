@@ -79,6 +79,39 @@ impl EmbeddedBackend {
         })
     }
 
+    /// Reads the value at `key` and, in the same write transaction, stores
+    /// what `f` returns for it (if anything): an atomic read-modify-write.
+    async fn update<T, F>(&self, key: String, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Option<&[u8]>) -> Result<(Option<Vec<u8>>, T), BackendError> + Send + 'static,
+    {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(storage)?;
+            let (write, result) = {
+                let mut table = tx.open_table(KV).map_err(storage)?;
+                let current = table
+                    .get(key.as_str())
+                    .map_err(storage)?
+                    .map(|v| v.value().to_vec());
+                let (write, result) = f(current.as_deref())?;
+                if let Some(value) = &write {
+                    table
+                        .insert(key.as_str(), value.as_slice())
+                        .map_err(storage)?;
+                }
+                (write, result)
+            };
+            if write.is_some() {
+                tx.commit().map_err(storage)?;
+            } else {
+                tx.abort().map_err(storage)?;
+            }
+            Ok(result)
+        })
+        .await
+    }
+
     /// Removes `key` from `table` in a transaction of its own.
     async fn remove(
         &self,
@@ -284,24 +317,10 @@ impl KvBackend for EmbeddedBackend {
     }
 
     async fn increment(&self, ns: &Namespace, key: &str, delta: i64) -> Result<i64, BackendError> {
-        let full = full_key(ns, key);
-        let key = key.to_owned();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            let next = {
-                let mut table = tx.open_table(KV).map_err(storage)?;
-                let current = table
-                    .get(full.as_str())
-                    .map_err(storage)?
-                    .map(|v| v.value().to_vec());
-                let next = add_counter(&key, parse_counter(&key, current.as_deref())?, delta)?;
-                table
-                    .insert(full.as_str(), next.to_string().as_bytes())
-                    .map_err(storage)?;
-                next
-            };
-            tx.commit().map_err(storage)?;
-            Ok(next)
+        let name = key.to_owned();
+        self.update(full_key(ns, key), move |current| {
+            let next = add_counter(&name, parse_counter(&name, current)?, delta)?;
+            Ok((Some(next.to_string().into_bytes()), next))
         })
         .await
     }
@@ -313,32 +332,14 @@ impl KvBackend for EmbeddedBackend {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, BackendError> {
-        let full = full_key(ns, key);
         let expected = expected.map(<[u8]>::to_vec);
         let new = new.to_vec();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            let swapped = {
-                let mut table = tx.open_table(KV).map_err(storage)?;
-                let current = table
-                    .get(full.as_str())
-                    .map_err(storage)?
-                    .map(|v| v.value().to_vec());
-                if current == expected {
-                    table
-                        .insert(full.as_str(), new.as_slice())
-                        .map_err(storage)?;
-                    true
-                } else {
-                    false
-                }
-            };
-            if swapped {
-                tx.commit().map_err(storage)?;
+        self.update(full_key(ns, key), move |current| {
+            Ok(if current == expected.as_deref() {
+                (Some(new), true)
             } else {
-                tx.abort().map_err(storage)?;
-            }
-            Ok(swapped)
+                (None, false)
+            })
         })
         .await
     }
