@@ -94,6 +94,9 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
     },
+    /// A JWT provider's keys could not be loaded.
+    #[error(transparent)]
+    Auth(crate::gateway::ProviderError),
     /// The component does not export the HTTP handler.
     #[error(
         "function `{function}`: {} does not export `wasi:http/incoming-handler@0.2.x` (it exports: {exports}); an HTTP function must target the `wasi:http/proxy` world",
@@ -160,6 +163,8 @@ pub struct App {
     pub functions: Vec<Function>,
     /// The routing table.
     pub router: Router,
+    /// Auth, rate limits, CORS and API docs for every route.
+    pub gateway: crate::gateway::Gateway,
     runtime: Runtime,
     backends: Backends,
 }
@@ -184,10 +189,12 @@ impl App {
                 .enumerate()
                 .flat_map(|(i, f)| f.routes.iter().map(move |r| (i, r))),
         );
+        let gateway = crate::gateway::Gateway::new(manifest).map_err(LoadError::Auth)?;
         Ok(App {
             name: manifest.name.clone(),
             functions,
             router,
+            gateway,
             runtime: runtime.clone(),
             backends,
         })

@@ -188,6 +188,9 @@ pub struct CallCtx {
     pub traceparent: Option<Arc<str>>,
     /// Indices of the functions in the call chain, outermost first, this one last.
     pub chain: Arc<[usize]>,
+    /// The outside caller's claims, verified by the gateway; service calls
+    /// pass them on.
+    pub claims: Option<Arc<crate::gateway::Claims>>,
 }
 
 impl CallCtx {
@@ -197,6 +200,7 @@ impl CallCtx {
             request_id: request_id.into(),
             traceparent: traceparent.map(Into::into),
             chain: Arc::new([function]),
+            claims: None,
         }
     }
 
@@ -208,6 +212,7 @@ impl CallCtx {
             request_id: self.request_id.clone(),
             traceparent: self.traceparent.clone(),
             chain: chain.into(),
+            claims: self.claims.clone(),
         }
     }
 }

@@ -49,6 +49,7 @@ pub mod capability;
 pub mod check;
 pub mod engine;
 pub mod executor;
+pub mod gateway;
 pub mod manifest;
 pub mod state;
 pub mod telemetry;

@@ -57,6 +57,9 @@ pub struct Metrics {
     pub in_flight: Family<FunctionLabels, Gauge>,
     /// Invocations that failed or were turned away, by kind.
     pub failures: Family<OutcomeLabels, Counter>,
+    /// Requests the gateway refused before the function ran, by reason
+    /// (`unauthorized`, `forbidden`, `rate_limited`, ...).
+    pub rejections: Family<OutcomeLabels, Counter>,
     /// Queue deliveries by outcome (`acked`, `retried`, `dead_lettered`).
     pub queue_deliveries: Family<OutcomeLabels, Counter>,
     /// Messages published, by publishing function (or `admin`).
@@ -78,6 +81,7 @@ impl Metrics {
         let in_flight = Family::<FunctionLabels, Gauge>::default();
         let failures = Family::<OutcomeLabels, Counter>::default();
         let queue_deliveries = Family::<OutcomeLabels, Counter>::default();
+        let rejections = Family::<OutcomeLabels, Counter>::default();
         let queue_published = Family::<FunctionLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
@@ -101,6 +105,11 @@ impl Metrics {
             failures.clone(),
         );
         registry.register(
+            "gateway_rejections",
+            "Requests the gateway refused before the function ran, by reason",
+            rejections.clone(),
+        );
+        registry.register(
             "queue_deliveries",
             "Queue deliveries by outcome",
             queue_deliveries.clone(),
@@ -117,6 +126,7 @@ impl Metrics {
             instantiate_seconds,
             in_flight,
             failures,
+            rejections,
             queue_deliveries,
             queue_published,
         }

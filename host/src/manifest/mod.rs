@@ -8,6 +8,7 @@
 //!    folder, applies the documented defaults and checks rules that span
 //!    several keys (two functions claiming one route).
 
+pub mod gateway;
 mod id;
 mod outbound;
 mod route;
@@ -15,6 +16,9 @@ pub mod schema;
 mod topic;
 mod units;
 
+pub use gateway::{
+    AuthRule, CorsSpec, JwtProviderSpec, KeySource, RateKey, RateLimitSpec, RouteOptions,
+};
 pub use id::{FunctionId, MAX_ID_LEN, StoreName};
 pub use outbound::HostPattern;
 pub use route::{Route, RoutePattern, Segment};
@@ -113,6 +117,14 @@ pub struct Manifest {
     pub name: String,
     /// The app's description, if any.
     pub description: Option<String>,
+    /// The app's version for its API documentation, if any.
+    pub version: Option<String>,
+    /// JWT providers, in name order.
+    pub auth_providers: Vec<JwtProviderSpec>,
+    /// The default auth rule for every route (public when absent).
+    pub auth: Option<AuthRule>,
+    /// The default CORS rules for every function.
+    pub cors: Option<CorsSpec>,
     /// Functions in id order.
     pub functions: Vec<FunctionSpec>,
 }
@@ -128,6 +140,16 @@ pub struct FunctionSpec {
     pub build: Option<BuildSpec>,
     /// HTTP routes.
     pub routes: Vec<Route>,
+    /// Each route's own options, in the order of `routes`.
+    pub route_options: Vec<RouteOptions>,
+    /// A sentence about the function, for its API documentation.
+    pub description: Option<String>,
+    /// Who may call its routes, when a route does not say (else the app's rule).
+    pub auth: Option<AuthRule>,
+    /// Its rate limit, when a route does not say.
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Its CORS rules (else the app's).
+    pub cors: Option<CorsSpec>,
     /// Resource limits.
     pub limits: Limits,
     /// Environment variables the guest sees, in name order.
@@ -286,9 +308,35 @@ fn normalize(file: &Path, raw: RawManifest) -> Result<Manifest, ManifestError> {
         .map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from("."));
 
+    let mut auth_providers = Vec::with_capacity(raw.auth.len());
+    for (name, provider) in raw.auth {
+        id::validate_id(&name).map_err(|e| err(format!("`auth.{name}`: {e}")))?;
+        if name == gateway::PUBLIC {
+            return Err(err(format!(
+                "`auth.{name}`: `{name}` means a public route; give the provider another name"
+            )));
+        }
+        auth_providers.push(
+            gateway::provider(&dir, &name, provider, expand_env)
+                .map_err(|e| err(format!("`auth.{name}`: {e}")))?,
+        );
+    }
+    let provider_names: Vec<String> = auth_providers.iter().map(|p| p.name.clone()).collect();
+    let auth = raw
+        .app
+        .auth
+        .map(|a| gateway::auth_rule(a, &provider_names))
+        .transpose()
+        .map_err(|e| err(format!("`app.auth`: {e}")))?;
+    let cors = raw
+        .app
+        .cors
+        .map(gateway::cors)
+        .transpose()
+        .map_err(|e| err(format!("`app.cors`: {e}")))?;
     let mut functions = Vec::with_capacity(raw.functions.len());
     for (id, f) in raw.functions {
-        functions.push(normalize_function(file, &dir, id, f)?);
+        functions.push(normalize_function(file, &dir, id, f, &provider_names)?);
     }
     check_route_conflicts(file, &functions)?;
     check_services(file, &functions)?;
@@ -297,6 +345,10 @@ fn normalize(file: &Path, raw: RawManifest) -> Result<Manifest, ManifestError> {
         dir,
         name: raw.app.name,
         description: raw.app.description,
+        version: raw.app.version,
+        auth_providers,
+        auth,
+        cors,
         functions,
     })
 }
@@ -306,6 +358,7 @@ fn normalize_function(
     dir: &Path,
     id: FunctionId,
     f: RawFunction,
+    providers: &[String],
 ) -> Result<FunctionSpec, ManifestError> {
     let err =
         |key: &str, msg: String| ManifestError::new(file, format!("`functions.{id}.{key}`: {msg}"));
@@ -315,7 +368,54 @@ fn normalize_function(
             "is empty; name the component's .wasm file".into(),
         ));
     }
-    if let Some(route) = f.routes.iter().find(|r| {
+    let mut routes = Vec::with_capacity(f.routes.len());
+    let mut route_options = Vec::with_capacity(f.routes.len());
+    for entry in f.routes {
+        let o = entry.options;
+        let route = entry.route;
+        let at = |key: &str| format!("routes.\"{route}\".{key}");
+        route_options.push(RouteOptions {
+            auth: o
+                .auth
+                .map(|a| gateway::auth_rule(a, providers))
+                .transpose()
+                .map_err(|e| err(&at("auth"), e))?,
+            rate_limit: o
+                .rate_limit
+                .map(gateway::rate_limit)
+                .transpose()
+                .map_err(|e| err(&at("rate_limit"), e))?,
+            summary: o.summary,
+            description: o.description,
+            request_body: o
+                .request_body
+                .map(|s| gateway::schema(dir, s))
+                .transpose()
+                .map_err(|e| err(&at("request_body"), e))?,
+            response: o
+                .response
+                .map(|s| gateway::schema(dir, s))
+                .transpose()
+                .map_err(|e| err(&at("response"), e))?,
+        });
+        routes.push(route);
+    }
+    let auth = f
+        .auth
+        .map(|a| gateway::auth_rule(a, providers))
+        .transpose()
+        .map_err(|e| err("auth", e))?;
+    let rate_limit = f
+        .rate_limit
+        .map(gateway::rate_limit)
+        .transpose()
+        .map_err(|e| err("rate_limit", e))?;
+    let cors = f
+        .cors
+        .map(gateway::cors)
+        .transpose()
+        .map_err(|e| err("cors", e))?;
+    if let Some(route) = routes.iter().find(|r| {
         matches!(r.pattern.segments.as_slice(), [Segment::Literal(a), Segment::Literal(b), ..] if &**a == ".well-known" && &**b == "nimbus")
     }) {
         return Err(err(
@@ -418,7 +518,12 @@ fn normalize_function(
     Ok(FunctionSpec {
         source: dir.join(&f.source),
         build,
-        routes: f.routes,
+        routes,
+        route_options,
+        description: f.description,
+        auth,
+        rate_limit,
+        cors,
         limits,
         env: f.env.into_iter().collect(),
         kv: f.kv,

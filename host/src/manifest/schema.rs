@@ -18,6 +18,11 @@ pub struct RawManifest {
     pub version: u32,
     /// The `[app]` table.
     pub app: RawApp,
+    /// `[auth.<provider>]` tables: JWT providers the gateway verifies tokens
+    /// against, by name. Example: `[auth.users]` with `issuer`, `audience`
+    /// and one key source.
+    #[serde(default)]
+    pub auth: BTreeMap<String, RawJwtProvider>,
     /// `[functions.<id>]` tables, one per function.
     #[serde(default)]
     pub functions: BTreeMap<FunctionId, RawFunction>,
@@ -32,6 +37,17 @@ pub struct RawApp {
     /// A sentence about the app. Example: `description = "A small shop"`.
     #[serde(default)]
     pub description: Option<String>,
+    /// The version shown in the generated OpenAPI document. Example: `version = "1.2.0"`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The default authentication rule for every route; functions and routes
+    /// override it. Example: `auth = { require = "users" }`.
+    #[serde(default)]
+    pub auth: Option<RawAuthRule>,
+    /// `[app.cors]`: cross-origin rules for every function; a function's own
+    /// `cors` replaces them. Example: `cors = { allow_origins = ["https://shop.example"] }`.
+    #[serde(default)]
+    pub cors: Option<RawCors>,
 }
 
 /// `[functions.<id>]`.
@@ -47,9 +63,28 @@ pub struct RawFunction {
     /// Where `build` runs, relative to the manifest (default: the manifest's folder).
     #[serde(default)]
     pub workdir: Option<String>,
-    /// HTTP routes. Example: `routes = ["GET /", "GET /hello/:name", "/static/..."]`.
+    /// A sentence about the function, shown in the OpenAPI document.
+    /// Example: `description = "Accounts and login tokens"`.
     #[serde(default)]
-    pub routes: Vec<Route>,
+    pub description: Option<String>,
+    /// HTTP routes: a string, or a table with the route and its own policy
+    /// and documentation. Example:
+    /// `routes = ["GET /", { route = "POST /items", auth = { require = "users", roles = ["admin"] }, summary = "Add an item" }]`.
+    #[serde(default)]
+    pub routes: Vec<RawRouteEntry>,
+    /// Who may call the function's routes; replaces the app's `auth`.
+    /// Example: `auth = { require = "users", scopes = ["orders:write"] }`, or
+    /// `auth = { require = "none" }` for public routes.
+    #[serde(default)]
+    pub auth: Option<RawAuthRule>,
+    /// A token bucket per caller for the function's routes. Example:
+    /// `rate_limit = { requests = 10, per = "1s", burst = 20, key = "client" }`.
+    #[serde(default)]
+    pub rate_limit: Option<RawRateLimit>,
+    /// Cross-origin rules for this function, replacing `[app.cors]`.
+    /// Example: `cors = { allow_origins = ["*"] }`.
+    #[serde(default)]
+    pub cors: Option<RawCors>,
     /// `[functions.<id>.limits]`.
     #[serde(default)]
     pub limits: RawLimits,
@@ -117,4 +152,223 @@ pub struct RawLimits {
     pub kv_value_size: Option<ByteSize>,
     /// Time limit for each outbound HTTP request. Example: `outbound_timeout = "10s"`.
     pub outbound_timeout: Option<HumanDuration>,
+}
+
+/// One entry of `routes`: `"GET /path"` or a table with options.
+#[derive(Debug)]
+pub struct RawRouteEntry {
+    /// The route.
+    pub route: Route,
+    /// Its options; all empty for the plain string form.
+    pub options: RawRouteOptions,
+}
+
+/// The table form of a route entry, without the route.
+#[derive(Debug, Default)]
+pub struct RawRouteOptions {
+    /// Who may call this route; replaces the function's `auth`.
+    /// Example: `auth = { require = "users", roles = ["admin"] }`.
+    pub auth: Option<RawAuthRule>,
+    /// A token bucket for this route; replaces the function's `rate_limit`.
+    /// Example: `rate_limit = { requests = 5, per = "1m", key = "client" }`.
+    pub rate_limit: Option<RawRateLimit>,
+    /// One line for the OpenAPI document. Example: `summary = "Create a product"`.
+    pub summary: Option<String>,
+    /// Longer text for the OpenAPI document.
+    pub description: Option<String>,
+    /// The JSON Schema of the request body: an inline table, or a `.json`
+    /// file relative to the manifest. Example: `request_body = "schemas/product.json"`.
+    pub request_body: Option<RawSchema>,
+    /// The JSON Schema of the success response body, inline or a file.
+    /// Example: `response = { type = "object", properties = { id = { type = "string" } } }`.
+    pub response: Option<RawSchema>,
+}
+
+impl<'de> serde::Deserialize<'de> for RawRouteEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawRouteEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a route such as "GET /users/:id", or a table { route = "GET /users/:id", ... }"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawRouteEntry, E> {
+                Ok(RawRouteEntry {
+                    route: Route::parse(v).map_err(E::custom)?,
+                    options: RawRouteOptions::default(),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawRouteEntry, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Table {
+                    route: Route,
+                    #[serde(default)]
+                    auth: Option<RawAuthRule>,
+                    #[serde(default)]
+                    rate_limit: Option<RawRateLimit>,
+                    #[serde(default)]
+                    summary: Option<String>,
+                    #[serde(default)]
+                    description: Option<String>,
+                    #[serde(default)]
+                    request_body: Option<RawSchema>,
+                    #[serde(default)]
+                    response: Option<RawSchema>,
+                }
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawRouteEntry {
+                    route: t.route,
+                    options: RawRouteOptions {
+                        auth: t.auth,
+                        rate_limit: t.rate_limit,
+                        summary: t.summary,
+                        description: t.description,
+                        request_body: t.request_body,
+                        response: t.response,
+                    },
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A JSON Schema in the manifest: a file name or an inline table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSchema {
+    /// A `.json` file, relative to the manifest.
+    File(String),
+    /// The schema itself, as TOML.
+    Inline(toml::Table),
+}
+
+/// `[auth.<provider>]`: a JWT issuer the gateway trusts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtProvider {
+    /// The expected `iss` claim. Example: `issuer = "shop-users"`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The expected `aud` claim: one value or a list, any of which may match.
+    /// Example: `audience = "shop"`.
+    #[serde(default)]
+    pub audience: Option<OneOrMany>,
+    /// An HMAC-SHA256 secret. Example: `hs256_secret = "{{ env.SHOP_JWT_SECRET }}"`.
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    /// An HMAC-SHA384 secret.
+    #[serde(default)]
+    pub hs384_secret: Option<String>,
+    /// An HMAC-SHA512 secret.
+    #[serde(default)]
+    pub hs512_secret: Option<String>,
+    /// A PEM file with an RSA, EC (P-256, P-384) or Ed25519 public key,
+    /// relative to the manifest. Example: `public_key_pem = "keys/issuer.pem"`.
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    /// A JWKS: a file relative to the manifest or an `http(s)://` URL,
+    /// cached and refreshed when a token names an unknown `kid`.
+    /// Example: `jwks = "https://id.example.com/.well-known/jwks.json"`.
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Accepted `alg` values, narrowing what the key allows.
+    /// Example: `algorithms = ["RS256"]`.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew allowed on `exp` and `nbf`. Example: `leeway = "30s"`.
+    #[serde(default)]
+    pub leeway: Option<HumanDuration>,
+    /// The claim holding scopes (a space-separated string or a list); a
+    /// dotted path reaches into objects. Example: `scopes_claim = "scope"`.
+    #[serde(default)]
+    pub scopes_claim: Option<String>,
+    /// The claim holding roles (a list or a space-separated string).
+    /// Example: `roles_claim = "realm_access.roles"`.
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+}
+
+/// One string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// Several values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// `auth = { require = ..., scopes = [...], roles = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthRule {
+    /// A provider name from `[auth.<provider>]`, or `"none"` for public access.
+    pub require: String,
+    /// Scopes the token must all carry. Example: `scopes = ["orders:write"]`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Roles the token must carry, any one of them. Example: `roles = ["admin"]`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `rate_limit = { requests = 10, per = "1s", burst = 20, key = "client" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Requests allowed per `per`, on average. Example: `requests = 100`.
+    pub requests: u32,
+    /// The period of `requests`. Example: `per = "1m"`.
+    pub per: HumanDuration,
+    /// Requests allowed at once after a quiet spell (default: `requests`).
+    /// Example: `burst = 20`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Whose bucket a request draws from: `"client"` (its IP address),
+    /// `"subject"` (the JWT `sub`, else the IP address) or `"header:<name>"`
+    /// (that header's value, else the IP address). Default `"client"`.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// Cross-origin resource sharing rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// Origins allowed to call, or `["*"]` for any.
+    /// Example: `allow_origins = ["https://shop.example"]`.
+    pub allow_origins: Vec<String>,
+    /// Methods allowed (default: the methods of the matched path's routes).
+    /// Example: `allow_methods = ["GET", "POST"]`.
+    #[serde(default)]
+    pub allow_methods: Option<Vec<String>>,
+    /// Request headers allowed, or `["*"]` for any (default:
+    /// `authorization` and `content-type`). Example: `allow_headers = ["x-api-key"]`.
+    #[serde(default)]
+    pub allow_headers: Option<Vec<String>>,
+    /// Response headers a page may read. Example: `expose_headers = ["x-request-id"]`.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Whether cookies and `Authorization` may be sent cross-origin.
+    /// Example: `allow_credentials = true`.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight answer. Example: `max_age = "10m"`.
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
 }

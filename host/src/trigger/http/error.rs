@@ -3,10 +3,12 @@
 //! Internals (traps, paths, backtraces) go to the host log, never the caller.
 
 use crate::executor::InvocationError;
+use crate::gateway::{CorsError, TokenError};
 use crate::manifest::format_bytes;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
+use std::time::Duration;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Seconds a 503 tells the caller to wait before trying again.
@@ -40,6 +42,36 @@ pub enum HttpError {
     /// The request is malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// No valid bearer token for a route that needs one.
+    #[error("authentication required: {reason}")]
+    Unauthorized {
+        /// What is wrong with the token.
+        reason: TokenError,
+        /// The app's name, for `WWW-Authenticate`.
+        realm: String,
+    },
+    /// A valid token without a scope or role the route requires.
+    #[error("forbidden: the token lacks {missing}")]
+    Forbidden {
+        /// What is missing (`scope orders:write`, `role admin`).
+        missing: String,
+        /// The app's name, for `WWW-Authenticate`.
+        realm: String,
+        /// The route's required scopes, for `WWW-Authenticate`.
+        scopes: Vec<String>,
+    },
+    /// The identity provider's keys could not be fetched.
+    #[error("the identity provider's keys are unavailable; try again")]
+    AuthUnavailable,
+    /// Over the route's rate limit.
+    #[error("rate limit exceeded; retry in {} s", retry_after_secs(*retry_after))]
+    TooManyRequests {
+        /// How long until a request would be allowed.
+        retry_after: Duration,
+    },
+    /// A CORS preflight that the function's rules refuse.
+    #[error("cross-origin request refused: {0}")]
+    CorsRejected(CorsError),
     /// The function could not produce a response.
     #[error("function `{function}` {error}")]
     Invocation {
@@ -66,6 +98,10 @@ impl HttpError {
             HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden { .. } | HttpError::CorsRejected(_) => StatusCode::FORBIDDEN,
+            HttpError::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Invocation { error, .. } => match error {
                 InvocationError::Overloaded { .. } | InvocationError::PoolExhausted => {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -84,6 +120,11 @@ impl HttpError {
             HttpError::MethodNotAllowed { .. } => "method_not_allowed",
             HttpError::PayloadTooLarge { .. } => "payload_too_large",
             HttpError::BadRequest(_) => "bad_request",
+            HttpError::Unauthorized { .. } => "unauthorized",
+            HttpError::Forbidden { .. } => "forbidden",
+            HttpError::AuthUnavailable => "auth_unavailable",
+            HttpError::TooManyRequests { .. } => "rate_limited",
+            HttpError::CorsRejected(_) => "cors_rejected",
             HttpError::Invocation { error, .. } => error.kind(),
         }
     }
@@ -126,6 +167,34 @@ impl HttpError {
                     headers.insert(header::ALLOW, v);
                 }
             }
+            HttpError::Unauthorized { reason, realm } => {
+                let challenge = format!(
+                    "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{}\"",
+                    quote_safe(realm),
+                    quote_safe(&reason.to_string())
+                );
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            HttpError::Forbidden { realm, scopes, .. } => {
+                let mut challenge = format!(
+                    "Bearer realm=\"{}\", error=\"insufficient_scope\"",
+                    quote_safe(realm)
+                );
+                if !scopes.is_empty() {
+                    challenge.push_str(&format!(", scope=\"{}\"", quote_safe(&scopes.join(" "))));
+                }
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            HttpError::TooManyRequests { retry_after } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(*retry_after)),
+                );
+            }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
@@ -133,6 +202,19 @@ impl HttpError {
         }
         response
     }
+}
+
+/// Whole seconds for `Retry-After`, rounded up: a client that waits that
+/// long is let through.
+fn retry_after_secs(d: Duration) -> u64 {
+    d.as_nanos().div_ceil(1_000_000_000).max(1) as u64
+}
+
+/// Text safe inside a quoted-string of an auth challenge.
+fn quote_safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
 }
 
 /// A complete body in the type the executor's responses use.

@@ -1,8 +1,11 @@
 //! The HTTP trigger: from a hyper request to a function's response.
 //!
 //! Per request, in order: request id; built-in endpoints under
-//! `/.well-known/nimbus/`; routing (404, 405); body cap (413); the guest's
-//! `x-nimbus-*` headers; the invocation; `x-request-id` on the response.
+//! `/.well-known/nimbus/` (health, OpenAPI, docs); CORS preflights,
+//! answered by the gateway; routing (404, 405); the route's gateway policy
+//! (rate limit 429, JWT 401/403); body cap (413); the guest's `x-nimbus-*`
+//! headers, with the verified claims; the invocation; CORS and
+//! `x-request-id` headers on the response; one access-log line.
 
 pub mod error;
 pub mod router;
@@ -13,10 +16,11 @@ pub use server::{DEFAULT_GRACE, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve};
 
 use crate::app::App;
 use crate::executor::{self, CallCtx};
+use crate::gateway::{Cors, Preflight, Rejection, TokenError};
 use crate::manifest::FunctionId;
 use bytes::Bytes;
 use error::full;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -83,33 +87,50 @@ impl HttpTrigger {
         let request_id = request_id(req.headers());
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let (mut response, function, route) = match self.dispatch(req, conn, &request_id).await {
-            Ok((response, function, route)) => (response, Some(function), route),
+        let origin = req.headers().get(ORIGIN).cloned();
+        let mut seen = Seen::default();
+        let result = self.gate(req, conn, &request_id, &mut seen).await;
+        let Seen {
+            function,
+            route,
+            cors,
+        } = seen;
+        let function = function.map(|i| self.app.functions[i].id.as_str());
+        let mut response = match result {
+            Ok(response) => response,
             Err(e) => {
-                let function = match &e {
+                match &e {
                     HttpError::Invocation { function, error } => {
-                        log_invocation_error(function, &request_id, error);
-                        self.app
-                            .functions
-                            .iter()
-                            .find(|f| f.id.as_str() == function)
-                            .map(|f| f.id.as_str())
+                        log_invocation_error(function, &request_id, error)
                     }
-                    _ => None,
-                };
-                (e.into_response(&request_id), function, None)
+                    rejected if rejected.status().is_client_error() && function.is_some() => {
+                        crate::telemetry::metrics()
+                            .rejections
+                            .get_or_create(&crate::telemetry::outcome(
+                                function.unwrap_or("-"),
+                                rejected.code(),
+                            ))
+                            .inc();
+                    }
+                    _ => {}
+                }
+                e.into_response(&request_id)
             }
         };
+        if let (Some(cors), Some(origin)) = (cors, &origin) {
+            cors.decorate(origin, response.headers_mut());
+        }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, v);
         }
         let function_label = function.unwrap_or("-");
+        let route_label = route.unwrap_or("-");
         let metrics = crate::telemetry::metrics();
         metrics
             .requests
             .get_or_create(&crate::telemetry::RequestLabels {
                 function: function_label.to_owned(),
-                route: route.unwrap_or("-").to_owned(),
+                route: route_label.to_owned(),
                 method: method.as_str().to_owned(),
                 status: response.status().as_u16(),
             })
@@ -120,9 +141,9 @@ impl HttpTrigger {
                 .get_or_create(&crate::telemetry::function(function))
                 .observe(started.elapsed().as_secs_f64());
         }
-        tracing::debug!(
+        tracing::info!(
             target: "nimbus::access",
-            %method, path, status = response.status().as_u16(),
+            %method, path, route = route_label, status = response.status().as_u16(),
             function = function_label,
             duration_us = started.elapsed().as_micros() as u64,
             request_id,
@@ -130,29 +151,69 @@ impl HttpTrigger {
         response
     }
 
-    async fn dispatch(
-        &self,
+    /// The gateway's checks, in order, then the function. `out` collects
+    /// what is known about the request as it goes, for the access log and
+    /// the CORS headers of whatever response results.
+    async fn gate<'a>(
+        &'a self,
         req: Request<Incoming>,
         conn: ConnInfo,
         request_id: &str,
-    ) -> Result<(Response<HyperOutgoingBody>, &str, Option<&str>), HttpError> {
+        out: &mut Seen<'a>,
+    ) -> Result<Response<HyperOutgoingBody>, HttpError> {
         let path = req.uri().path().to_owned();
         if let Some(endpoint) = path.strip_prefix(WELL_KNOWN_PREFIX) {
-            return self
-                .well_known(req.method(), endpoint)
-                .map(|r| (r, "-", None));
+            return self.well_known(req.method(), endpoint);
+        }
+        let gateway = &self.app.gateway;
+        if let Some(preflight) = Preflight::of(req.method(), req.headers())
+            && let Match::Found { target, .. } = self.app.router.route(&preflight.method, &path)
+            && let Some(cors) = gateway.cors(target.function)
+        {
+            // Answered here: the function never sees a preflight.
+            out.function = Some(target.function);
+            out.route = Some(&target.pattern);
+            let headers = cors
+                .preflight(&preflight, std::slice::from_ref(&preflight.method))
+                .map_err(HttpError::CorsRejected)?;
+            let mut response = Response::new(full(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            *response.headers_mut() = headers;
+            return Ok(response);
         }
         let routed = route(&self.app.router, req.method(), &path)?;
         let index = routed.target.function;
-        let pattern: &str = &routed.target.pattern;
-        let call = CallCtx::new(request_id, None, index);
-        let response =
-            invoke_routed(&self.app, index, routed, req, Origin::Client(conn), call).await?;
-        Ok((
-            response,
-            self.app.functions[index].id.as_str(),
-            Some(pattern),
-        ))
+        out.function = Some(index);
+        out.route = Some(&routed.target.pattern);
+        out.cors = gateway.cors(index).map(|c| &**c);
+        let mut call = CallCtx::new(request_id, None, index);
+        if let Some(policy) = gateway.policy(index, routed.target.route) {
+            let client = conn.client.ip();
+            let realm = || gateway.realm().to_owned();
+            let reject = |r: Rejection| match r {
+                Rejection::Unauthorized(TokenError::KeysUnavailable) => HttpError::AuthUnavailable,
+                Rejection::Unauthorized(reason) => HttpError::Unauthorized {
+                    reason,
+                    realm: realm(),
+                },
+                Rejection::Forbidden(missing) => HttpError::Forbidden {
+                    missing,
+                    realm: realm(),
+                    scopes: policy.required_scopes().to_vec(),
+                },
+                Rejection::RateLimited(limited) => HttpError::TooManyRequests {
+                    retry_after: limited.retry_after,
+                },
+            };
+            policy
+                .limit_before_auth(req.headers(), client)
+                .map_err(reject)?;
+            call.claims = policy.authenticate(req.headers()).await.map_err(reject)?;
+            policy
+                .limit_subject(call.claims.as_deref(), client)
+                .map_err(reject)?;
+        }
+        invoke_routed(&self.app, index, routed, req, Origin::Client(conn), call).await
     }
 
     fn well_known(
@@ -160,26 +221,48 @@ impl HttpTrigger {
         method: &http::Method,
         endpoint: &str,
     ) -> Result<Response<HyperOutgoingBody>, HttpError> {
-        match endpoint {
+        let gateway = &self.app.gateway;
+        let (body, content_type) = match endpoint {
             "health" => {
                 let body = serde_json::json!({
                     "status": "ok",
                     "app": self.app.name,
                     "functions": self.app.functions.len(),
                 });
-                let mut response = Response::new(full(Bytes::from(format!("{body}\n"))));
-                *response.status_mut() = StatusCode::OK;
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                Ok(response)
+                (Bytes::from(format!("{body}\n")), "application/json")
             }
-            _ => Err(HttpError::NotFound {
+            "openapi.json" => (gateway.openapi().clone(), "application/json"),
+            "docs" => (gateway.docs().clone(), "text/html; charset=utf-8"),
+            _ => {
+                return Err(HttpError::NotFound {
+                    method: method.clone(),
+                    path: format!("{WELL_KNOWN_PREFIX}{endpoint}"),
+                });
+            }
+        };
+        if method != http::Method::GET && method != http::Method::HEAD {
+            return Err(HttpError::MethodNotAllowed {
                 method: method.clone(),
-                path: format!("{WELL_KNOWN_PREFIX}{endpoint}"),
-            }),
+                allow: vec![http::Method::GET, http::Method::HEAD],
+            });
         }
+        let mut response = Response::new(full(body));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Ok(response)
     }
+}
+
+/// What the gateway learned about a request, whatever its outcome.
+#[derive(Default)]
+struct Seen<'a> {
+    /// The matched function's index.
+    function: Option<usize>,
+    /// The matched route's pattern.
+    route: Option<&'a str>,
+    /// The function's CORS rules, applied to the response.
+    cors: Option<&'a Cors>,
 }
 
 /// Where a request came from.
@@ -334,6 +417,9 @@ where
     }
     if let Ok(v) = HeaderValue::from_str(&call.request_id) {
         guest_headers.insert(REQUEST_ID, v);
+    }
+    if let Some(claims) = &call.claims {
+        crate::gateway::insert_claim_headers(&mut guest_headers, claims);
     }
     // The invocation is a span of the caller's trace, or starts one; the
     // guest sees its own span, and service calls it makes are its children.

@@ -15,6 +15,9 @@ use std::sync::Arc;
 pub struct Target {
     /// Index of the function in the app.
     pub function: usize,
+    /// Index of the route among that function's routes, in the order given
+    /// to [`Router::new`] (manifest order): the key to its gateway policy.
+    pub route: usize,
     /// The route's path as written in the manifest (`/hello/:name`).
     pub pattern: Box<str>,
     /// Parameter names in path order.
@@ -96,8 +99,11 @@ impl Router {
     /// rejected when the manifest loaded; a later duplicate is ignored.
     pub fn new<'a>(routes: impl IntoIterator<Item = (usize, &'a Route)>) -> Router {
         let mut router = Router::default();
+        let mut counts: HashMap<usize, usize> = HashMap::new();
         for (function, route) in routes {
-            router.insert(function, route);
+            let count = counts.entry(function).or_default();
+            router.insert(function, *count, route);
+            *count += 1;
         }
         router
     }
@@ -112,7 +118,7 @@ impl Router {
         self.len == 0
     }
 
-    fn insert(&mut self, function: usize, route: &Route) {
+    fn insert(&mut self, function: usize, index: usize, route: &Route) {
         let mut node = &mut self.root;
         for seg in &route.pattern.segments {
             node = match seg {
@@ -127,6 +133,7 @@ impl Router {
         };
         let target = Arc::new(Target {
             function,
+            route: index,
             pattern: route.pattern.as_str().into(),
             params: route.pattern.param_names().map(Into::into).collect(),
         });
