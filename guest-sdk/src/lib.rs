@@ -136,6 +136,7 @@ mod request;
 mod response;
 mod runtime;
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod kv;

@@ -185,6 +185,21 @@ pub trait RequestExt {
     /// assert_eq!(request.dispatch_method(), "GET");
     /// ```
     fn dispatch_method(&self) -> &str;
+
+    /// The caller's token claims, verified by the gateway; `None` on a route
+    /// that does not require a token. See [`auth`](crate::auth).
+    ///
+    /// ```
+    /// use nimbus_sdk::{Request, RequestExt};
+    ///
+    /// let request: Request = nimbus_sdk::http::Request::builder()
+    ///     .header("x-nimbus-auth-provider", "users")
+    ///     .header("x-nimbus-auth-subject", "alice")
+    ///     .body(Default::default())
+    ///     .unwrap();
+    /// assert_eq!(request.claims().unwrap().subject.as_deref(), Some("alice"));
+    /// ```
+    fn claims(&self) -> Option<crate::auth::Claims>;
 }
 
 impl<B: AsRef<[u8]>> RequestExt for ::http::Request<B> {
@@ -229,6 +244,10 @@ impl<B: AsRef<[u8]>> RequestExt for ::http::Request<B> {
             .filter(|segment| !segment.is_empty())
             .map(crate::percent_decode)
             .collect()
+    }
+
+    fn claims(&self) -> Option<crate::auth::Claims> {
+        crate::auth::Claims::from_headers(self.headers())
     }
 
     fn dispatch_method(&self) -> &str {
@@ -346,6 +365,16 @@ impl FromRequest for Bytes {
 impl FromRequest for Vec<u8> {
     fn from_request(request: Request) -> Result<Self, Error> {
         Ok(request.into_body().into())
+    }
+}
+
+/// A handler taking `Claims` runs only with a verified token; without one
+/// (a public route) the caller gets a `401`.
+impl FromRequest for crate::auth::Claims {
+    fn from_request(request: Request) -> Result<Self, Error> {
+        request.claims().ok_or_else(|| {
+            Error::unauthorized("this endpoint needs a token verified by the gateway")
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod cache;
 mod config;
+mod gateway;
 mod golden;
 mod guests;
 mod kv;

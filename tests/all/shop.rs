@@ -10,75 +10,22 @@ use nimbus::backend::Consumer;
 use nimbus_tests::{TestApp, captured_logs, json};
 use serde_json::{Value, json};
 
-/// The app as `examples/shop/nimbus.toml` has it, limits included, with a
-/// literal signing key (the `{{ env.* }}` template is covered by the config
-/// tests) and an admin.
-const APP: &str = r#"
-version = 1
-[app]
-name = "shop"
+/// The signing key the tests use in place of `{{ env.SHOP_SIGNING_KEY }}`.
+const SIGNING_KEY: &str = "shop-test-signing-key";
 
-[functions.users]
-source = "guest:users"
-routes = ["POST /users/register", "POST /users/login"]
-kv = ["users"]
-[functions.users.config]
-signing_key = "shop-test-signing-key"
-admins = "root"
-[functions.users.limits]
-timeout = "10s"
-memory = "64MiB"
-concurrency = 16
-queue_timeout = "2s"
-max_body = "16KiB"
-
-[functions.catalog]
-source = "guest:catalog"
-routes = [
-    "GET /products",
-    "POST /products",
-    "GET /products/:id",
-    "PUT /products/:id",
-    "DELETE /products/:id",
-    "POST /products/:id/reserve",
-]
-kv = ["catalog"]
-[functions.catalog.limits]
-timeout = "5s"
-memory = "32MiB"
-max_body = "64KiB"
-
-[functions.orders]
-source = "guest:orders"
-routes = ["POST /orders", "GET /orders", "GET /orders/:id"]
-kv = ["orders"]
-services = ["catalog"]
-publish = ["orders.created"]
-[functions.orders.config]
-signing_key = "shop-test-signing-key"
-[functions.orders.limits]
-timeout = "10s"
-memory = "32MiB"
-max_body = "16KiB"
-
-[functions.inventory]
-source = "guest:inventory"
-routes = ["GET /inventory/:product_id"]
-kv = ["inventory"]
-queue = { topic = "orders.created", max_attempts = 5, backoff = "200ms", max_backoff = "30s", concurrency = 4 }
-[functions.inventory.limits]
-timeout = "5s"
-memory = "32MiB"
-
-[functions.notifier]
-source = "guest:notifier"
-routes = ["GET /notifications"]
-kv = ["notifications"]
-queue = { topic = "orders.created", max_attempts = 5, backoff = "200ms", max_backoff = "30s", concurrency = 4 }
-[functions.notifier.limits]
-timeout = "5s"
-memory = "32MiB"
-"#;
+/// The shop's manifest, `examples/shop/nimbus.toml` itself, with the signing
+/// key written in (the `{{ env.* }}` template is covered by the config tests)
+/// and `root` as an admin; written into `dir` with its schema files.
+fn manifest(dir: &std::path::Path) -> String {
+    nimbus_tests::example_manifest(
+        "shop",
+        dir,
+        &[
+            ("{{ env.SHOP_SIGNING_KEY }}", SIGNING_KEY),
+            ("admins = \"\"", "admins = \"root\""),
+        ],
+    )
+}
 
 /// How long asynchronous effects (a queue function handling an order's event,
 /// or five attempts ending in a dead letter) may take before a test fails: the
@@ -117,19 +64,38 @@ const PASSWORD: &str = "correct horse battery";
 /// A running shop and the calls the tests make on it.
 struct Shop {
     app: TestApp,
+    /// A token of `root`, who has the `admin` role the catalog's writes need.
+    admin: String,
 }
 
 impl Shop {
     async fn start() -> Shop {
-        Shop {
-            app: TestApp::start(APP).await,
-        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = manifest(dir.path());
+        let app = TestApp::start_in(dir, &manifest, Default::default()).await;
+        let mut shop = Shop {
+            app,
+            admin: String::new(),
+        };
+        shop.admin = shop.user("root").await;
+        shop
     }
 
     async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.app
             .client
             .post(self.app.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn post_as(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url(path))
+            .bearer_auth(token)
             .json(body)
             .send()
             .await
@@ -162,14 +128,17 @@ impl Shop {
         body["token"].as_str().expect("a token").to_owned()
     }
 
-    /// Creates a product; returns it as answered.
+    /// Creates a product as the admin; returns it as answered.
     async fn product(&self, name: &str, price_cents: i64, stock: i64) -> Value {
         let response = self
-            .post(
-                "/products",
-                &json!({"name": name, "price_cents": price_cents, "stock": stock}),
-            )
-            .await;
+            .app
+            .client
+            .post(self.app.url("/products"))
+            .bearer_auth(&self.admin)
+            .json(&json!({"name": name, "price_cents": price_cents, "stock": stock}))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(response.status(), 201);
         let location = response.headers()["location"].to_str().unwrap().to_owned();
         let product = json(response).await;
@@ -382,8 +351,8 @@ async fn tokens_carry_the_claims_and_admins_their_role() {
     assert_eq!(lifetime, 3600);
     assert_eq!(claims.get("roles"), None);
 
-    // `root` is listed in the config `admins`.
-    let admin = token_claims(&shop.user("root").await);
+    // `root` is listed in the config `admins` (and registered at start).
+    let admin = token_claims(&shop.admin);
     assert_eq!(admin["roles"], json!(["admin"]));
 }
 
@@ -437,7 +406,7 @@ async fn orders_need_a_valid_bearer_token() {
         assert_eq!(response.status(), 401, "{bad}");
         let challenge = response.headers()["www-authenticate"].to_str().unwrap();
         assert!(challenge.starts_with("Bearer"), "{challenge}");
-        assert_eq!(json(response).await["error"], "invalid_token");
+        assert_eq!(json(response).await["error"], "unauthorized");
     }
     let response = shop
         .app
@@ -552,6 +521,7 @@ async fn the_catalog_is_a_rest_resource_with_checked_fields() {
     let client = &shop.app.client;
     let replaced = client
         .put(shop.app.url("/products/2"))
+        .bearer_auth(&shop.admin)
         .json(&json!({"name": "B2", "price_cents": 20, "stock": 9}))
         .send()
         .await
@@ -563,6 +533,7 @@ async fn the_catalog_is_a_rest_resource_with_checked_fields() {
     );
     let missing = client
         .put(shop.app.url("/products/99"))
+        .bearer_auth(&shop.admin)
         .json(&json!({"name": "X", "price_cents": 1, "stock": 1}))
         .send()
         .await
@@ -580,12 +551,13 @@ async fn the_catalog_is_a_rest_resource_with_checked_fields() {
         (json!({"name": "X", "price_cents": 1}), "stock"),
     ];
     for (body, field) in bad_fields {
-        let message = error(shop.post("/products", &body).await, 400).await;
+        let message = error(shop.post_as(&shop.admin, "/products", &body).await, 400).await;
         assert!(message.contains(field), "{body}: {message}");
     }
 
     let deleted = client
         .delete(shop.app.url("/products/1"))
+        .bearer_auth(&shop.admin)
         .send()
         .await
         .unwrap();
@@ -593,6 +565,7 @@ async fn the_catalog_is_a_rest_resource_with_checked_fields() {
     error(shop.app.get("/products/1").await, 404).await;
     let again = client
         .delete(shop.app.url("/products/1"))
+        .bearer_auth(&shop.admin)
         .send()
         .await
         .unwrap();
@@ -604,6 +577,90 @@ async fn the_catalog_is_a_rest_resource_with_checked_fields() {
             {"id": 3, "name": "C", "price_cents": 3, "stock": 1},
         ])
     );
+}
+
+#[tokio::test]
+async fn catalog_writes_need_the_admin_role_and_reads_are_public() {
+    let shop = Shop::start().await;
+    let buyer = shop.user("jo_buyer").await;
+    let cup = shop.product("Cup", 300, 4).await;
+    let body = json!({"name": "Forged", "price_cents": 1, "stock": 1});
+
+    // Reads need no token.
+    assert_eq!(shop.app.get("/products").await.status(), 200);
+    assert_eq!(shop.stock(&cup).await, 4);
+
+    // No token: 401 from the gateway, with a challenge.
+    let anonymous = shop.post("/products", &body).await;
+    assert_eq!(anonymous.status(), 401);
+    let challenge = anonymous.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+
+    // A valid token without the admin role: 403, for every write.
+    let forbidden = shop.post_as(&buyer, "/products", &body).await;
+    assert_eq!(forbidden.status(), 403);
+    let challenge = forbidden.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+    assert!(error(forbidden, 403).await.contains("role admin"));
+    let reserve = shop
+        .post_as(
+            &buyer,
+            &format!("/products/{}/reserve", cup["id"]),
+            &json!({"quantity": 4}),
+        )
+        .await;
+    assert_eq!(reserve.status(), 403);
+    let delete = shop
+        .app
+        .client
+        .delete(shop.app.url(&format!("/products/{}", cup["id"])))
+        .bearer_auth(&buyer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 403);
+    assert_eq!(shop.stock(&cup).await, 4);
+    // Yet an order reserves stock: `orders` calls `reserve` in-process.
+    assert_eq!(shop.order(&buyer, &cup["id"], 1).await.status(), 201);
+    assert_eq!(shop.stock(&cup).await, 3);
+}
+
+#[tokio::test]
+async fn orders_trust_only_the_claims_the_gateway_verified() {
+    let shop = Shop::start().await;
+    let owner = shop.user("kim_owner").await;
+    let other = shop.user("lee_other").await;
+    let pen = shop.product("Pen", 150, 10).await;
+    assert_eq!(shop.order(&owner, &pen["id"], 1).await.status(), 201);
+
+    // `lee` claims to be `kim` through the headers the gateway sets: they are
+    // dropped, and `lee` sees only `lee`'s (no) orders.
+    let spoofed = shop
+        .app
+        .client
+        .get(shop.app.url("/orders"))
+        .bearer_auth(&other)
+        .header("x-nimbus-auth-subject", "kim_owner")
+        .header("x-nimbus-auth-claims", r#"{"sub":"kim_owner"}"#)
+        .header("x-nimbus-auth-provider", "users")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 200);
+    assert_eq!(json(spoofed).await, json!([]));
+    // And without a token the headers alone get nowhere.
+    let headers_only = shop
+        .app
+        .client
+        .get(shop.app.url("/orders"))
+        .header("x-nimbus-auth-subject", "kim_owner")
+        .header("x-nimbus-auth-provider", "users")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(headers_only.status(), 401);
+    let mine = json(shop.get_as(&owner, "/orders").await).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -57,6 +57,48 @@ pub fn with_guest_paths(text: &str) -> String {
     out
 }
 
+/// The manifest of `examples/<name>`, made runnable from a test folder: each
+/// `source` under `target/wasm32-wasip2/release/` becomes that guest (built
+/// by the test artifacts), `build` and `workdir` lines go, each `(from, to)`
+/// of `replacements` is applied (a secret's `{{ env.* }}` template, say),
+/// and the example's `schemas/` folder, if any, is copied into `dir`.
+pub fn example_manifest(name: &str, dir: &Path, replacements: &[(&str, &str)]) -> String {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    let text = std::fs::read_to_string(example.join("nimbus.toml")).expect("example manifest");
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("build =") || trimmed.starts_with("workdir =") {
+            continue;
+        }
+        match trimmed
+            .strip_prefix("source = \"")
+            .and_then(|rest| rest.split_once("target/wasm32-wasip2/release/"))
+            .and_then(|(_, file)| file.strip_suffix(".wasm\""))
+        {
+            Some(guest) => out.push_str(&format!("source = \"guest:{guest}\"")),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    for (from, to) in replacements {
+        assert!(out.contains(from), "the example has no `{from}`");
+        out = out.replace(from, to);
+    }
+    let schemas = example.join("schemas");
+    if schemas.is_dir() {
+        std::fs::create_dir_all(dir.join("schemas")).expect("schemas folder");
+        for entry in std::fs::read_dir(&schemas).expect("read schemas") {
+            let entry = entry.expect("schema entry");
+            std::fs::copy(entry.path(), dir.join("schemas").join(entry.file_name()))
+                .expect("copy schema");
+        }
+    }
+    out
+}
+
 /// Writes `manifest` (after [`with_guest_paths`]) to `dir/nimbus.toml`.
 pub fn write_manifest(dir: &Path, manifest: &str) -> PathBuf {
     let file = dir.join("nimbus.toml");

@@ -19,6 +19,12 @@
 //! product with compare-and-swap, so concurrent reservations never sell the
 //! same unit twice.
 //!
+//! Reads are public. Writes (`POST`, `PUT`, `DELETE`, `reserve`) need a token
+//! with the `admin` role: the manifest says so per route and the Nimbus
+//! gateway enforces it (`401` without a valid token, `403` without the role)
+//! before this code runs. `orders` reaches `reserve` by an in-process service
+//! call, which the gateway does not stand in front of.
+//!
 //! # What the manifest grants
 //!
 //! `kv = ["catalog"]`: each product as JSON under `product/<id>`, and the last

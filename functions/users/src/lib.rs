@@ -6,7 +6,8 @@
 //! | `POST /users/login` `{"username", "password"}` | `200 {"token", "expires_in"}`; `400` bad JSON; `401` a wrong username or password (one message for both) |
 //!
 //! Errors are the SDK's JSON error bodies. The token is an HS256 JWT (see
-//! `token`) that `orders` verifies with the same key.
+//! `token`); the Nimbus gateway verifies it with the same key (the manifest's
+//! `[auth.users]` provider) on the routes that require it.
 //!
 //! # What the manifest grants
 //!

@@ -17,6 +17,12 @@ use std::time::Duration;
 /// stops working promptly.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
+/// At most one JWKS refresh per this interval when tokens name unknown
+/// `kid`s, unless a provider says otherwise: a caller sending made-up `kid`s
+/// must not turn the gateway into a request flood against the identity
+/// provider, and a rotated key is still picked up within half a minute.
+pub const DEFAULT_JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
+
 /// The claim scopes are read from by default (RFC 8693, OAuth 2.0).
 pub const DEFAULT_SCOPES_CLAIM: &str = "scope";
 
@@ -45,6 +51,8 @@ pub struct JwtProviderSpec {
     pub algorithms: Vec<Algorithm>,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
+    /// Shortest time between JWKS refreshes for unknown `kid`s.
+    pub jwks_min_refresh: Duration,
     /// Claim path of the scopes.
     pub scopes_claim: String,
     /// Claim path of the roles.
@@ -229,6 +237,9 @@ pub(super) fn provider(
         key,
         algorithms,
         leeway: raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0),
+        jwks_min_refresh: raw
+            .jwks_min_refresh
+            .map_or(DEFAULT_JWKS_MIN_REFRESH, |d| d.0),
         scopes_claim: claim(raw.scopes_claim, DEFAULT_SCOPES_CLAIM, "scopes_claim")?,
         roles_claim: claim(raw.roles_claim, DEFAULT_ROLES_CLAIM, "roles_claim")?,
     })

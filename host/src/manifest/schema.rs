@@ -276,6 +276,10 @@ pub struct RawJwtProvider {
     /// Example: `jwks = "https://id.example.com/.well-known/jwks.json"`.
     #[serde(default)]
     pub jwks: Option<String>,
+    /// The shortest time between two JWKS fetches caused by tokens naming
+    /// an unknown `kid` (default 30s). Example: `jwks_min_refresh = "1m"`.
+    #[serde(default)]
+    pub jwks_min_refresh: Option<HumanDuration>,
     /// Accepted `alg` values, narrowing what the key allows.
     /// Example: `algorithms = ["RS256"]`.
     #[serde(default)]
