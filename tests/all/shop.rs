@@ -14,17 +14,10 @@ use serde_json::{Value, json};
 const SIGNING_KEY: &str = "shop-test-signing-key";
 
 /// The shop's manifest, `examples/shop/nimbus.toml` itself, with the signing
-/// key written in (the `{{ env.* }}` template is covered by the config tests)
-/// and `root` as an admin; written into `dir` with its schema files.
+/// key written in (the `{{ env.* }}` template is covered by the config tests),
+/// written into `dir` with its schema files. Its admin is the user `admin`.
 fn manifest(dir: &std::path::Path) -> String {
-    nimbus_tests::example_manifest(
-        "shop",
-        dir,
-        &[
-            ("{{ env.SHOP_SIGNING_KEY }}", SIGNING_KEY),
-            ("admins = \"\"", "admins = \"root\""),
-        ],
-    )
+    nimbus_tests::example_manifest("shop", dir, &[("{{ env.SHOP_SIGNING_KEY }}", SIGNING_KEY)])
 }
 
 /// How long asynchronous effects (a queue function handling an order's event,
@@ -64,7 +57,7 @@ const PASSWORD: &str = "correct horse battery";
 /// A running shop and the calls the tests make on it.
 struct Shop {
     app: TestApp,
-    /// A token of `root`, who has the `admin` role the catalog's writes need.
+    /// A token of `admin`, who has the `admin` role the catalog's writes need.
     admin: String,
 }
 
@@ -77,7 +70,7 @@ impl Shop {
             app,
             admin: String::new(),
         };
-        shop.admin = shop.user("root").await;
+        shop.admin = shop.user("admin").await;
         shop
     }
 
@@ -351,7 +344,7 @@ async fn tokens_carry_the_claims_and_admins_their_role() {
     assert_eq!(lifetime, 3600);
     assert_eq!(claims.get("roles"), None);
 
-    // `root` is listed in the config `admins` (and registered at start).
+    // `admin` is listed in the config `admins` (and registered at start).
     let admin = token_claims(&shop.admin);
     assert_eq!(admin["roles"], json!(["admin"]));
 }

@@ -107,7 +107,7 @@ pub struct JwtProvider {
 
 /// A provider's keys could not be loaded at startup.
 #[derive(Debug, thiserror::Error)]
-#[error("auth provider `{provider}`: {message}")]
+#[error("`auth.{provider}`: {message}")]
 pub struct ProviderError {
     /// The provider's name.
     pub provider: String,

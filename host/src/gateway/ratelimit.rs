@@ -31,8 +31,11 @@ pub struct RateLimiter {
     tolerance: u64,
     epoch: Instant,
     hasher: RandomState,
-    shards: Box<[Mutex<HashMap<Box<str>, u64>>]>,
+    shards: Box<[Shard]>,
 }
+
+/// Keys and the time (ns since `epoch`) each one's bucket is full again.
+type Shard = Mutex<HashMap<Box<str>, u64>>;
 
 /// A request over the limit: when to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
