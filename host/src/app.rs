@@ -1,5 +1,9 @@
 //! A loaded app: each function compiled, linked and pre-instantiated once,
 //! with its limits, and the routing table over all of them.
+//!
+//! A function's code is a [`Version`]; what serves it is its [`Traffic`] (a
+//! stable version and maybe a canary), which [`crate::deploy`] swaps
+//! atomically while requests run.
 
 use crate::backend::Backends;
 use crate::capability::bindings::QueueFunctionPre;
@@ -10,8 +14,10 @@ use crate::engine::Runtime;
 use crate::manifest::{FunctionId, FunctionSpec, HostPattern, Limits, Manifest, QueueSpec, Route};
 use crate::state::HostState;
 use crate::trigger::http::router::Router;
+use arc_swap::ArcSwapOption;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -109,6 +115,53 @@ pub enum LoadError {
     },
 }
 
+/// One version of a function: a component, compiled, linked and
+/// pre-instantiated, ready to serve.
+///
+/// Each invocation holds an `Arc` to the version it started on, so a deploy
+/// never pulls a component out from under a request in flight.
+pub struct Version {
+    /// Hex blake3 hash of the component's bytes: the version's name.
+    pub digest: String,
+    /// When this version started serving (for the manifest's component: when
+    /// the app loaded).
+    pub deployed_at: SystemTime,
+    /// The HTTP handler, linked and type-checked once; instantiated per
+    /// request. `None` for a queue-only function.
+    pub http: Option<ProxyPre<HostState>>,
+    /// The `wasi:messaging/incoming-handler` export, instantiated per
+    /// message, for a function with a queue trigger.
+    pub queue: Option<QueueFunctionPre<HostState>>,
+}
+
+impl Version {
+    /// The first [`SHORT_DIGEST_LEN`] characters of the digest, for logs and tables.
+    pub fn short_digest(&self) -> &str {
+        &self.digest[..SHORT_DIGEST_LEN.min(self.digest.len())]
+    }
+}
+
+/// Hex characters of a digest shown to people: 64 bits, plenty to tell a
+/// function's handful of versions apart.
+pub const SHORT_DIGEST_LEN: usize = 16;
+
+/// A version that takes a share of a function's traffic next to the stable one.
+pub struct Canary {
+    /// The candidate version.
+    pub version: Arc<Version>,
+    /// Percent of invocations it serves, 0 to 100.
+    pub percent: u8,
+}
+
+/// What serves a function's invocations: the stable version, and a canary
+/// taking a percentage of them, if one is running.
+pub struct Traffic {
+    /// The version that serves everything the canary does not.
+    pub stable: Arc<Version>,
+    /// The canary, if any.
+    pub canary: Option<Canary>,
+}
+
 /// One function, ready to instantiate, with everything each invocation
 /// needs prepared once.
 pub struct Function {
@@ -116,6 +169,8 @@ pub struct Function {
     pub id: FunctionId,
     /// The id as a shared string, for logs.
     pub id_str: Arc<str>,
+    /// Its manifest entry.
+    pub spec: FunctionSpec,
     /// Its limits.
     pub limits: Limits,
     /// Environment variables for the guest.
@@ -131,25 +186,47 @@ pub struct Function {
     /// Its own routes, for service calls; a catch-all when it has none, so
     /// an internal-only service is reachable by its callers.
     pub routes: Router,
-    /// Hex content hash of the component: the function's version.
-    pub digest: String,
-    /// The HTTP handler, linked and type-checked once; instantiated per
-    /// request. `None` for a queue-only function.
-    pub http: Option<ProxyPre<HostState>>,
     /// The queue trigger, if the function has one.
     pub queue: Option<QueueTrigger>,
     /// Its publishing grants.
     pub messaging: MessagingCtx,
-    /// Permits for `limits.concurrency` instances at once.
+    /// Permits for `limits.concurrency` instances at once. Shared by all
+    /// its versions: a deploy does not double the limit.
     pub slots: Arc<Semaphore>,
+    /// The versions serving it; `None` once the function was removed.
+    /// Swapped atomically by [`crate::deploy`], read lock-free per invocation.
+    traffic: ArcSwapOption<Traffic>,
 }
 
-/// A function's queue trigger: its policy and its pre-instantiated handler.
+impl Function {
+    /// The version one invocation runs on: the canary for its percentage of
+    /// calls, else the stable version; `None` when the function was removed.
+    /// The caller keeps the `Arc` for the whole invocation.
+    pub fn version(&self) -> Option<Arc<Version>> {
+        let traffic = self.traffic.load();
+        let traffic = traffic.as_ref()?;
+        Some(match &traffic.canary {
+            Some(canary) if fastrand::u8(0..100) < canary.percent => canary.version.clone(),
+            _ => traffic.stable.clone(),
+        })
+    }
+
+    /// What serves the function now; `None` when it was removed.
+    pub fn traffic(&self) -> Option<Arc<Traffic>> {
+        self.traffic.load_full()
+    }
+
+    /// Replaces what serves the function, atomically: invocations already
+    /// running finish on the version they hold, new ones see `traffic`.
+    pub(crate) fn set_traffic(&self, traffic: Option<Traffic>) {
+        self.traffic.store(traffic.map(Arc::new));
+    }
+}
+
+/// A function's queue trigger: topic and retry policy.
 pub struct QueueTrigger {
     /// Topic and retry policy.
     pub spec: QueueSpec,
-    /// The `wasi:messaging/incoming-handler` export, instantiated per message.
-    pub pre: QueueFunctionPre<HostState>,
 }
 
 /// A loaded app.
@@ -162,6 +239,7 @@ pub struct App {
     pub router: Router,
     runtime: Runtime,
     backends: Backends,
+    linker: Linker<HostState>,
 }
 
 impl App {
@@ -190,6 +268,7 @@ impl App {
             router,
             runtime: runtime.clone(),
             backends,
+            linker,
         })
     }
 
@@ -202,6 +281,26 @@ impl App {
     pub fn backends(&self) -> &Backends {
         &self.backends
     }
+
+    /// The index of function `id`.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.functions.iter().position(|f| f.id.as_str() == id)
+    }
+
+    /// Checks `bytes` as a new version of `functions[index]` with the same
+    /// rules as [`App::load`] (a component, exporting what the function's
+    /// triggers need, importing only what Nimbus provides), then compiles
+    /// (through the compile cache) and pre-instantiates it. `origin` names
+    /// the bytes in errors. Blocking: compiling can take a second.
+    pub fn prepare(&self, index: usize, bytes: &[u8], origin: &Path) -> Result<Version, LoadError> {
+        prepare(
+            &self.runtime,
+            &self.linker,
+            &self.functions[index].spec,
+            bytes,
+            origin,
+        )
+    }
 }
 
 fn load_function(
@@ -212,42 +311,8 @@ fn load_function(
     backends: &Backends,
 ) -> Result<Function, LoadError> {
     let function = spec.id.clone();
-    let path = spec.source.clone();
-    let bytes = read_component(&function, &path, spec.build.is_some())?;
-    let component = runtime.compile(&bytes).map_err(|e| LoadError::Invalid {
-        function: function.clone(),
-        path: path.clone(),
-        message: one_line(&format!("{e:#}")),
-    })?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| LoadError::UnsupportedImport {
-            function: function.clone(),
-            path: path.clone(),
-            message: unsupported_import(&format!("{e:#}")),
-        })?;
-    let queue = match &spec.queue {
-        Some(queue) => Some(QueueTrigger {
-            spec: queue.clone(),
-            pre: QueueFunctionPre::new(pre.clone()).map_err(|_| LoadError::NoQueueHandler {
-                function: function.clone(),
-                path: path.clone(),
-            })?,
-        }),
-        None => None,
-    };
-    // HTTP is required unless the function is only a queue consumer.
-    let http = match ProxyPre::new(pre) {
-        Ok(http) => Some(http),
-        Err(_) if queue.is_some() && spec.routes.is_empty() => None,
-        Err(_) => {
-            return Err(LoadError::WrongWorld {
-                exports: export_names(runtime, &component),
-                function: function.clone(),
-                path: path.clone(),
-            });
-        }
-    };
+    let bytes = read_component(&function, &spec.source, spec.build.is_some())?;
+    let version = prepare(runtime, linker, spec, &bytes, &spec.source)?;
     let own_routes: Vec<Route> = if spec.routes.is_empty() {
         vec![Route::parse("/...").expect("a valid route")]
     } else {
@@ -256,6 +321,7 @@ fn load_function(
     Ok(Function {
         id_str: function.as_str().into(),
         id: function,
+        spec: spec.clone(),
         limits: spec.limits,
         env: spec.env.clone().into(),
         kv: KvCtx::new(
@@ -273,9 +339,7 @@ fn load_function(
             .collect(),
         outbound: spec.allowed_outbound_hosts.clone().into(),
         routes: Router::new(own_routes.iter().map(|r| (0, r))),
-        digest: blake3::hash(&bytes).to_hex()[..16].to_string(),
-        http,
-        queue,
+        queue: spec.queue.clone().map(|spec| QueueTrigger { spec }),
         messaging: MessagingCtx::new(
             backends.queue.clone(),
             &manifest.name,
@@ -283,6 +347,69 @@ fn load_function(
             &spec.publish,
         ),
         slots: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
+        traffic: ArcSwapOption::from_pointee(Traffic {
+            stable: Arc::new(version),
+            canary: None,
+        }),
+    })
+}
+
+/// Checks, compiles and pre-instantiates `bytes` as a version of `spec`.
+fn prepare(
+    runtime: &Runtime,
+    linker: &Linker<HostState>,
+    spec: &FunctionSpec,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Version, LoadError> {
+    let function = spec.id.clone();
+    let path = path.to_owned();
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(LoadError::CoreModule { function, path });
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(LoadError::NotWasm { function, path });
+    }
+    let component = runtime.compile(bytes).map_err(|e| LoadError::Invalid {
+        function: function.clone(),
+        path: path.clone(),
+        message: one_line(&format!("{e:#}")),
+    })?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::UnsupportedImport {
+            function: function.clone(),
+            path: path.clone(),
+            message: unsupported_import(&format!("{e:#}")),
+        })?;
+    let queue = match &spec.queue {
+        Some(_) => {
+            Some(
+                QueueFunctionPre::new(pre.clone()).map_err(|_| LoadError::NoQueueHandler {
+                    function: function.clone(),
+                    path: path.clone(),
+                })?,
+            )
+        }
+        None => None,
+    };
+    // HTTP is required unless the function is only a queue consumer.
+    let http = match ProxyPre::new(pre) {
+        Ok(http) => Some(http),
+        Err(_) if queue.is_some() && spec.routes.is_empty() => None,
+        Err(_) => {
+            return Err(LoadError::WrongWorld {
+                exports: export_names(runtime, &component),
+                function,
+                path,
+            });
+        }
+    };
+    Ok(Version {
+        digest: blake3::hash(bytes).to_hex().to_string(),
+        deployed_at: SystemTime::now(),
+        http,
+        queue,
     })
 }
 
@@ -310,18 +437,6 @@ fn read_component(
             }
         }
     })?;
-    if wasmparser::Parser::is_core_wasm(&bytes) {
-        return Err(LoadError::CoreModule {
-            function: function.clone(),
-            path: path.to_owned(),
-        });
-    }
-    if !wasmparser::Parser::is_component(&bytes) {
-        return Err(LoadError::NotWasm {
-            function: function.clone(),
-            path: path.to_owned(),
-        });
-    }
     Ok(bytes)
 }
 
