@@ -3,6 +3,7 @@
 
 mod cache;
 mod config;
+mod deploy;
 mod golden;
 mod guests;
 mod kv;

@@ -13,11 +13,22 @@
 //! | `GET /v1/queues/{function}/dead-letters` | the function's dead letters |
 //! | `POST /v1/queues/{function}/dead-letters/replay[?id=ID]` | put one or all back in the queue |
 //! | `DELETE /v1/queues/{function}/dead-letters[?id=ID]` | delete one or all |
+//! | `GET /v1/functions` | each function: routes, triggers, version, deployed time, limits, in-flight instances, canary, history length |
+//! | `GET /v1/functions/{id}` | one of them |
+//! | `PUT /v1/functions/{id}` | deploy the body (a component) as the stable version |
+//! | `POST /v1/functions/{id}/rollback` | back to the previous version |
+//! | `DELETE /v1/functions/{id}` | stop serving the function (a rollback brings it back) |
+//! | `PUT /v1/functions/{id}/canary?percent=N` | the body (a component) takes N% of the traffic; with no body, change N |
+//! | `POST /v1/functions/{id}/canary/promote` | the canary becomes the stable version |
+//! | `POST /v1/functions/{id}/canary/abort` (or `DELETE .../canary`) | drop the canary |
+//!
+//! Deployment changes are described in [`crate::deploy`].
 
 pub mod client;
 
 use crate::app::App;
 use crate::backend::{Consumer, QueueStats};
+use crate::deploy::{DeployError, Deployer, parse_percent};
 use crate::manifest::validate_topic;
 use crate::trigger::http::error::full;
 use bytes::Bytes;
@@ -41,19 +52,29 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3001";
 /// Largest message the admin API accepts for publishing.
 pub const MAX_PUBLISH_BODY: usize = 4 * 1024 * 1024;
 
+/// Largest component the admin API accepts for a deploy. Release builds of
+/// Rust services are a few MiB; debug builds with symbols reach tens of MiB.
+/// The whole body is held in memory while it is checked and compiled.
+pub const MAX_COMPONENT_SIZE: usize = 128 * 1024 * 1024;
+
 /// How long the admin listener waits for its requests at shutdown.
 const ADMIN_GRACE: Duration = Duration::from_secs(5);
 
 /// The admin API for one app.
 pub struct Admin {
     app: Arc<App>,
+    deployer: Arc<Deployer>,
     token: Option<String>,
 }
 
 impl Admin {
-    /// An API over `app`, requiring `token` when given.
-    pub fn new(app: Arc<App>, token: Option<String>) -> Admin {
-        Admin { app, token }
+    /// An API over the app that `deployer` changes, requiring `token` when given.
+    pub fn new(deployer: Arc<Deployer>, token: Option<String>) -> Admin {
+        Admin {
+            app: deployer.app().clone(),
+            deployer,
+            token,
+        }
     }
 
     /// Serves until `shutdown` resolves.
@@ -169,9 +190,70 @@ impl Admin {
                     .map_err(internal)?;
                 Ok(ok(json!({"purged": n})))
             }
+            (&Method::GET, ["v1", "functions"]) => self.deploying(|d| Ok(d.list())).await,
+            (&Method::GET, ["v1", "functions", id]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.get(&id)).await
+            }
+            (&Method::PUT, ["v1", "functions", id]) => {
+                let id = id.to_string();
+                let component = component(req).await?;
+                self.deploying(move |d| d.deploy(&id, &component)).await
+            }
+            (&Method::DELETE, ["v1", "functions", id]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.remove(&id)).await
+            }
+            (&Method::POST, ["v1", "functions", id, "rollback"]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.rollback(&id)).await
+            }
+            (&Method::PUT, ["v1", "functions", id, "canary"]) => {
+                let id = id.to_string();
+                let Some(percent) = query_param(req.uri().query(), "percent") else {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        "say how much traffic the canary takes: ?percent=N (0 to 100)".into(),
+                    ));
+                };
+                let percent = parse_percent(&percent).map_err(|e| (e.status(), e.to_string()))?;
+                let component = component(req).await?;
+                if component.is_empty() {
+                    self.deploying(move |d| d.set_canary_percent(&id, percent))
+                        .await
+                } else {
+                    self.deploying(move |d| d.canary(&id, &component, percent))
+                        .await
+                }
+            }
+            (&Method::POST, ["v1", "functions", id, "canary", "promote"]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.promote(&id)).await
+            }
+            (&Method::POST, ["v1", "functions", id, "canary", "abort"])
+            | (&Method::DELETE, ["v1", "functions", id, "canary"]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.abort(&id)).await
+            }
             _ => Err((
                 StatusCode::NOT_FOUND,
                 format!("no admin endpoint {method} {path}"),
+            )),
+        }
+    }
+
+    /// Runs a deployment operation off the async workers: it may compile.
+    async fn deploying(
+        &self,
+        operation: impl FnOnce(&Deployer) -> Result<Value, DeployError> + Send + 'static,
+    ) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
+        let deployer = self.deployer.clone();
+        match tokio::task::spawn_blocking(move || operation(&deployer)).await {
+            Ok(Ok(answer)) => Ok(ok(answer)),
+            Ok(Err(e)) => Err((e.status(), e.to_string())),
+            Err(e) => Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the deployment task failed: {e}"),
             )),
         }
     }
@@ -299,6 +381,30 @@ impl Admin {
             .collect();
         Ok(ok(Value::Array(out)))
     }
+}
+
+/// Reads an uploaded component, up to [`MAX_COMPONENT_SIZE`].
+async fn component(req: Request<Incoming>) -> Result<Bytes, (StatusCode, String)> {
+    Limited::new(req.into_body(), MAX_COMPONENT_SIZE)
+        .collect()
+        .await
+        .map(|body| body.to_bytes())
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the component is larger than the limit of {}",
+                        crate::manifest::format_bytes(MAX_COMPONENT_SIZE as u64)
+                    ),
+                )
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the component: {e}"),
+                )
+            }
+        })
 }
 
 fn internal(e: crate::backend::BackendError) -> (StatusCode, String) {
