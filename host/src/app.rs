@@ -14,7 +14,7 @@ use crate::engine::Runtime;
 use crate::manifest::{FunctionId, FunctionSpec, HostPattern, Limits, Manifest, QueueSpec, Route};
 use crate::state::HostState;
 use crate::trigger::http::router::Router;
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -229,17 +229,60 @@ pub struct QueueTrigger {
     pub spec: QueueSpec,
 }
 
-/// A loaded app.
+/// A loaded app: one snapshot of its functions and routing table. Adding a
+/// function makes a new snapshot ([`App::with_function`]) that shares the
+/// existing functions, published through [`LiveApp`].
 pub struct App {
     /// The app's name.
     pub name: String,
-    /// Functions in id order; [`Router`] targets index into this.
-    pub functions: Vec<Function>,
+    /// The manifest's functions in id order, then functions added through
+    /// the admin API; [`Router`] targets index into this.
+    pub functions: Vec<Arc<Function>>,
     /// The routing table.
     pub router: Router,
     runtime: Runtime,
     backends: Backends,
     linker: Linker<HostState>,
+    manifest_file: PathBuf,
+}
+
+/// The app as it serves now: triggers take a snapshot ([`LiveApp::current`])
+/// per request, lock-free, and keep it for the whole request.
+#[derive(Clone)]
+pub struct LiveApp(Arc<ArcSwap<App>>);
+
+impl LiveApp {
+    /// Serves `app`.
+    pub fn new(app: Arc<App>) -> LiveApp {
+        LiveApp(Arc::new(ArcSwap::new(app)))
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<App> {
+        self.0.load_full()
+    }
+
+    /// Publishes a new snapshot; requests already running keep theirs.
+    pub(crate) fn replace(&self, app: Arc<App>) {
+        self.0.store(app);
+    }
+}
+
+impl From<Arc<App>> for LiveApp {
+    fn from(app: Arc<App>) -> LiveApp {
+        LiveApp::new(app)
+    }
+}
+
+/// The routing table over `functions`. Every table is built here, at load
+/// and when a function is added, so route policies have one place to hook in.
+pub fn routing_table(functions: &[Arc<Function>]) -> Router {
+    Router::new(
+        functions
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| f.spec.routes.iter().map(move |r| (i, r))),
+    )
 }
 
 impl App {
@@ -251,17 +294,20 @@ impl App {
         backends: Backends,
     ) -> Result<App, LoadError> {
         let linker = HostState::linker(runtime.engine()).expect("host interfaces link once");
+        let ids: Vec<&FunctionId> = manifest.functions.iter().map(|f| &f.id).collect();
         let mut functions = Vec::with_capacity(manifest.functions.len());
         for spec in &manifest.functions {
-            functions.push(load_function(runtime, &linker, manifest, spec, &backends)?);
+            let bytes = read_component(&spec.id, &spec.source, spec.build.is_some())?;
+            let version = prepare(runtime, &linker, spec, &bytes, &spec.source)?;
+            functions.push(Arc::new(new_function(
+                &manifest.name,
+                &ids,
+                spec,
+                version,
+                &backends,
+            )));
         }
-        let router = Router::new(
-            manifest
-                .functions
-                .iter()
-                .enumerate()
-                .flat_map(|(i, f)| f.routes.iter().map(move |r| (i, r))),
-        );
+        let router = routing_table(&functions);
         Ok(App {
             name: manifest.name.clone(),
             functions,
@@ -269,6 +315,7 @@ impl App {
             runtime: runtime.clone(),
             backends,
             linker,
+            manifest_file: manifest.file.clone(),
         })
     }
 
@@ -280,6 +327,37 @@ impl App {
     /// The storage the app runs on.
     pub fn backends(&self) -> &Backends {
         &self.backends
+    }
+
+    /// A new snapshot of this app with function `spec` added, serving
+    /// `bytes` (checked as [`App::prepare`] checks). `spec` was validated
+    /// against the app's manifest. Blocking: the component is compiled.
+    pub fn with_function(
+        &self,
+        spec: &FunctionSpec,
+        bytes: &[u8],
+        origin: &Path,
+    ) -> Result<App, LoadError> {
+        let version = prepare(&self.runtime, &self.linker, spec, bytes, origin)?;
+        let mut ids: Vec<&FunctionId> = self.functions.iter().map(|f| &f.id).collect();
+        ids.push(&spec.id);
+        let function = new_function(&self.name, &ids, spec, version, &self.backends);
+        let mut functions = self.functions.clone();
+        functions.push(Arc::new(function));
+        Ok(App {
+            name: self.name.clone(),
+            router: routing_table(&functions),
+            functions,
+            runtime: self.runtime.clone(),
+            backends: self.backends.clone(),
+            linker: self.linker.clone(),
+            manifest_file: self.manifest_file.clone(),
+        })
+    }
+
+    /// The manifest the app was loaded from.
+    pub fn manifest_file(&self) -> &Path {
+        &self.manifest_file
     }
 
     /// The index of function `id`.
@@ -303,22 +381,22 @@ impl App {
     }
 }
 
-fn load_function(
-    runtime: &Runtime,
-    linker: &Linker<HostState>,
-    manifest: &Manifest,
+/// A function of app `app` serving `version`; `ids` are the app's function
+/// ids in index order, for its service grants.
+fn new_function(
+    app: &str,
+    ids: &[&FunctionId],
     spec: &FunctionSpec,
+    version: Version,
     backends: &Backends,
-) -> Result<Function, LoadError> {
+) -> Function {
     let function = spec.id.clone();
-    let bytes = read_component(&function, &spec.source, spec.build.is_some())?;
-    let version = prepare(runtime, linker, spec, &bytes, &spec.source)?;
     let own_routes: Vec<Route> = if spec.routes.is_empty() {
         vec![Route::parse("/...").expect("a valid route")]
     } else {
         spec.routes.clone()
     };
-    Ok(Function {
+    Function {
         id_str: function.as_str().into(),
         id: function,
         spec: spec.clone(),
@@ -326,7 +404,7 @@ fn load_function(
         env: spec.env.clone().into(),
         kv: KvCtx::new(
             backends.kv.clone(),
-            &manifest.name,
+            app,
             &spec.kv,
             spec.limits.kv_key_size,
             spec.limits.kv_value_size,
@@ -335,23 +413,18 @@ fn load_function(
         services: spec
             .services
             .iter()
-            .filter_map(|s| manifest.functions.iter().position(|f| &f.id == s))
+            .filter_map(|s| ids.iter().position(|id| *id == s))
             .collect(),
         outbound: spec.allowed_outbound_hosts.clone().into(),
         routes: Router::new(own_routes.iter().map(|r| (0, r))),
         queue: spec.queue.clone().map(|spec| QueueTrigger { spec }),
-        messaging: MessagingCtx::new(
-            backends.queue.clone(),
-            &manifest.name,
-            spec.id.as_str(),
-            &spec.publish,
-        ),
+        messaging: MessagingCtx::new(backends.queue.clone(), app, spec.id.as_str(), &spec.publish),
         slots: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
         traffic: ArcSwapOption::from_pointee(Traffic {
             stable: Arc::new(version),
             canary: None,
         }),
-    })
+    }
 }
 
 /// Checks, compiles and pre-instantiates `bytes` as a version of `spec`.

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use http::Method;
 use nimbus::admin::Admin;
 use nimbus::admin::client::AdminClient;
-use nimbus::app::App;
+use nimbus::app::{App, LiveApp};
 use nimbus::backend::Backends;
 use nimbus::backend::embedded::EmbeddedBackend;
 use nimbus::backend::nats::NatsBackend;
@@ -101,6 +101,11 @@ enum Command {
         id: String,
         /// The component (.wasm).
         file: PathBuf,
+        /// Adds a function that is not in the app: a TOML file with the keys
+        /// of its `[functions.ID]` table (`routes`, `limits`, `kv`, ...;
+        /// no `source`).
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
         #[command(flatten)]
         output: OutputArgs,
         #[command(flatten)]
@@ -371,16 +376,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Deploy {
             id,
             file,
+            manifest,
             output,
             admin,
         } => {
             let body = read_component(&file)?;
+            let entry = match &manifest {
+                Some(path) => Some(manifest_entry(path)?),
+                None => None,
+            };
+            let headers: Vec<(&str, &str)> = entry
+                .as_deref()
+                .map(|e| (nimbus::deploy::MANIFEST_HEADER, e))
+                .into_iter()
+                .collect();
             let answer = admin
                 .client()
-                .call(
+                .call_with(
                     Method::PUT,
                     &format!("/v1/functions/{id}"),
                     Some((body, "application/wasm")),
+                    &headers,
                 )
                 .await?;
             print_change(&output, &answer);
@@ -477,6 +493,16 @@ async fn canary(
     Ok(())
 }
 
+/// A new function's manifest entry from a TOML file, as the one-line inline
+/// table the admin API takes in a header.
+fn manifest_entry(file: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
+    Ok(toml::Value::Table(table).to_string())
+}
+
 fn read_component(file: &Path) -> anyhow::Result<Bytes> {
     Ok(Bytes::from(std::fs::read(file).with_context(|| {
         format!("cannot read {}", file.display())
@@ -503,6 +529,7 @@ fn print_change(output: &OutputArgs, answer: &serde_json::Value) {
     let canary = &answer["canary"];
     match answer["action"].as_str().unwrap_or("") {
         "unchanged" => println!("{id}: version {version} already serves; nothing changed"),
+        "add" => println!("{id}: added, version {version}"),
         "remove" => {
             println!("{id}: removed (was {previous}); `nimbus rollback {id}` brings it back")
         }
@@ -651,10 +678,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends)).await??,
         )
     };
+    let live = LiveApp::new(app.clone());
     let deployer = {
-        let app = app.clone();
+        let live = live.clone();
         let state_dir = state_dir.clone();
-        Arc::new(tokio::task::spawn_blocking(move || Deployer::open(app, &state_dir)).await??)
+        Arc::new(tokio::task::spawn_blocking(move || Deployer::open(live, &state_dir)).await??)
     };
     tracing::info!(
         app = app.name,
@@ -702,7 +730,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let admin = Arc::new(Admin::new(deployer, args.admin_token.clone()));
     let admin_task = tokio::spawn(admin.serve(admin_listener, stopped(stop_rx.clone())));
-    let trigger = Arc::new(HttpTrigger::new(app));
+    let trigger = Arc::new(HttpTrigger::new(live));
     serve(listener, trigger, options, stopped(stop_rx)).await?;
     queues.shutdown(args.grace).await;
     let _ = admin_task.await;

@@ -66,6 +66,10 @@ fn failed(out: &Output) -> String {
 }
 
 fn hello(server: &Server) -> (u16, String) {
+    get(server, "/hello")
+}
+
+fn get(server: &Server, path: &str) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -73,7 +77,7 @@ fn hello(server: &Server) -> (u16, String) {
     rt.block_on(async {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let r = client
-            .get(format!("{}/hello", server.url))
+            .get(format!("{}{path}", server.url))
             .send()
             .await
             .unwrap();
@@ -188,10 +192,51 @@ fn deploy_ls_rollback_canary_and_rm_drive_the_running_app() {
     ok(&operator(d, &server, &["rollback", "hello"]));
     assert_eq!(hello(&server), (200, NEW.into()));
 
+    // A new function, with its manifest entry from a file.
+    std::fs::write(
+        d.join("extra.toml"),
+        "routes = [\"GET /extra\"]\n[limits]\ntimeout = \"5s\"\n",
+    )
+    .unwrap();
+    let out = ok(&operator(
+        d,
+        &server,
+        &[
+            "deploy",
+            "extra",
+            guest("hello"),
+            "--manifest",
+            "extra.toml",
+        ],
+    ));
+    assert!(out.starts_with("extra: added, version "), "{out}");
+    assert_eq!(get(&server, "/extra"), (200, OLD.into()));
+    let table = ok(&operator(d, &server, &["ls"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("extra ") && l.ends_with("GET /extra")),
+        "{table}"
+    );
+    std::fs::write(d.join("clash.toml"), "routes = [\"GET /hello\"]\n").unwrap();
+    let err = failed(&operator(
+        d,
+        &server,
+        &[
+            "deploy",
+            "other",
+            guest("hello"),
+            "--manifest",
+            "clash.toml",
+        ],
+    ));
+    assert!(err.contains("matches the same requests"), "{err}");
+
     // A restart keeps the deployed version (state in .nimbus beside the manifest).
     server.terminate();
     assert!(server.wait(Duration::from_secs(10)).success());
     let server = up(d);
     assert_eq!(hello(&server), (200, NEW.into()));
+    assert_eq!(get(&server, "/extra"), (200, OLD.into()));
     assert!(d.join(".nimbus/deploy/deployments.json").is_file());
 }

@@ -5,9 +5,13 @@
 //! manifest's component, `wstd-hello` ("Hello from wstd!") the new one.
 
 use nimbus::admin::Admin;
+use nimbus::app::{App, LiveApp};
+use nimbus::backend::Backends;
+use nimbus::backend::embedded::EmbeddedBackend;
 use nimbus::deploy::Deployer;
-use nimbus::trigger::http::ServeOptions;
-use nimbus_tests::{TestApp, client, guest, json};
+use nimbus::manifest::Manifest;
+use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
+use nimbus_tests::{client, guest, json, runtime, write_manifest};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,7 +19,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 const APP: &str = r#"
 version = 1
@@ -46,10 +51,14 @@ const LOAD_AFTER: Duration = Duration::from_millis(800);
 
 /// A running app with its admin API and deployments in `dir/.nimbus`.
 struct Ops {
-    app: TestApp,
+    public: SocketAddr,
     admin: SocketAddr,
+    client: reqwest::Client,
     token: Option<String>,
-    stop_admin: Option<oneshot::Sender<()>>,
+    stop: Option<watch::Sender<bool>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    admin_server: Option<JoinHandle<std::io::Result<()>>>,
+    dir: Option<tempfile::TempDir>,
     state: PathBuf,
 }
 
@@ -58,44 +67,80 @@ impl Ops {
         Self::start_in(tempfile::tempdir().unwrap(), manifest, token).await
     }
 
+    /// Starts the app in `dir`, as `nimbus up` does: the public listener and
+    /// the admin API share one [`LiveApp`], so added functions are served.
     async fn start_in(dir: tempfile::TempDir, manifest: &str, token: Option<&str>) -> Ops {
         let state = dir.path().join(".nimbus");
-        let app = TestApp::start_in(dir, manifest, ServeOptions::default()).await;
+        let manifest = Manifest::load(&write_manifest(dir.path(), manifest)).unwrap();
+        let backends =
+            Backends::embedded(EmbeddedBackend::open(&state.join("state.redb")).unwrap());
+        let runtime = runtime();
+        let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends))
+            .await
+            .unwrap()
+            .expect("app loads");
+        let live = LiveApp::new(Arc::new(app));
         let deployer = {
-            let app = app.app.clone();
+            let live = live.clone();
             let state = state.clone();
-            tokio::task::spawn_blocking(move || Deployer::open(app, &state))
+            tokio::task::spawn_blocking(move || Deployer::open(live, &state))
                 .await
                 .unwrap()
                 .expect("deployments restore")
         };
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(HttpTrigger::new(live)),
+            ServeOptions::default(),
+            until_stopped(stopped.clone()),
+        ));
         let admin = Arc::new(Admin::new(Arc::new(deployer), token.map(str::to_owned)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(admin.serve(listener, async {
-            let _ = rx.await;
-        }));
+        let admin_addr = listener.local_addr().unwrap();
+        let admin_server = tokio::spawn(admin.serve(listener, until_stopped(stopped)));
         Ops {
-            app,
-            admin: addr,
+            public,
+            admin: admin_addr,
+            client: client(),
             token: token.map(str::to_owned),
-            stop_admin: Some(tx),
+            stop: Some(stop),
+            server: Some(server),
+            admin_server: Some(admin_server),
+            dir: Some(dir),
             state,
         }
     }
 
     /// Stops both listeners and hands back the app's folder.
     async fn stop(mut self) -> tempfile::TempDir {
-        if let Some(tx) = self.stop_admin.take() {
-            let _ = tx.send(());
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
         }
-        self.app.stop().await
+        for server in [self.server.take(), self.admin_server.take()]
+            .into_iter()
+            .flatten()
+        {
+            server.await.unwrap().unwrap();
+        }
+        self.dir.take().unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
     }
 
     fn request(&self, method: http::Method, path: &str) -> reqwest::RequestBuilder {
         let builder = self
-            .app
             .client
             .request(method, format!("http://{}{path}", self.admin));
         match &self.token {
@@ -134,7 +179,7 @@ impl Ops {
     }
 
     async fn hello(&self) -> (u16, String) {
-        let response = self.app.get("/hello").await;
+        let response = self.get("/hello").await;
         (response.status().as_u16(), response.text().await.unwrap())
     }
 }
@@ -192,7 +237,7 @@ where
 {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let load = tokio::spawn(load(ops.app.url("/hello"), stop.clone()));
+    let load = tokio::spawn(load(ops.url("/hello"), stop.clone()));
     tokio::time::sleep(Duration::from_millis(400)).await;
     let change_sent = Instant::now();
     let (status, answer) = change.await;
@@ -518,12 +563,11 @@ async fn the_admin_api_wants_its_token_and_the_public_listener_does_not_serve_it
     assert_eq!(list[0]["limits"]["concurrency"], 100);
 
     for path in ["/v1/functions", "/v1/functions/hello", "/metrics"] {
-        let response = ops.app.get(path).await;
+        let response = ops.get(path).await;
         assert_eq!(response.status(), 404, "{path} on the public listener");
         let response = ops
-            .app
             .client
-            .put(ops.app.url(path))
+            .put(ops.url(path))
             .body(component("wstd-hello"))
             .send()
             .await
@@ -600,5 +644,106 @@ async fn deployed_versions_survive_a_restart_unless_the_manifest_changed() {
         .unwrap()
         .count();
     assert_eq!(kept, 0);
+    ops.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_function_comes_with_its_manifest_entry_and_survives_a_restart() {
+    let ops = Ops::start(APP, None).await;
+    let add = |entry: &str, body: Vec<u8>| {
+        ops.request(http::Method::PUT, "/v1/functions/extra")
+            .header("nimbus-manifest", entry)
+            .body(body)
+            .send()
+    };
+    for (entry, body, expected) in [
+        (
+            r#"routes = ["GET /hello"]"#,
+            component("hello"),
+            "matches the same requests as",
+        ),
+        (
+            r#"colour = "blue""#,
+            component("hello"),
+            "unknown field `colour`",
+        ),
+        (
+            r#"source = "x.wasm""#,
+            component("hello"),
+            "`source`: leave it out",
+        ),
+        (r#"routes = ["GET /x""#, component("hello"), "invalid TOML"),
+        (
+            r#"queue = { topic = "t" }"#,
+            component("queue-noop"),
+            "`queue`: a queue function is added in nimbus.toml",
+        ),
+        (
+            r#"routes = ["GET /extra"]"#,
+            wat::parse_str("(module)").unwrap(),
+            "is a core wasm module",
+        ),
+    ] {
+        let response = add(entry, body).await.unwrap();
+        assert_eq!(response.status(), 422, "{entry}");
+        let answer = json(response).await;
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{entry}: {message}");
+    }
+    assert_eq!(ops.get("/extra").await.status(), 404);
+    let (status, answer) = ops.deploy("extra", component("hello")).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("nimbus-manifest")
+    );
+
+    let entry =
+        r#"{ routes = ["GET /extra"], env = { GREETING = "Hi" }, limits = { timeout = "5s" } }"#;
+    let response = add(entry, component("hello")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer = json(response).await;
+    assert_eq!(answer["action"], "add");
+    assert_eq!(answer["routes"][0], "GET /extra");
+    assert_eq!(answer["limits"]["timeout"], "5s");
+    let extra = ops.get("/extra").await;
+    assert_eq!(extra.status(), 200);
+    assert_eq!(extra.text().await.unwrap(), "Hi, world!\n");
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    let response = add(entry, component("hello")).await.unwrap();
+    assert_eq!(response.status(), 409, "adding it twice");
+
+    // It deploys and rolls back like any other function.
+    let (status, answer) = ops.deploy("extra", component("wstd-hello")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(ops.get("/extra").await.text().await.unwrap(), NEW);
+    let dir = ops.stop().await;
+
+    let ops = Ops::start_in(dir, APP, None).await;
+    assert_eq!(ops.get("/extra").await.text().await.unwrap(), NEW);
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    let (status, list) = ops.call(http::Method::GET, "/v1/functions", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list[1]["id"], "extra");
+    assert_eq!(list[1]["history"], 1);
+    let (status, answer) = ops
+        .call(http::Method::POST, "/v1/functions/extra/rollback", None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        ops.get("/extra").await.text().await.unwrap(),
+        "Hi, world!\n"
+    );
+    let dir = ops.stop().await;
+
+    // Once nimbus.toml defines it, the manifest wins.
+    let defined =
+        format!("{APP}[functions.extra]\nsource = \"guest:echo\"\nroutes = [\"GET /extra\"]\n");
+    let ops = Ops::start_in(dir, &defined, None).await;
+    let echoed = ops.get("/extra").await.text().await.unwrap();
+    assert!(echoed.contains("\"method\""), "{echoed}");
     ops.stop().await;
 }

@@ -15,7 +15,7 @@
 //! | `DELETE /v1/queues/{function}/dead-letters[?id=ID]` | delete one or all |
 //! | `GET /v1/functions` | each function: routes, triggers, version, deployed time, limits, in-flight instances, canary, history length |
 //! | `GET /v1/functions/{id}` | one of them |
-//! | `PUT /v1/functions/{id}` | deploy the body (a component) as the stable version |
+//! | `PUT /v1/functions/{id}` | deploy the body (a component) as the stable version; a new function needs its manifest entry in a `Nimbus-Manifest` header |
 //! | `POST /v1/functions/{id}/rollback` | back to the previous version |
 //! | `DELETE /v1/functions/{id}` | stop serving the function (a rollback brings it back) |
 //! | `PUT /v1/functions/{id}/canary?percent=N` | the body (a component) takes N% of the traffic; with no body, change N |
@@ -28,7 +28,7 @@ pub mod client;
 
 use crate::app::App;
 use crate::backend::{Consumer, QueueStats};
-use crate::deploy::{DeployError, Deployer, parse_percent};
+use crate::deploy::{DeployError, Deployer, MANIFEST_HEADER, parse_percent};
 use crate::manifest::validate_topic;
 use crate::trigger::http::error::full;
 use bytes::Bytes;
@@ -62,7 +62,6 @@ const ADMIN_GRACE: Duration = Duration::from_secs(5);
 
 /// The admin API for one app.
 pub struct Admin {
-    app: Arc<App>,
     deployer: Arc<Deployer>,
     token: Option<String>,
 }
@@ -70,11 +69,12 @@ pub struct Admin {
 impl Admin {
     /// An API over the app that `deployer` changes, requiring `token` when given.
     pub fn new(deployer: Arc<Deployer>, token: Option<String>) -> Admin {
-        Admin {
-            app: deployer.app().clone(),
-            deployer,
-            token,
-        }
+        Admin { deployer, token }
+    }
+
+    /// The app as it serves now.
+    fn app(&self) -> Arc<App> {
+        self.deployer.app()
     }
 
     /// Serves until `shutdown` resolves.
@@ -148,7 +148,7 @@ impl Admin {
         let method = req.method().clone();
         match (&method, segments.as_slice()) {
             (&Method::GET, ["v1", "health"]) => {
-                Ok(ok(json!({"status": "ok", "app": self.app.name})))
+                Ok(ok(json!({"status": "ok", "app": self.app().name})))
             }
             (&Method::GET, ["metrics"]) => {
                 let mut response = Response::new(full(crate::telemetry::metrics().encode()));
@@ -171,7 +171,7 @@ impl Admin {
             (&Method::POST, ["v1", "queues", function, "dead-letters", "replay"]) => {
                 let consumer = self.consumer(function)?;
                 let n = self
-                    .app
+                    .app()
                     .backends()
                     .queue
                     .replay(&consumer, query_id.as_deref())
@@ -182,7 +182,7 @@ impl Admin {
             (&Method::DELETE, ["v1", "queues", function, "dead-letters"]) => {
                 let consumer = self.consumer(function)?;
                 let n = self
-                    .app
+                    .app()
                     .backends()
                     .queue
                     .purge(&consumer, query_id.as_deref())
@@ -197,8 +197,25 @@ impl Admin {
             }
             (&Method::PUT, ["v1", "functions", id]) => {
                 let id = id.to_string();
+                let entry = match req.headers().get(MANIFEST_HEADER) {
+                    Some(value) => {
+                        Some(String::from_utf8(value.as_bytes().to_vec()).map_err(|_| {
+                            (
+                                StatusCode::BAD_REQUEST,
+                                format!("the `{MANIFEST_HEADER}` header is not UTF-8"),
+                            )
+                        })?)
+                    }
+                    None => None,
+                };
                 let component = component(req).await?;
-                self.deploying(move |d| d.deploy(&id, &component)).await
+                match entry {
+                    Some(entry) => {
+                        self.deploying(move |d| d.add(&id, &entry, &component))
+                            .await
+                    }
+                    None => self.deploying(move |d| d.deploy(&id, &component)).await,
+                }
             }
             (&Method::DELETE, ["v1", "functions", id]) => {
                 let id = id.to_string();
@@ -260,13 +277,13 @@ impl Admin {
 
     fn consumer(&self, function: &str) -> Result<Consumer, (StatusCode, String)> {
         match self
-            .app
+            .app()
             .functions
             .iter()
             .find(|f| f.id.as_str() == function)
         {
             Some(f) if f.queue.is_some() => Ok(Consumer {
-                app: self.app.name.clone(),
+                app: self.app().name.clone(),
                 function: function.to_owned(),
             }),
             Some(_) => Err((
@@ -279,10 +296,11 @@ impl Admin {
 
     async fn queues(&self) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
         let mut out = Vec::new();
-        for f in &self.app.functions {
+        let app = self.app();
+        for f in &app.functions {
             let Some(trigger) = &f.queue else { continue };
             let consumer = Consumer {
-                app: self.app.name.clone(),
+                app: self.app().name.clone(),
                 function: f.id.to_string(),
             };
             let QueueStats {
@@ -291,7 +309,7 @@ impl Admin {
                 in_flight,
                 dead,
             } = self
-                .app
+                .app()
                 .backends()
                 .queue
                 .stats(&consumer)
@@ -336,10 +354,10 @@ impl Admin {
             })?
             .to_bytes();
         let id = self
-            .app
+            .app()
             .backends()
             .queue
-            .publish(&self.app.name, topic, &body, &headers)
+            .publish(&self.app().name, topic, &body, &headers)
             .await
             .map_err(internal)?;
         crate::telemetry::metrics()
@@ -357,7 +375,7 @@ impl Admin {
     ) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
         let consumer = self.consumer(function)?;
         let letters = self
-            .app
+            .app()
             .backends()
             .queue
             .dead_letters(&consumer)

@@ -28,12 +28,12 @@
 
 pub mod store;
 
-use crate::app::{App, Canary, LoadError, SHORT_DIGEST_LEN, Traffic, Version};
-use crate::manifest::format_bytes;
+use crate::app::{App, Canary, LiveApp, LoadError, SHORT_DIGEST_LEN, Traffic, Version};
+use crate::manifest::{FunctionId, Manifest, format_bytes};
 use http::StatusCode;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::{CanaryRecord, DeployStore, FunctionRecord, Record, StoreError, VersionRecord};
@@ -46,6 +46,12 @@ pub const HISTORY_LIMIT: usize = 10;
 /// The largest canary share: all of the traffic.
 pub const MAX_PERCENT: u8 = 100;
 
+/// The request header that carries a new function's manifest entry.
+pub const MANIFEST_HEADER: &str = "nimbus-manifest";
+
+/// Keys of a function's manifest entry that make no sense for an upload.
+const UPLOAD_FORBIDDEN_KEYS: [&str; 3] = ["source", "build", "workdir"];
+
 /// How an uploaded component is named in errors.
 pub const UPLOAD_ORIGIN: &str = "the uploaded component";
 
@@ -56,9 +62,22 @@ pub const UPLOAD_ORIGIN: &str = "the uploaded component";
 pub enum DeployError {
     /// The app has no such function.
     #[error(
-        "no function `{0}` in this app; new functions are added through nimbus.toml (and a restart)"
+        "no function `{0}` in this app; to add it, send its manifest entry in a `{MANIFEST_HEADER}` header, e.g. `routes = [\"GET /path\"]`"
     )]
     UnknownFunction(String),
+    /// A manifest entry came for a function that already exists.
+    #[error(
+        "function `{0}` already exists; a deploy replaces its component only (change its manifest entry in nimbus.toml)"
+    )]
+    Exists(String),
+    /// A new function's manifest entry is not valid.
+    #[error("the manifest entry of new function `{function}`: {message}")]
+    Manifest {
+        /// The function.
+        function: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
     /// The function was removed, and the operation needs it serving.
     #[error("function `{0}` was removed; deploy a component or roll back to bring it back")]
     Removed(String),
@@ -122,7 +141,10 @@ impl DeployError {
     pub fn status(&self) -> StatusCode {
         match self {
             DeployError::UnknownFunction(_) => StatusCode::NOT_FOUND,
-            DeployError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            DeployError::Rejected(_) | DeployError::Manifest { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            DeployError::Exists(_) => StatusCode::CONFLICT,
             DeployError::Percent(_) => StatusCode::BAD_REQUEST,
             DeployError::Removed(_)
             | DeployError::NoHistory(_)
@@ -148,7 +170,10 @@ pub fn parse_percent(text: &str) -> Result<u8, DeployError> {
 
 /// Changes what serves an app's functions.
 pub struct Deployer {
-    app: Arc<App>,
+    live: LiveApp,
+    /// The manifest as TOML, to check new functions' entries against; `None`
+    /// when it could not be read again (then functions cannot be added).
+    manifest: Result<(PathBuf, toml::Table), String>,
     store: Option<DeployStore>,
     control: Mutex<Control>,
 }
@@ -167,6 +192,9 @@ struct Track {
     history: VecDeque<Past>,
     /// The version labels last published in the metrics.
     shown: Vec<crate::telemetry::VersionLabels>,
+    /// For a function added through the API: its manifest entry, as a TOML
+    /// inline table (`source` is the stored component).
+    fragment: Option<toml::Table>,
 }
 
 /// An earlier version.
@@ -254,8 +282,8 @@ fn serving(stable: Arc<Version>, canary: Option<(Arc<Version>, u8)>) -> Option<T
 impl Deployer {
     /// A deployer that keeps nothing on disk: deployments last until the
     /// process ends.
-    pub fn in_memory(app: Arc<App>) -> Deployer {
-        Self::new(app, None)
+    pub fn in_memory(app: impl Into<LiveApp>) -> Deployer {
+        Self::new(app.into(), None)
     }
 
     /// A deployer keeping deployments in `state_dir`, with what was recorded
@@ -263,15 +291,16 @@ impl Deployer {
     /// restart, except where the manifest's component changed since (the
     /// manifest wins, and the function's history starts over). Blocking:
     /// restored versions are compiled (or fetched from the compile cache).
-    pub fn open(app: Arc<App>, state_dir: &Path) -> Result<Deployer, StoreError> {
+    pub fn open(app: impl Into<LiveApp>, state_dir: &Path) -> Result<Deployer, StoreError> {
         let store = DeployStore::new(state_dir);
         let record = store.load()?;
-        let deployer = Self::new(app, Some(store));
+        let deployer = Self::new(app.into(), Some(store));
         deployer.restore(record)?;
         Ok(deployer)
     }
 
-    fn new(app: Arc<App>, store: Option<DeployStore>) -> Deployer {
+    fn new(live: LiveApp, store: Option<DeployStore>) -> Deployer {
+        let app = live.current();
         let tracks = app
             .functions
             .iter()
@@ -283,10 +312,20 @@ impl Deployer {
                     .clone(),
                 history: VecDeque::new(),
                 shown: Vec::new(),
+                fragment: None,
             })
             .collect();
+        let file = app.manifest_file().to_owned();
+        let manifest = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {} again: {e}", file.display()))
+            .and_then(|text| {
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| format!("cannot read {} again: {e}", file.display()))
+            })
+            .map(|table| (file, table));
         let deployer = Deployer {
-            app,
+            live,
+            manifest,
             store,
             control: Mutex::new(Control {
                 tracks,
@@ -294,16 +333,21 @@ impl Deployer {
             }),
         };
         let mut control = deployer.lock();
-        for index in 0..deployer.app.functions.len() {
+        for index in 0..app.functions.len() {
             deployer.show_versions(&mut control, index);
         }
         drop(control);
         deployer
     }
 
-    /// The app whose functions this deployer changes.
-    pub fn app(&self) -> &Arc<App> {
-        &self.app
+    /// The app whose functions this deployer changes, as it serves now.
+    pub fn app(&self) -> Arc<App> {
+        self.live.current()
+    }
+
+    /// The app, swapped when a function is added.
+    pub fn live(&self) -> &LiveApp {
+        &self.live
     }
 
     fn lock(&self) -> MutexGuard<'_, Control> {
@@ -313,7 +357,7 @@ impl Deployer {
     }
 
     fn index(&self, id: &str) -> Result<usize, DeployError> {
-        self.app
+        self.app()
             .index_of(id)
             .ok_or_else(|| DeployError::UnknownFunction(id.to_owned()))
     }
@@ -443,7 +487,7 @@ impl Deployer {
     /// a rollback (which brings this version back).
     pub fn remove(&self, id: &str) -> Result<Value, DeployError> {
         let index = self.index(id)?;
-        if let Some(queue) = &self.app.functions[index].queue {
+        if let Some(queue) = &self.app().functions[index].queue {
             return Err(DeployError::QueueFunction {
                 function: id.to_owned(),
                 topic: queue.spec.topic.to_string(),
@@ -463,6 +507,131 @@ impl Deployer {
         })
     }
 
+    /// Adds function `id`, serving `bytes`, with manifest entry `entry`: the
+    /// keys of its `[functions.ID]` table written as a TOML inline table
+    /// (braces optional), without `source`, `build` or `workdir`, e.g.
+    /// `routes = ["GET /v2/..."], limits = { timeout = "5s" }`. The entry is
+    /// checked with the manifest's rules against the whole app (its routes
+    /// may not clash with others'); a queue function can only come from
+    /// nimbus.toml. Blocking: the component is compiled.
+    pub fn add(&self, id: &str, entry: &str, bytes: &[u8]) -> Result<Value, DeployError> {
+        let mut control = self.lock();
+        if self.app().index_of(id).is_some() {
+            return Err(DeployError::Exists(id.to_owned()));
+        }
+        let entry = parse_entry(id, entry)?;
+        let (app, track) = self.with_function(&control, id, &entry, bytes)?;
+        self.keep_component(&track.base.digest, bytes)?;
+        let traffic = app.functions.last().and_then(|f| f.traffic());
+        let mut record = control.record.clone();
+        if let Some(entry) = function_record(&track, traffic.as_deref(), &track.history) {
+            record.functions.insert(id.to_owned(), entry);
+        }
+        if let Some(store) = &self.store {
+            store.save(&record)?;
+        }
+        control.record = record;
+        let index = self.install(&mut control, app, track);
+        tracing::info!(function = id, action = "add", "function added");
+        count(id, "add");
+        Ok(self.describe(&control, index, "add", None))
+    }
+
+    /// A new app with function `id` added, and its bookkeeping; nothing
+    /// changes yet.
+    fn with_function(
+        &self,
+        control: &Control,
+        id: &str,
+        entry: &toml::Table,
+        bytes: &[u8],
+    ) -> Result<(App, Track), DeployError> {
+        let bad = |message: String| DeployError::Manifest {
+            function: id.to_owned(),
+            message,
+        };
+        let function = FunctionId::parse(id).map_err(|e| bad(format!("the id: {e}")))?;
+        let spec = self.check_entry(control, &function, entry)?;
+        if spec.queue.is_some() {
+            return Err(bad(
+                "`queue`: a queue function is added in nimbus.toml, so its consumer starts with the app".into(),
+            ));
+        }
+        let app = self
+            .app()
+            .with_function(&spec, bytes, Path::new(UPLOAD_ORIGIN))
+            .map_err(|e| {
+                tracing::warn!(function = id, error = %e, "deployment refused");
+                count(id, "rejected");
+                DeployError::Rejected(e)
+            })?;
+        let base = app
+            .functions
+            .last()
+            .and_then(|f| f.traffic())
+            .expect("the added function serves")
+            .stable
+            .clone();
+        let track = Track {
+            base,
+            history: VecDeque::new(),
+            shown: Vec::new(),
+            fragment: Some(entry.clone()),
+        };
+        Ok((app, track))
+    }
+
+    /// Publishes an app made by [`Self::with_function`]; returns the new
+    /// function's index.
+    fn install(&self, control: &mut Control, app: App, track: Track) -> usize {
+        control.tracks.push(track);
+        self.live.replace(Arc::new(app));
+        let index = control.tracks.len() - 1;
+        self.show_versions(control, index);
+        index
+    }
+
+    /// Checks a new function's manifest entry with the manifest's own rules,
+    /// against the whole app: nimbus.toml plus the functions added before.
+    fn check_entry(
+        &self,
+        control: &Control,
+        id: &FunctionId,
+        entry: &toml::Table,
+    ) -> Result<crate::manifest::FunctionSpec, DeployError> {
+        let bad = |message: String| DeployError::Manifest {
+            function: id.to_string(),
+            message,
+        };
+        let (file, manifest) = self.manifest.as_ref().map_err(|e| bad(e.clone()))?;
+        let mut document = manifest.clone();
+        let functions = document
+            .entry("functions")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(functions) = functions else {
+            return Err(bad("`functions` in nimbus.toml is not a table".into()));
+        };
+        let app = self.app();
+        let added = control
+            .tracks
+            .iter()
+            .zip(app.functions.iter())
+            .filter_map(|(t, f)| t.fragment.as_ref().map(|e| (f.id.as_str(), e)));
+        for (other, entry) in added.chain([(id.as_str(), entry)]) {
+            let mut entry = entry.clone();
+            // Not read: the component comes with the upload.
+            entry.insert("source".into(), UPLOAD_ORIGIN.into());
+            functions.insert(other.to_owned(), toml::Value::Table(entry));
+        }
+        let text = toml::to_string(&document).map_err(|e| bad(e.to_string()))?;
+        let manifest = Manifest::parse(file, &text).map_err(|e| bad(e.message))?;
+        manifest
+            .functions
+            .into_iter()
+            .find(|f| f.id == *id)
+            .ok_or_else(|| bad("it was not read back".into()))
+    }
+
     /// Runs one operation on `functions[index]` under the lock: `decide`
     /// sees the function as it is and returns the change to make, or `None`
     /// for none; the change is recorded, then takes effect.
@@ -474,7 +643,7 @@ impl Deployer {
         let mut control = self.lock();
         let track = &control.tracks[index];
         let now = Now {
-            traffic: self.app.functions[index].traffic(),
+            traffic: self.app().functions[index].traffic(),
             history: &track.history,
             base: &track.base,
         };
@@ -488,7 +657,7 @@ impl Deployer {
     pub fn list(&self) -> Value {
         let control = self.lock();
         Value::Array(
-            (0..self.app.functions.len())
+            (0..self.app().functions.len())
                 .map(|index| self.describe(&control, index, "none", None))
                 .collect(),
         )
@@ -501,10 +670,10 @@ impl Deployer {
     }
 
     fn prepare(&self, index: usize, bytes: &[u8]) -> Result<Version, DeployError> {
-        self.app
-            .prepare(index, bytes, Path::new(UPLOAD_ORIGIN))
+        let app = self.app();
+        app.prepare(index, bytes, Path::new(UPLOAD_ORIGIN))
             .map_err(|e| {
-                let function = self.app.functions[index].id.as_str();
+                let function = app.functions[index].id.as_str();
                 tracing::warn!(function, error = %e, "deployment refused");
                 count(function, "rejected");
                 DeployError::Rejected(e)
@@ -532,7 +701,7 @@ impl Deployer {
             return Ok(base.clone());
         }
         let unavailable = |message: String| DeployError::Unavailable {
-            function: self.app.functions[index].id.to_string(),
+            function: self.app().functions[index].id.to_string(),
             digest: short(&past.digest).to_owned(),
             message,
         };
@@ -544,7 +713,7 @@ impl Deployer {
             .get_component(&past.digest)
             .map_err(|e| unavailable(e.to_string()))?;
         let mut version = self
-            .app
+            .app()
             .prepare(index, &bytes, Path::new(UPLOAD_ORIGIN))
             .map_err(|e| unavailable(e.to_string()))?;
         version.deployed_at = past.deployed_at;
@@ -559,10 +728,11 @@ impl Deployer {
         index: usize,
         change: Change,
     ) -> Result<Value, DeployError> {
-        let function = &self.app.functions[index];
+        let app = self.app();
+        let function = &app.functions[index];
         let mut record = control.record.clone();
-        let base = &control.tracks[index].base;
-        match function_record(base, change.traffic.as_ref(), &change.history) {
+        let track = &control.tracks[index];
+        match function_record(track, change.traffic.as_ref(), &change.history) {
             Some(entry) => record.functions.insert(function.id.to_string(), entry),
             None => record.functions.remove(function.id.as_str()),
         };
@@ -603,7 +773,20 @@ impl Deployer {
     fn restore(&self, record: Record) -> Result<(), StoreError> {
         let mut control = self.lock();
         for (id, entry) in &record.functions {
-            let Some(index) = self.app.index_of(id) else {
+            if let Some(fragment) = &entry.fragment {
+                if self.app().index_of(id).is_some() {
+                    tracing::info!(
+                        function = id,
+                        "nimbus.toml now defines this function, which was added through the admin API; the manifest wins"
+                    );
+                    continue;
+                }
+                if let Err(e) = self.add_again(&mut control, id, fragment, entry) {
+                    tracing::warn!(function = id, error = %e, "cannot add this function again");
+                    continue;
+                }
+            }
+            let Some(index) = self.app().index_of(id) else {
                 tracing::info!(
                     function = id,
                     "the manifest no longer has this function; forgetting its deployments"
@@ -624,7 +807,7 @@ impl Deployer {
                 Ok((traffic, history)) => {
                     control.tracks[index].history = history;
                     control.record.functions.insert(id.clone(), entry.clone());
-                    self.app.functions[index].set_traffic(traffic);
+                    self.app().functions[index].set_traffic(traffic);
                     self.show_versions(&mut control, index);
                     tracing::info!(
                         function = id,
@@ -649,6 +832,29 @@ impl Deployer {
             }
             store.collect_garbage(&control.record);
         }
+        Ok(())
+    }
+
+    /// Adds a function recorded as added through the admin API.
+    fn add_again(
+        &self,
+        control: &mut Control,
+        id: &str,
+        fragment: &str,
+        entry: &FunctionRecord,
+    ) -> Result<(), DeployError> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| DeployError::Unavailable {
+                function: id.to_owned(),
+                digest: short(&entry.base).to_owned(),
+                message: "no state folder".into(),
+            })?;
+        let bytes = store.get_component(&entry.base)?;
+        let fragment = parse_entry(id, fragment)?;
+        let (app, track) = self.with_function(control, id, &fragment, &bytes)?;
+        self.install(control, app, track);
         Ok(())
     }
 
@@ -690,7 +896,8 @@ impl Deployer {
     /// Publishes the serving versions of `functions[index]` as the
     /// `nimbus_function_version_percent` gauge.
     fn show_versions(&self, control: &mut Control, index: usize) {
-        let function = &self.app.functions[index];
+        let app = self.app();
+        let function = &app.functions[index];
         let family = &crate::telemetry::metrics().function_version;
         for old in control.tracks[index].shown.drain(..) {
             family.remove(&old);
@@ -731,7 +938,8 @@ impl Deployer {
         action: &str,
         previous: Option<String>,
     ) -> Value {
-        let function = &self.app.functions[index];
+        let app = self.app();
+        let function = &app.functions[index];
         let traffic = function.traffic();
         let spec = &function.spec;
         let limits = &function.limits;
@@ -781,12 +989,14 @@ impl Deployer {
 /// The record of one function, or `None` when it serves just the manifest's
 /// component and has no history (nothing to remember).
 fn function_record(
-    base: &Version,
+    track: &Track,
     traffic: Option<&Traffic>,
     history: &VecDeque<Past>,
 ) -> Option<FunctionRecord> {
+    let base = &track.base;
     let plain = traffic.is_some_and(|t| t.canary.is_none() && t.stable.digest == base.digest)
-        && history.is_empty();
+        && history.is_empty()
+        && track.fragment.is_none();
     if plain {
         return None;
     }
@@ -796,6 +1006,10 @@ fn function_record(
     };
     Some(FunctionRecord {
         base: base.digest.clone(),
+        fragment: track
+            .fragment
+            .as_ref()
+            .map(|f| toml::Value::Table(f.clone()).to_string()),
         stable: traffic.map(|t| version(&t.stable)),
         canary: traffic
             .and_then(|t| t.canary.as_ref())
@@ -811,6 +1025,37 @@ fn function_record(
             })
             .collect(),
     })
+}
+
+/// Reads a manifest entry sent with an upload.
+fn parse_entry(id: &str, text: &str) -> Result<toml::Table, DeployError> {
+    let bad = |message: String| DeployError::Manifest {
+        function: id.to_owned(),
+        message,
+    };
+    let inner = text.trim();
+    let inner = inner
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(inner);
+    let document: toml::Table = toml::from_str(&format!("entry = {{ {inner} }}")).map_err(|e| {
+        bad(format!(
+            "invalid TOML (write the keys of its table inline, e.g. `routes = [\"GET /x\"], limits = {{ timeout = \"5s\" }}`): {}",
+            e.message().split_whitespace().collect::<Vec<_>>().join(" ")
+        ))
+    })?;
+    let Some(toml::Value::Table(entry)) = document.get("entry") else {
+        return Err(bad("is not a table".into()));
+    };
+    if let Some(key) = UPLOAD_FORBIDDEN_KEYS
+        .iter()
+        .find(|k| entry.contains_key(**k))
+    {
+        return Err(bad(format!(
+            "`{key}`: leave it out; the component is the request body"
+        )));
+    }
+    Ok(entry.clone())
 }
 
 fn push_bounded(history: &mut VecDeque<Past>, past: Past) {

@@ -66,6 +66,10 @@ pub struct FunctionRecord {
     pub canary: Option<CanaryRecord>,
     /// Earlier stable versions, oldest first.
     pub history: Vec<VersionRecord>,
+    /// For a function added through the admin API: its manifest entry as a
+    /// TOML inline table; its first component is `base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment: Option<String>,
 }
 
 /// One version.
@@ -89,11 +93,13 @@ pub struct CanaryRecord {
 impl FunctionRecord {
     /// Every digest this record needs kept.
     pub fn digests(&self) -> impl Iterator<Item = &str> {
+        let added_base = self.fragment.as_ref().map(|_| self.base.as_str());
         self.stable
             .iter()
             .chain(self.canary.iter().map(|c| &c.version))
             .chain(&self.history)
             .map(|v| v.digest.as_str())
+            .chain(added_base)
     }
 }
 
@@ -253,6 +259,7 @@ mod tests {
                 }),
                 canary: None,
                 history: vec![],
+                fragment: None,
             },
         );
         store.save(&record).unwrap();

@@ -11,7 +11,7 @@ mod server;
 pub use error::HttpError;
 pub use server::{DEFAULT_GRACE, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve};
 
-use crate::app::App;
+use crate::app::{App, LiveApp};
 use crate::executor::{self, CallCtx};
 use crate::manifest::FunctionId;
 use bytes::Bytes;
@@ -55,7 +55,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Serves requests for one app.
 pub struct HttpTrigger {
-    app: Arc<App>,
+    app: LiveApp,
 }
 
 /// What the server knows about a connection.
@@ -68,9 +68,9 @@ pub struct ConnInfo {
 }
 
 impl HttpTrigger {
-    /// A trigger serving `app`.
-    pub fn new(app: Arc<App>) -> HttpTrigger {
-        HttpTrigger { app }
+    /// A trigger serving `app` (an `Arc<App>`, or a [`LiveApp`] that deploys change).
+    pub fn new(app: impl Into<LiveApp>) -> HttpTrigger {
+        HttpTrigger { app: app.into() }
     }
 
     /// Handles one request; never fails: errors become error responses.
@@ -80,17 +80,19 @@ impl HttpTrigger {
         conn: ConnInfo,
     ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
+        // One snapshot of the app for the whole request.
+        let app = self.app.current();
         let request_id = request_id(req.headers());
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let (mut response, function, route) = match self.dispatch(req, conn, &request_id).await {
+        let dispatched = self.dispatch(&app, req, conn, &request_id).await;
+        let (mut response, function, route) = match dispatched {
             Ok((response, function, route)) => (response, Some(function), route),
             Err(e) => {
                 let function = match &e {
                     HttpError::Invocation { function, error } => {
                         log_invocation_error(function, &request_id, error);
-                        self.app
-                            .functions
+                        app.functions
                             .iter()
                             .find(|f| f.id.as_str() == function)
                             .map(|f| f.id.as_str())
@@ -130,33 +132,30 @@ impl HttpTrigger {
         response
     }
 
-    async fn dispatch(
+    async fn dispatch<'a>(
         &self,
+        app: &'a Arc<App>,
         req: Request<Incoming>,
         conn: ConnInfo,
         request_id: &str,
-    ) -> Result<(Response<HyperOutgoingBody>, &str, Option<&str>), HttpError> {
+    ) -> Result<(Response<HyperOutgoingBody>, &'a str, Option<&'a str>), HttpError> {
         let path = req.uri().path().to_owned();
         if let Some(endpoint) = path.strip_prefix(WELL_KNOWN_PREFIX) {
             return self
-                .well_known(req.method(), endpoint)
+                .well_known(app, req.method(), endpoint)
                 .map(|r| (r, "-", None));
         }
-        let routed = route(&self.app.router, req.method(), &path)?;
+        let routed = route(&app.router, req.method(), &path)?;
         let index = routed.target.function;
         let pattern: &str = &routed.target.pattern;
         let call = CallCtx::new(request_id, None, index);
-        let response =
-            invoke_routed(&self.app, index, routed, req, Origin::Client(conn), call).await?;
-        Ok((
-            response,
-            self.app.functions[index].id.as_str(),
-            Some(pattern),
-        ))
+        let response = invoke_routed(app, index, routed, req, Origin::Client(conn), call).await?;
+        Ok((response, app.functions[index].id.as_str(), Some(pattern)))
     }
 
     fn well_known(
         &self,
+        app: &App,
         method: &http::Method,
         endpoint: &str,
     ) -> Result<Response<HyperOutgoingBody>, HttpError> {
@@ -164,8 +163,8 @@ impl HttpTrigger {
             "health" => {
                 let body = serde_json::json!({
                     "status": "ok",
-                    "app": self.app.name,
-                    "functions": self.app.functions.len(),
+                    "app": app.name,
+                    "functions": app.functions.len(),
                 });
                 let mut response = Response::new(full(Bytes::from(format!("{body}\n"))));
                 *response.status_mut() = StatusCode::OK;
