@@ -18,7 +18,11 @@
 //!   invocations; [`promote`](Deployer::promote) makes it stable,
 //!   [`abort`](Deployer::abort) drops it;
 //! - [`remove`](Deployer::remove): the function stops serving (its routes
-//!   answer 404) until a deploy or a rollback.
+//!   answer 404) until a deploy or a rollback;
+//! - [`add`](Deployer::add): a function the manifest does not have, with its
+//!   manifest entry, checked with the manifest's rules against the whole app;
+//!   the app's new snapshot (functions and routing table) is published
+//!   through [`LiveApp`].
 //!
 //! With a state folder, every change is written to it ([`store`]) before it
 //! takes effect, and [`Deployer::open`] applies the record after the
@@ -171,8 +175,9 @@ pub fn parse_percent(text: &str) -> Result<u8, DeployError> {
 /// Changes what serves an app's functions.
 pub struct Deployer {
     live: LiveApp,
-    /// The manifest as TOML, to check new functions' entries against; `None`
-    /// when it could not be read again (then functions cannot be added).
+    /// The manifest file and its TOML, to check new functions' entries
+    /// against; why not, when it could not be read again (then functions
+    /// cannot be added).
     manifest: Result<(PathBuf, toml::Table), String>,
     store: Option<DeployStore>,
     control: Mutex<Control>,
@@ -186,14 +191,15 @@ struct Control {
 
 /// One function's deployment bookkeeping.
 struct Track {
-    /// The manifest's version, as loaded.
+    /// The manifest's version, as loaded (for an added function: the
+    /// version it was added with).
     base: Arc<Version>,
     /// Earlier stable versions, oldest first.
     history: VecDeque<Past>,
     /// The version labels last published in the metrics.
     shown: Vec<crate::telemetry::VersionLabels>,
-    /// For a function added through the API: its manifest entry, as a TOML
-    /// inline table (`source` is the stored component).
+    /// For a function added through the API: its manifest entry, without
+    /// `source` (the component came with the upload).
     fragment: Option<toml::Table>,
 }
 
