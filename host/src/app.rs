@@ -274,13 +274,15 @@ impl From<Arc<App>> for LiveApp {
     }
 }
 
-/// The routing table over `functions`. Every table is built here, at load
-/// and when a function is added, so route policies have one place to hook in.
+/// The routing table over `functions`, leaving out removed ones. Every
+/// table is built here, at load and whenever a deployment adds or removes a
+/// function, so route policies have one place to hook in.
 pub fn routing_table(functions: &[Arc<Function>]) -> Router {
     Router::new(
         functions
             .iter()
             .enumerate()
+            .filter(|(_, f)| f.traffic.load().is_some())
             .flat_map(|(i, f)| f.spec.routes.iter().map(move |r| (i, r))),
     )
 }
@@ -358,6 +360,20 @@ impl App {
     /// The manifest the app was loaded from.
     pub fn manifest_file(&self) -> &Path {
         &self.manifest_file
+    }
+
+    /// A new snapshot with the same functions and the routing table built
+    /// again, after a function was removed or brought back.
+    pub fn rerouted(&self) -> App {
+        App {
+            name: self.name.clone(),
+            router: routing_table(&self.functions),
+            functions: self.functions.clone(),
+            runtime: self.runtime.clone(),
+            backends: self.backends.clone(),
+            linker: self.linker.clone(),
+            manifest_file: self.manifest_file.clone(),
+        }
     }
 
     /// The index of function `id`.

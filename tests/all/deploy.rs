@@ -586,11 +586,26 @@ async fn removing_a_function_answers_404_until_it_is_rolled_back() {
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["removed"], true);
-    assert_eq!(ops.hello().await.0, 404);
+    // Its routes are gone from the routing table: a plain 404.
+    let response = ops.get("/hello").await;
+    assert_eq!(response.status(), 404);
+    let body = json(response).await;
+    assert_eq!(body["error"], "not_found");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no route matches"),
+        "{body}"
+    );
     let (status, _) = ops
         .call(http::Method::DELETE, "/v1/functions/hello", None)
         .await;
     assert_eq!(status, 409, "removing twice");
+    // Removed stays removed across a restart.
+    let ops = Ops::start_in(ops.stop().await, APP, None).await;
+    assert_eq!(ops.hello().await.0, 404);
+    assert_eq!(ops.function("hello").await["removed"], true);
     let (status, answer) = ops
         .call(http::Method::POST, "/v1/functions/hello/rollback", None)
         .await;

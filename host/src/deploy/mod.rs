@@ -758,7 +758,12 @@ impl Deployer {
             .as_ref()
             .and_then(|t| t.canary.as_ref())
             .map(|c| (c.version.short_digest().to_owned(), c.percent));
+        let was_serving = function.traffic().is_some();
+        let serves = change.traffic.is_some();
         function.set_traffic(change.traffic);
+        if was_serving != serves {
+            self.live.replace(Arc::new(app.rerouted()));
+        }
         tracing::info!(
             function = %function.id,
             action = change.kind,
@@ -813,7 +818,11 @@ impl Deployer {
                 Ok((traffic, history)) => {
                     control.tracks[index].history = history;
                     control.record.functions.insert(id.clone(), entry.clone());
+                    let removed = traffic.is_none();
                     self.app().functions[index].set_traffic(traffic);
+                    if removed {
+                        self.live.replace(Arc::new(self.app().rerouted()));
+                    }
                     self.show_versions(&mut control, index);
                     tracing::info!(
                         function = id,
