@@ -48,7 +48,7 @@ impl StoreError {
 /// Every function whose serving versions differ from the manifest's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// The record's format, [`RECORD_FORMAT`].
+    /// The record's format (1), so a later Nimbus can tell an old record.
     pub format: u32,
     /// By function id.
     pub functions: BTreeMap<String, FunctionRecord>,
