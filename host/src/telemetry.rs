@@ -134,7 +134,7 @@ impl Metrics {
         );
         registry.register(
             "deployments",
-            "Deployment changes by kind: deploy, rollback, canary, promote, abort, remove, rejected",
+            "Deployment changes by kind: deploy, rollback, add, canary, canary_percent, promote, abort, remove, rejected",
             deployments.clone(),
         );
         Metrics {
