@@ -1,5 +1,9 @@
 //! A loaded app: each function compiled, linked and pre-instantiated once,
 //! with its limits, and the routing table over all of them.
+//!
+//! A function's code is a [`Version`]; what serves it is its [`Traffic`] (a
+//! stable version and maybe a canary), which [`crate::deploy`] swaps
+//! atomically while requests run.
 
 use crate::backend::Backends;
 use crate::capability::bindings::QueueFunctionPre;
@@ -7,11 +11,14 @@ use crate::capability::config::ConfigCtx;
 use crate::capability::kv::KvCtx;
 use crate::capability::messaging::MessagingCtx;
 use crate::engine::Runtime;
+use crate::gateway::Gateway;
 use crate::manifest::{FunctionId, FunctionSpec, HostPattern, Limits, Manifest, QueueSpec, Route};
 use crate::state::HostState;
 use crate::trigger::http::router::Router;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -112,6 +119,53 @@ pub enum LoadError {
     },
 }
 
+/// One version of a function: a component, compiled, linked and
+/// pre-instantiated, ready to serve.
+///
+/// Each invocation holds an `Arc` to the version it started on, so a deploy
+/// never pulls a component out from under a request in flight.
+pub struct Version {
+    /// Hex blake3 hash of the component's bytes: the version's name.
+    pub digest: String,
+    /// When this version started serving (for the manifest's component: when
+    /// the app loaded).
+    pub deployed_at: SystemTime,
+    /// The HTTP handler, linked and type-checked once; instantiated per
+    /// request. `None` for a queue-only function.
+    pub http: Option<ProxyPre<HostState>>,
+    /// The `wasi:messaging/incoming-handler` export, instantiated per
+    /// message, for a function with a queue trigger.
+    pub queue: Option<QueueFunctionPre<HostState>>,
+}
+
+impl Version {
+    /// The first [`SHORT_DIGEST_LEN`] characters of the digest, for logs and tables.
+    pub fn short_digest(&self) -> &str {
+        &self.digest[..SHORT_DIGEST_LEN.min(self.digest.len())]
+    }
+}
+
+/// Hex characters of a digest shown to people: 64 bits, plenty to tell a
+/// function's handful of versions apart.
+pub const SHORT_DIGEST_LEN: usize = 16;
+
+/// A version that takes a share of a function's traffic next to the stable one.
+pub struct Canary {
+    /// The candidate version.
+    pub version: Arc<Version>,
+    /// Percent of invocations it serves, 0 to 100.
+    pub percent: u8,
+}
+
+/// What serves a function's invocations: the stable version, and a canary
+/// taking a percentage of them, if one is running.
+pub struct Traffic {
+    /// The version that serves everything the canary does not.
+    pub stable: Arc<Version>,
+    /// The canary, if any.
+    pub canary: Option<Canary>,
+}
+
 /// One function, ready to instantiate, with everything each invocation
 /// needs prepared once.
 pub struct Function {
@@ -119,6 +173,8 @@ pub struct Function {
     pub id: FunctionId,
     /// The id as a shared string, for logs.
     pub id_str: Arc<str>,
+    /// Its manifest entry.
+    pub spec: FunctionSpec,
     /// Its limits.
     pub limits: Limits,
     /// Environment variables for the guest.
@@ -134,39 +190,110 @@ pub struct Function {
     /// Its own routes, for service calls; a catch-all when it has none, so
     /// an internal-only service is reachable by its callers.
     pub routes: Router,
-    /// Hex content hash of the component: the function's version.
-    pub digest: String,
-    /// The HTTP handler, linked and type-checked once; instantiated per
-    /// request. `None` for a queue-only function.
-    pub http: Option<ProxyPre<HostState>>,
     /// The queue trigger, if the function has one.
     pub queue: Option<QueueTrigger>,
     /// Its publishing grants.
     pub messaging: MessagingCtx,
-    /// Permits for `limits.concurrency` instances at once.
+    /// Permits for `limits.concurrency` instances at once. Shared by all
+    /// its versions: a deploy does not double the limit.
     pub slots: Arc<Semaphore>,
+    /// The versions serving it; `None` once the function was removed.
+    /// Swapped atomically by [`crate::deploy`], read lock-free per invocation.
+    traffic: ArcSwapOption<Traffic>,
 }
 
-/// A function's queue trigger: its policy and its pre-instantiated handler.
+impl Function {
+    /// The version one invocation runs on: the canary for its percentage of
+    /// calls, else the stable version; `None` when the function was removed.
+    /// The caller keeps the `Arc` for the whole invocation.
+    pub fn version(&self) -> Option<Arc<Version>> {
+        let traffic = self.traffic.load();
+        let traffic = traffic.as_ref()?;
+        Some(match &traffic.canary {
+            Some(canary) if fastrand::u8(0..100) < canary.percent => canary.version.clone(),
+            _ => traffic.stable.clone(),
+        })
+    }
+
+    /// What serves the function now; `None` when it was removed.
+    pub fn traffic(&self) -> Option<Arc<Traffic>> {
+        self.traffic.load_full()
+    }
+
+    /// Replaces what serves the function, atomically: invocations already
+    /// running finish on the version they hold, new ones see `traffic`.
+    pub(crate) fn set_traffic(&self, traffic: Option<Traffic>) {
+        self.traffic.store(traffic.map(Arc::new));
+    }
+}
+
+/// A function's queue trigger: topic and retry policy.
 pub struct QueueTrigger {
     /// Topic and retry policy.
     pub spec: QueueSpec,
-    /// The `wasi:messaging/incoming-handler` export, instantiated per message.
-    pub pre: QueueFunctionPre<HostState>,
 }
 
-/// A loaded app.
+/// A loaded app: one snapshot of its functions and routing table. Adding a
+/// function makes a new snapshot ([`App::with_function`]) that shares the
+/// existing functions, published through [`LiveApp`].
 pub struct App {
     /// The app's name.
     pub name: String,
-    /// Functions in id order; [`Router`] targets index into this.
-    pub functions: Vec<Function>,
+    /// The manifest's functions in id order, then functions added through
+    /// the admin API; [`Router`] targets index into this.
+    pub functions: Vec<Arc<Function>>,
     /// The routing table.
     pub router: Router,
     /// Auth, rate limits, CORS and API docs for every route.
-    pub gateway: crate::gateway::Gateway,
+    pub gateway: Arc<Gateway>,
+    /// The manifest the app serves, with functions added through the admin
+    /// API: the gateway's policies and API document are built from it.
+    manifest: Arc<Manifest>,
     runtime: Runtime,
     backends: Backends,
+    linker: Linker<HostState>,
+    manifest_file: PathBuf,
+}
+
+/// The app as it serves now: triggers take a snapshot ([`LiveApp::current`])
+/// per request, lock-free, and keep it for the whole request.
+#[derive(Clone)]
+pub struct LiveApp(Arc<ArcSwap<App>>);
+
+impl LiveApp {
+    /// Serves `app`.
+    pub fn new(app: Arc<App>) -> LiveApp {
+        LiveApp(Arc::new(ArcSwap::new(app)))
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<App> {
+        self.0.load_full()
+    }
+
+    /// Publishes a new snapshot; requests already running keep theirs.
+    pub(crate) fn replace(&self, app: Arc<App>) {
+        self.0.store(app);
+    }
+}
+
+impl From<Arc<App>> for LiveApp {
+    fn from(app: Arc<App>) -> LiveApp {
+        LiveApp::new(app)
+    }
+}
+
+/// The routing table over `functions`, leaving out removed ones. Every
+/// table is built here, at load and whenever a deployment adds or removes a
+/// function, so route policies have one place to hook in.
+pub fn routing_table(functions: &[Arc<Function>]) -> Router {
+    Router::new(
+        functions
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.traffic.load().is_some())
+            .flat_map(|(i, f)| f.spec.routes.iter().map(move |r| (i, r))),
+    )
 }
 
 impl App {
@@ -178,25 +305,31 @@ impl App {
         backends: Backends,
     ) -> Result<App, LoadError> {
         let linker = HostState::linker(runtime.engine()).expect("host interfaces link once");
+        let ids: Vec<&FunctionId> = manifest.functions.iter().map(|f| &f.id).collect();
         let mut functions = Vec::with_capacity(manifest.functions.len());
         for spec in &manifest.functions {
-            functions.push(load_function(runtime, &linker, manifest, spec, &backends)?);
+            let bytes = read_component(&spec.id, &spec.source, spec.build.is_some())?;
+            let version = prepare(runtime, &linker, spec, &bytes, &spec.source)?;
+            functions.push(Arc::new(new_function(
+                &manifest.name,
+                &ids,
+                spec,
+                version,
+                &backends,
+            )));
         }
-        let router = Router::new(
-            manifest
-                .functions
-                .iter()
-                .enumerate()
-                .flat_map(|(i, f)| f.routes.iter().map(move |r| (i, r))),
-        );
-        let gateway = crate::gateway::Gateway::new(manifest).map_err(LoadError::Auth)?;
+        let router = routing_table(&functions);
+        let gateway = Arc::new(Gateway::new(manifest).map_err(LoadError::Auth)?);
         Ok(App {
             name: manifest.name.clone(),
             functions,
             router,
             gateway,
+            manifest: Arc::new(manifest.clone()),
             runtime: runtime.clone(),
             backends,
+            linker,
+            manifest_file: manifest.file.clone(),
         })
     }
 
@@ -209,19 +342,142 @@ impl App {
     pub fn backends(&self) -> &Backends {
         &self.backends
     }
+
+    /// A new snapshot of this app with function `spec` added, serving
+    /// `bytes` (checked as [`App::prepare`] checks). `spec` was validated
+    /// against the app's manifest. Blocking: the component is compiled.
+    pub fn with_function(
+        &self,
+        spec: &FunctionSpec,
+        bytes: &[u8],
+        origin: &Path,
+    ) -> Result<App, LoadError> {
+        let version = prepare(&self.runtime, &self.linker, spec, bytes, origin)?;
+        let mut ids: Vec<&FunctionId> = self.functions.iter().map(|f| &f.id).collect();
+        ids.push(&spec.id);
+        let function = new_function(&self.name, &ids, spec, version, &self.backends);
+        let mut functions = self.functions.clone();
+        functions.push(Arc::new(function));
+        let mut manifest = (*self.manifest).clone();
+        manifest.functions.push(spec.clone());
+        Ok(App {
+            name: self.name.clone(),
+            router: routing_table(&functions),
+            gateway: Arc::new(Gateway::new(&manifest).map_err(LoadError::Auth)?),
+            manifest: Arc::new(manifest),
+            functions,
+            runtime: self.runtime.clone(),
+            backends: self.backends.clone(),
+            linker: self.linker.clone(),
+            manifest_file: self.manifest_file.clone(),
+        })
+    }
+
+    /// The manifest the app was loaded from.
+    pub fn manifest_file(&self) -> &Path {
+        &self.manifest_file
+    }
+
+    /// A new snapshot with the same functions and the routing table built
+    /// again, after a function was removed or brought back.
+    pub fn rerouted(&self) -> App {
+        App {
+            name: self.name.clone(),
+            router: routing_table(&self.functions),
+            gateway: self.gateway.clone(),
+            manifest: self.manifest.clone(),
+            functions: self.functions.clone(),
+            runtime: self.runtime.clone(),
+            backends: self.backends.clone(),
+            linker: self.linker.clone(),
+            manifest_file: self.manifest_file.clone(),
+        }
+    }
+
+    /// The index of function `id`.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.functions.iter().position(|f| f.id.as_str() == id)
+    }
+
+    /// Checks `bytes` as a new version of `functions[index]` with the same
+    /// rules as [`App::load`] (a component, exporting what the function's
+    /// triggers need, importing only what Nimbus provides), then compiles
+    /// (through the compile cache) and pre-instantiates it. `origin` names
+    /// the bytes in errors. Blocking: compiling can take a second.
+    pub fn prepare(&self, index: usize, bytes: &[u8], origin: &Path) -> Result<Version, LoadError> {
+        prepare(
+            &self.runtime,
+            &self.linker,
+            &self.functions[index].spec,
+            bytes,
+            origin,
+        )
+    }
 }
 
-fn load_function(
+/// A function of app `app` serving `version`; `ids` are the app's function
+/// ids in index order, for its service grants.
+fn new_function(
+    app: &str,
+    ids: &[&FunctionId],
+    spec: &FunctionSpec,
+    version: Version,
+    backends: &Backends,
+) -> Function {
+    let function = spec.id.clone();
+    let own_routes: Vec<Route> = if spec.routes.is_empty() {
+        vec![Route::parse("/...").expect("a valid route")]
+    } else {
+        spec.routes.clone()
+    };
+    Function {
+        id_str: function.as_str().into(),
+        id: function,
+        spec: spec.clone(),
+        limits: spec.limits,
+        env: spec.env.clone().into(),
+        kv: KvCtx::new(
+            backends.kv.clone(),
+            app,
+            &spec.kv,
+            spec.limits.kv_key_size,
+            spec.limits.kv_value_size,
+        ),
+        config: ConfigCtx::new(spec.config.clone().into()),
+        services: spec
+            .services
+            .iter()
+            .filter_map(|s| ids.iter().position(|id| *id == s))
+            .collect(),
+        outbound: spec.allowed_outbound_hosts.clone().into(),
+        routes: Router::new(own_routes.iter().map(|r| (0, r))),
+        queue: spec.queue.clone().map(|spec| QueueTrigger { spec }),
+        messaging: MessagingCtx::new(backends.queue.clone(), app, spec.id.as_str(), &spec.publish),
+        slots: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
+        traffic: ArcSwapOption::from_pointee(Traffic {
+            stable: Arc::new(version),
+            canary: None,
+        }),
+    }
+}
+
+/// Checks, compiles and pre-instantiates `bytes` as a version of `spec`.
+fn prepare(
     runtime: &Runtime,
     linker: &Linker<HostState>,
-    manifest: &Manifest,
     spec: &FunctionSpec,
-    backends: &Backends,
-) -> Result<Function, LoadError> {
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Version, LoadError> {
     let function = spec.id.clone();
-    let path = spec.source.clone();
-    let bytes = read_component(&function, &path, spec.build.is_some())?;
-    let component = runtime.compile(&bytes).map_err(|e| LoadError::Invalid {
+    let path = path.to_owned();
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(LoadError::CoreModule { function, path });
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(LoadError::NotWasm { function, path });
+    }
+    let component = runtime.compile(bytes).map_err(|e| LoadError::Invalid {
         function: function.clone(),
         path: path.clone(),
         message: one_line(&format!("{e:#}")),
@@ -234,13 +490,14 @@ fn load_function(
             message: unsupported_import(&format!("{e:#}")),
         })?;
     let queue = match &spec.queue {
-        Some(queue) => Some(QueueTrigger {
-            spec: queue.clone(),
-            pre: QueueFunctionPre::new(pre.clone()).map_err(|_| LoadError::NoQueueHandler {
-                function: function.clone(),
-                path: path.clone(),
-            })?,
-        }),
+        Some(_) => {
+            Some(
+                QueueFunctionPre::new(pre.clone()).map_err(|_| LoadError::NoQueueHandler {
+                    function: function.clone(),
+                    path: path.clone(),
+                })?,
+            )
+        }
         None => None,
     };
     // HTTP is required unless the function is only a queue consumer.
@@ -250,46 +507,16 @@ fn load_function(
         Err(_) => {
             return Err(LoadError::WrongWorld {
                 exports: export_names(runtime, &component),
-                function: function.clone(),
-                path: path.clone(),
+                function,
+                path,
             });
         }
     };
-    let own_routes: Vec<Route> = if spec.routes.is_empty() {
-        vec![Route::parse("/...").expect("a valid route")]
-    } else {
-        spec.routes.clone()
-    };
-    Ok(Function {
-        id_str: function.as_str().into(),
-        id: function,
-        limits: spec.limits,
-        env: spec.env.clone().into(),
-        kv: KvCtx::new(
-            backends.kv.clone(),
-            &manifest.name,
-            &spec.kv,
-            spec.limits.kv_key_size,
-            spec.limits.kv_value_size,
-        ),
-        config: ConfigCtx::new(spec.config.clone().into()),
-        services: spec
-            .services
-            .iter()
-            .filter_map(|s| manifest.functions.iter().position(|f| &f.id == s))
-            .collect(),
-        outbound: spec.allowed_outbound_hosts.clone().into(),
-        routes: Router::new(own_routes.iter().map(|r| (0, r))),
-        digest: blake3::hash(&bytes).to_hex()[..16].to_string(),
+    Ok(Version {
+        digest: blake3::hash(bytes).to_hex().to_string(),
+        deployed_at: SystemTime::now(),
         http,
         queue,
-        messaging: MessagingCtx::new(
-            backends.queue.clone(),
-            &manifest.name,
-            spec.id.as_str(),
-            &spec.publish,
-        ),
-        slots: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
     })
 }
 
@@ -317,18 +544,6 @@ fn read_component(
             }
         }
     })?;
-    if wasmparser::Parser::is_core_wasm(&bytes) {
-        return Err(LoadError::CoreModule {
-            function: function.clone(),
-            path: path.to_owned(),
-        });
-    }
-    if !wasmparser::Parser::is_component(&bytes) {
-        return Err(LoadError::NotWasm {
-            function: function.clone(),
-            path: path.to_owned(),
-        });
-    }
     Ok(bytes)
 }
 

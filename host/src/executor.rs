@@ -141,7 +141,7 @@ pub async fn invoke_queue(
     call: CallCtx,
 ) -> Result<(), InvocationError> {
     let function = &app.functions[index];
-    let Some(trigger) = &function.queue else {
+    let Some(pre) = function.version().and_then(|v| v.queue.clone()) else {
         return Err(InvocationError::Failed(
             "the function has no queue trigger".into(),
         ));
@@ -153,7 +153,7 @@ pub async fn invoke_queue(
     let run = async {
         let message = store.data_mut().push_message(message)?;
         let started = std::time::Instant::now();
-        let handler = trigger.pre.instantiate_async(&mut store).await?;
+        let handler = pre.instantiate_async(&mut store).await?;
         instantiated(function.id.as_str(), started);
         handler
             .wasi_messaging_incoming_handler()
@@ -229,7 +229,9 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let function = &app.functions[index];
-    let Some(pre) = function.http.clone() else {
+    // The version (canary or stable) is chosen once; the clone keeps its
+    // component alive for this invocation even if a deploy replaces it.
+    let Some(pre) = function.version().and_then(|v| v.http.clone()) else {
         return Err(InvocationError::NoHttpHandler);
     };
     let permit = acquire_slot(function).await?;

@@ -9,6 +9,7 @@
 //! - [`engine`]: the process-wide wasmtime engine (pooling allocator, epoch
 //!   ticker) and the compile cache;
 //! - [`app`]: an app loaded from a manifest, each function pre-instantiated;
+//! - [`deploy`]: hot deploy, rollback and canaries, kept in the state folder;
 //! - [`executor`]: one invocation, its limits, and failure classification;
 //! - [`backend`]: storage behind small traits (embedded redb; NATS JetStream for queues);
 //! - [`admin`]: the operator API and its client;
@@ -47,6 +48,7 @@ pub mod backend;
 pub mod build;
 pub mod capability;
 pub mod check;
+pub mod deploy;
 pub mod engine;
 pub mod executor;
 pub mod gateway;

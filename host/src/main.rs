@@ -6,10 +6,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use http::Method;
 use nimbus::admin::Admin;
 use nimbus::admin::client::AdminClient;
-use nimbus::app::App;
+use nimbus::app::{App, LiveApp};
 use nimbus::backend::Backends;
 use nimbus::backend::embedded::EmbeddedBackend;
 use nimbus::backend::nats::NatsBackend;
+use nimbus::deploy::Deployer;
 use nimbus::engine::{Runtime, RuntimeConfig};
 use nimbus::manifest::Manifest;
 use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
@@ -93,6 +94,70 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Deploy a component as the new version of a function of the running
+    /// app, without a restart; requests in flight finish on the old version.
+    Deploy {
+        /// The function's id.
+        id: String,
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Adds a function that is not in the app: a TOML file with the keys
+        /// of its `[functions.ID]` table (`routes`, `limits`, `kv`, ...;
+        /// no `source`).
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List the running app's functions: version, deployed time, canary,
+    /// in-flight instances.
+    Ls {
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Serve a function's previous version again.
+    Rollback {
+        /// The function's id.
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Send a share of a function's traffic to a new version
+    /// (`nimbus canary ID FILE --percent 10`), change the share
+    /// (`nimbus canary ID --percent 50`), then `promote` or `abort` it.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Canary {
+        #[command(subcommand)]
+        action: Option<CanaryAction>,
+        /// The function's id.
+        #[arg(required = true)]
+        id: Option<String>,
+        /// The candidate component (.wasm); without it, only the share changes.
+        file: Option<PathBuf>,
+        /// Percent of the function's invocations the canary serves (0 to 100).
+        #[arg(long, required = true)]
+        percent: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Stop serving a function (its routes answer 404); `nimbus rollback ID`
+    /// brings it back.
+    Rm {
+        /// The function's id.
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Validate the manifest and every component; exit non-zero on a problem.
     Check {
         /// A nimbus.toml, or a folder holding one.
@@ -136,6 +201,36 @@ enum DeadLetterAction {
         #[command(flatten)]
         admin: AdminArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum CanaryAction {
+    /// Make the canary the stable version.
+    Promote {
+        /// The function's id.
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Drop the canary; the stable version takes all the traffic.
+    Abort {
+        /// The function's id.
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// How answers are printed.
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// Print the admin API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the running app's admin API is.
@@ -278,6 +373,67 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::DeadLetters { action } => dead_letters(action).await,
+        Command::Deploy {
+            id,
+            file,
+            manifest,
+            output,
+            admin,
+        } => {
+            let body = read_component(&file)?;
+            let entry = match &manifest {
+                Some(path) => Some(manifest_entry(path)?),
+                None => None,
+            };
+            let headers: Vec<(&str, &str)> = entry
+                .as_deref()
+                .map(|e| (nimbus::deploy::MANIFEST_HEADER, e))
+                .into_iter()
+                .collect();
+            let answer = admin
+                .client()
+                .call_with(
+                    Method::PUT,
+                    &format!("/v1/functions/{id}"),
+                    Some((body, "application/wasm")),
+                    &headers,
+                )
+                .await?;
+            print_change(&output, &answer);
+            Ok(())
+        }
+        Command::Ls { output, admin } => {
+            let answer = admin
+                .client()
+                .call(Method::GET, "/v1/functions", None)
+                .await?;
+            if output.json {
+                println!("{answer:#}");
+            } else {
+                print_functions(&answer);
+            }
+            Ok(())
+        }
+        Command::Rollback { id, output, admin } => {
+            let path = format!("/v1/functions/{id}/rollback");
+            let answer = admin.client().call(Method::POST, &path, None).await?;
+            print_change(&output, &answer);
+            Ok(())
+        }
+        Command::Rm { id, output, admin } => {
+            let path = format!("/v1/functions/{id}");
+            let answer = admin.client().call(Method::DELETE, &path, None).await?;
+            print_change(&output, &answer);
+            Ok(())
+        }
+        Command::Canary {
+            action,
+            id,
+            file,
+            percent,
+            output,
+            admin,
+        } => canary(action, id, file, percent, output, admin).await,
         Command::Check { path, state_dir } => {
             let manifest = Manifest::load(&path)?;
             let state_dir = self::state_dir(&manifest, state_dir.as_deref());
@@ -290,6 +446,141 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+async fn canary(
+    action: Option<CanaryAction>,
+    id: Option<String>,
+    file: Option<PathBuf>,
+    percent: Option<String>,
+    output: OutputArgs,
+    admin: AdminArgs,
+) -> anyhow::Result<()> {
+    let (answer, output) = match action {
+        Some(CanaryAction::Promote { id, output, admin }) => {
+            let path = format!("/v1/functions/{id}/canary/promote");
+            (
+                admin.client().call(Method::POST, &path, None).await?,
+                output,
+            )
+        }
+        Some(CanaryAction::Abort { id, output, admin }) => {
+            let path = format!("/v1/functions/{id}/canary/abort");
+            (
+                admin.client().call(Method::POST, &path, None).await?,
+                output,
+            )
+        }
+        None => {
+            let (Some(id), Some(percent)) = (id, percent) else {
+                unreachable!("clap requires the id and --percent");
+            };
+            let percent = nimbus::deploy::parse_percent(&percent)?;
+            let body = match &file {
+                Some(file) => read_component(file)?,
+                None => Bytes::new(),
+            };
+            let path = format!("/v1/functions/{id}/canary?percent={percent}");
+            let answer = admin
+                .client()
+                .call(Method::PUT, &path, Some((body, "application/wasm")))
+                .await?;
+            (answer, output)
+        }
+    };
+    print_change(&output, &answer);
+    Ok(())
+}
+
+/// A new function's manifest entry from a TOML file, as the one-line inline
+/// table the admin API takes in a header.
+fn manifest_entry(file: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
+    Ok(toml::Value::Table(table).to_string())
+}
+
+fn read_component(file: &Path) -> anyhow::Result<Bytes> {
+    Ok(Bytes::from(std::fs::read(file).with_context(|| {
+        format!("cannot read {}", file.display())
+    })?))
+}
+
+/// Characters of a digest shown in tables.
+const TABLE_DIGEST_LEN: usize = 12;
+
+fn short_digest(value: &serde_json::Value) -> &str {
+    let digest = value.as_str().unwrap_or("-");
+    &digest[..TABLE_DIGEST_LEN.min(digest.len())]
+}
+
+/// One line about what a deployment change did, or its JSON.
+fn print_change(output: &OutputArgs, answer: &serde_json::Value) {
+    if output.json {
+        println!("{answer:#}");
+        return;
+    }
+    let id = answer["id"].as_str().unwrap_or("?");
+    let version = short_digest(&answer["version"]);
+    let previous = short_digest(&answer["previous"]);
+    let canary = &answer["canary"];
+    match answer["action"].as_str().unwrap_or("") {
+        "unchanged" => println!("{id}: version {version} already serves; nothing changed"),
+        "add" => println!("{id}: added, version {version}"),
+        "remove" => {
+            println!("{id}: removed (was {previous}); `nimbus rollback {id}` brings it back")
+        }
+        "canary" | "canary_percent" => println!(
+            "{id}: canary {} takes {}% of the traffic; stable is {version}",
+            short_digest(&canary["version"]),
+            canary["percent"]
+        ),
+        "abort" => println!("{id}: canary {previous} aborted; {version} serves everything"),
+        action => println!("{id}: {action}: now {version} (was {previous})"),
+    }
+}
+
+fn print_functions(answer: &serde_json::Value) {
+    println!(
+        "{:<20} {:<12} {:<24} {:<18} {:>7} {:>9}  ROUTES",
+        "FUNCTION", "VERSION", "DEPLOYED", "CANARY", "HISTORY", "IN-FLIGHT"
+    );
+    for f in answer.as_array().into_iter().flatten() {
+        let version = if f["removed"].as_bool() == Some(true) {
+            "(removed)".to_owned()
+        } else {
+            short_digest(&f["version"]).to_owned()
+        };
+        let canary = match f["canary"].as_object() {
+            Some(c) => format!(
+                "{} {}%",
+                short_digest(&c["version"]),
+                c["percent"].as_u64().unwrap_or(0)
+            ),
+            None => "-".into(),
+        };
+        let mut routes: Vec<String> = f["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect();
+        if let Some(topic) = f["topic"].as_str() {
+            routes.push(format!("queue:{topic}"));
+        }
+        println!(
+            "{:<20} {:<12} {:<24} {:<18} {:>7} {:>9}  {}",
+            f["id"].as_str().unwrap_or(""),
+            version,
+            f["deployed_at"].as_str().unwrap_or("-"),
+            canary,
+            f["history"],
+            f["in_flight"],
+            routes.join(" ")
+        );
     }
 }
 
@@ -387,6 +678,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends)).await??,
         )
     };
+    let live = LiveApp::new(app.clone());
+    let deployer = {
+        let live = live.clone();
+        let state_dir = state_dir.clone();
+        Arc::new(tokio::task::spawn_blocking(move || Deployer::open(live, &state_dir)).await??)
+    };
     tracing::info!(
         app = app.name,
         functions = app.functions.len(),
@@ -431,9 +728,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let admin = Arc::new(Admin::new(app.clone(), args.admin_token.clone()));
+    let admin = Arc::new(Admin::new(deployer, args.admin_token.clone()));
     let admin_task = tokio::spawn(admin.serve(admin_listener, stopped(stop_rx.clone())));
-    let trigger = Arc::new(HttpTrigger::new(app));
+    let trigger = Arc::new(HttpTrigger::new(live));
     serve(listener, trigger, options, stopped(stop_rx)).await?;
     queues.shutdown(args.grace).await;
     let _ = admin_task.await;

@@ -44,6 +44,17 @@ pub struct OutcomeLabels {
     pub kind: String,
 }
 
+/// One serving version of a function.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    /// The function.
+    pub function: String,
+    /// The version's short digest.
+    pub digest: String,
+    /// `stable` or `canary`.
+    pub track: String,
+}
+
 /// Every metric Nimbus keeps.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +75,10 @@ pub struct Metrics {
     pub queue_deliveries: Family<OutcomeLabels, Counter>,
     /// Messages published, by publishing function (or `admin`).
     pub queue_published: Family<FunctionLabels, Counter>,
+    /// Percent of a function's invocations each serving version takes.
+    pub function_version: Family<VersionLabels, Gauge>,
+    /// Deployment changes by function and kind (`deploy`, `rollback`, ...).
+    pub deployments: Family<OutcomeLabels, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -119,8 +134,22 @@ impl Metrics {
             "Messages published, by publisher",
             queue_published.clone(),
         );
+        let function_version = Family::<VersionLabels, Gauge>::default();
+        let deployments = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "function_version_percent",
+            "Percent of a function's invocations each serving version takes",
+            function_version.clone(),
+        );
+        registry.register(
+            "deployments",
+            "Deployment changes by kind: deploy, rollback, add, canary, canary_percent, promote, abort, remove, rejected",
+            deployments.clone(),
+        );
         Metrics {
             registry,
+            function_version,
+            deployments,
             requests,
             request_seconds: Family::clone(&request_seconds),
             instantiate_seconds,

@@ -3,6 +3,7 @@
 
 mod cache;
 mod config;
+mod deploy;
 mod gateway;
 mod golden;
 mod guests;

@@ -1,5 +1,6 @@
 //! A client for the admin API, used by the operator commands of the CLI
-//! (`nimbus publish`, `nimbus queues`, `nimbus dead-letters`).
+//! (`nimbus publish`, `queues`, `dead-letters`, `deploy`, `ls`, `rollback`,
+//! `canary`, `rm`).
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
@@ -60,9 +61,23 @@ impl AdminClient {
         path: &str,
         body: Option<(Bytes, &str)>,
     ) -> Result<Value, ClientError> {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// [`call`](Self::call) with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &str)>,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let uri: Uri = url.parse().map_err(|_| ClientError::Url(url.clone()))?;
         let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
         if let Some(token) = &self.token {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }

@@ -13,11 +13,22 @@
 //! | `GET /v1/queues/{function}/dead-letters` | the function's dead letters |
 //! | `POST /v1/queues/{function}/dead-letters/replay[?id=ID]` | put one or all back in the queue |
 //! | `DELETE /v1/queues/{function}/dead-letters[?id=ID]` | delete one or all |
+//! | `GET /v1/functions` | each function: routes, triggers, version, deployed time, limits, in-flight instances, canary, history length |
+//! | `GET /v1/functions/{id}` | one of them |
+//! | `PUT /v1/functions/{id}` | deploy the body (a component) as the stable version; a new function needs its manifest entry in a `Nimbus-Manifest` header |
+//! | `POST /v1/functions/{id}/rollback` | back to the previous version |
+//! | `DELETE /v1/functions/{id}` | stop serving the function (a rollback brings it back) |
+//! | `PUT /v1/functions/{id}/canary?percent=N` | the body (a component) takes N% of the traffic; with no body, change N |
+//! | `POST /v1/functions/{id}/canary/promote` | the canary becomes the stable version |
+//! | `POST /v1/functions/{id}/canary/abort` (or `DELETE .../canary`) | drop the canary |
+//!
+//! Deployment changes are described in [`crate::deploy`].
 
 pub mod client;
 
 use crate::app::App;
 use crate::backend::{Consumer, QueueStats};
+use crate::deploy::{DeployError, Deployer, MANIFEST_HEADER, parse_percent};
 use crate::manifest::validate_topic;
 use crate::trigger::http::error::full;
 use bytes::Bytes;
@@ -41,19 +52,29 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3001";
 /// Largest message the admin API accepts for publishing.
 pub const MAX_PUBLISH_BODY: usize = 4 * 1024 * 1024;
 
+/// Largest component the admin API accepts for a deploy. Release builds of
+/// Rust services are a few MiB; debug builds with symbols reach tens of MiB.
+/// The whole body is held in memory while it is checked and compiled.
+pub const MAX_COMPONENT_SIZE: usize = 128 * 1024 * 1024;
+
 /// How long the admin listener waits for its requests at shutdown.
 const ADMIN_GRACE: Duration = Duration::from_secs(5);
 
 /// The admin API for one app.
 pub struct Admin {
-    app: Arc<App>,
+    deployer: Arc<Deployer>,
     token: Option<String>,
 }
 
 impl Admin {
-    /// An API over `app`, requiring `token` when given.
-    pub fn new(app: Arc<App>, token: Option<String>) -> Admin {
-        Admin { app, token }
+    /// An API over the app that `deployer` changes, requiring `token` when given.
+    pub fn new(deployer: Arc<Deployer>, token: Option<String>) -> Admin {
+        Admin { deployer, token }
+    }
+
+    /// The app as it serves now.
+    fn app(&self) -> Arc<App> {
+        self.deployer.app()
     }
 
     /// Serves until `shutdown` resolves.
@@ -127,7 +148,7 @@ impl Admin {
         let method = req.method().clone();
         match (&method, segments.as_slice()) {
             (&Method::GET, ["v1", "health"]) => {
-                Ok(ok(json!({"status": "ok", "app": self.app.name})))
+                Ok(ok(json!({"status": "ok", "app": self.app().name})))
             }
             (&Method::GET, ["metrics"]) => {
                 let mut response = Response::new(full(crate::telemetry::metrics().encode()));
@@ -150,7 +171,7 @@ impl Admin {
             (&Method::POST, ["v1", "queues", function, "dead-letters", "replay"]) => {
                 let consumer = self.consumer(function)?;
                 let n = self
-                    .app
+                    .app()
                     .backends()
                     .queue
                     .replay(&consumer, query_id.as_deref())
@@ -161,13 +182,75 @@ impl Admin {
             (&Method::DELETE, ["v1", "queues", function, "dead-letters"]) => {
                 let consumer = self.consumer(function)?;
                 let n = self
-                    .app
+                    .app()
                     .backends()
                     .queue
                     .purge(&consumer, query_id.as_deref())
                     .await
                     .map_err(internal)?;
                 Ok(ok(json!({"purged": n})))
+            }
+            (&Method::GET, ["v1", "functions"]) => self.deploying(|d| Ok(d.list())).await,
+            (&Method::GET, ["v1", "functions", id]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.get(&id)).await
+            }
+            (&Method::PUT, ["v1", "functions", id]) => {
+                let id = id.to_string();
+                let entry = match req.headers().get(MANIFEST_HEADER) {
+                    Some(value) => {
+                        Some(String::from_utf8(value.as_bytes().to_vec()).map_err(|_| {
+                            (
+                                StatusCode::BAD_REQUEST,
+                                format!("the `{MANIFEST_HEADER}` header is not UTF-8"),
+                            )
+                        })?)
+                    }
+                    None => None,
+                };
+                let component = component(req).await?;
+                match entry {
+                    Some(entry) => {
+                        self.deploying(move |d| d.add(&id, &entry, &component))
+                            .await
+                    }
+                    None => self.deploying(move |d| d.deploy(&id, &component)).await,
+                }
+            }
+            (&Method::DELETE, ["v1", "functions", id]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.remove(&id)).await
+            }
+            (&Method::POST, ["v1", "functions", id, "rollback"]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.rollback(&id)).await
+            }
+            (&Method::PUT, ["v1", "functions", id, "canary"]) => {
+                let id = id.to_string();
+                let Some(percent) = query_param(req.uri().query(), "percent") else {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        "say how much traffic the canary takes: ?percent=N (0 to 100)".into(),
+                    ));
+                };
+                let percent = parse_percent(&percent).map_err(|e| (e.status(), e.to_string()))?;
+                let component = component(req).await?;
+                if component.is_empty() {
+                    self.deploying(move |d| d.set_canary_percent(&id, percent))
+                        .await
+                } else {
+                    self.deploying(move |d| d.canary(&id, &component, percent))
+                        .await
+                }
+            }
+            (&Method::POST, ["v1", "functions", id, "canary", "promote"]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.promote(&id)).await
+            }
+            (&Method::POST, ["v1", "functions", id, "canary", "abort"])
+            | (&Method::DELETE, ["v1", "functions", id, "canary"]) => {
+                let id = id.to_string();
+                self.deploying(move |d| d.abort(&id)).await
             }
             _ => Err((
                 StatusCode::NOT_FOUND,
@@ -176,15 +259,31 @@ impl Admin {
         }
     }
 
+    /// Runs a deployment operation off the async workers: it may compile.
+    async fn deploying(
+        &self,
+        operation: impl FnOnce(&Deployer) -> Result<Value, DeployError> + Send + 'static,
+    ) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
+        let deployer = self.deployer.clone();
+        match tokio::task::spawn_blocking(move || operation(&deployer)).await {
+            Ok(Ok(answer)) => Ok(ok(answer)),
+            Ok(Err(e)) => Err((e.status(), e.to_string())),
+            Err(e) => Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the deployment task failed: {e}"),
+            )),
+        }
+    }
+
     fn consumer(&self, function: &str) -> Result<Consumer, (StatusCode, String)> {
         match self
-            .app
+            .app()
             .functions
             .iter()
             .find(|f| f.id.as_str() == function)
         {
             Some(f) if f.queue.is_some() => Ok(Consumer {
-                app: self.app.name.clone(),
+                app: self.app().name.clone(),
                 function: function.to_owned(),
             }),
             Some(_) => Err((
@@ -197,10 +296,11 @@ impl Admin {
 
     async fn queues(&self) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
         let mut out = Vec::new();
-        for f in &self.app.functions {
+        let app = self.app();
+        for f in &app.functions {
             let Some(trigger) = &f.queue else { continue };
             let consumer = Consumer {
-                app: self.app.name.clone(),
+                app: self.app().name.clone(),
                 function: f.id.to_string(),
             };
             let QueueStats {
@@ -209,7 +309,7 @@ impl Admin {
                 in_flight,
                 dead,
             } = self
-                .app
+                .app()
                 .backends()
                 .queue
                 .stats(&consumer)
@@ -254,10 +354,10 @@ impl Admin {
             })?
             .to_bytes();
         let id = self
-            .app
+            .app()
             .backends()
             .queue
-            .publish(&self.app.name, topic, &body, &headers)
+            .publish(&self.app().name, topic, &body, &headers)
             .await
             .map_err(internal)?;
         crate::telemetry::metrics()
@@ -275,7 +375,7 @@ impl Admin {
     ) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
         let consumer = self.consumer(function)?;
         let letters = self
-            .app
+            .app()
             .backends()
             .queue
             .dead_letters(&consumer)
@@ -299,6 +399,30 @@ impl Admin {
             .collect();
         Ok(ok(Value::Array(out)))
     }
+}
+
+/// Reads an uploaded component, up to [`MAX_COMPONENT_SIZE`].
+async fn component(req: Request<Incoming>) -> Result<Bytes, (StatusCode, String)> {
+    Limited::new(req.into_body(), MAX_COMPONENT_SIZE)
+        .collect()
+        .await
+        .map(|body| body.to_bytes())
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the component is larger than the limit of {}",
+                        crate::manifest::format_bytes(MAX_COMPONENT_SIZE as u64)
+                    ),
+                )
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the component: {e}"),
+                )
+            }
+        })
 }
 
 fn internal(e: crate::backend::BackendError) -> (StatusCode, String) {

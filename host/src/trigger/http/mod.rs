@@ -14,7 +14,7 @@ mod server;
 pub use error::HttpError;
 pub use server::{DEFAULT_GRACE, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve};
 
-use crate::app::App;
+use crate::app::{App, LiveApp};
 use crate::executor::{self, CallCtx};
 use crate::gateway::{Cors, Preflight, Rejection, TokenError};
 use crate::manifest::FunctionId;
@@ -59,7 +59,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Serves requests for one app.
 pub struct HttpTrigger {
-    app: Arc<App>,
+    app: LiveApp,
 }
 
 /// What the server knows about a connection.
@@ -72,9 +72,9 @@ pub struct ConnInfo {
 }
 
 impl HttpTrigger {
-    /// A trigger serving `app`.
-    pub fn new(app: Arc<App>) -> HttpTrigger {
-        HttpTrigger { app }
+    /// A trigger serving `app` (an `Arc<App>`, or a [`LiveApp`] that deploys change).
+    pub fn new(app: impl Into<LiveApp>) -> HttpTrigger {
+        HttpTrigger { app: app.into() }
     }
 
     /// Handles one request; never fails: errors become error responses.
@@ -84,18 +84,20 @@ impl HttpTrigger {
         conn: ConnInfo,
     ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
+        // One snapshot of the app for the whole request.
+        let app = self.app.current();
         let request_id = request_id(req.headers());
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let origin = req.headers().get(ORIGIN).cloned();
         let mut seen = Seen::default();
-        let result = self.gate(req, conn, &request_id, &mut seen).await;
+        let result = self.gate(&app, req, conn, &request_id, &mut seen).await;
         let Seen {
             function,
             route,
             cors,
         } = seen;
-        let function = function.map(|i| self.app.functions[i].id.as_str());
+        let function = function.map(|i| app.functions[i].id.as_str());
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -155,7 +157,8 @@ impl HttpTrigger {
     /// what is known about the request as it goes, for the access log and
     /// the CORS headers of whatever response results.
     async fn gate<'a>(
-        &'a self,
+        &self,
+        app: &'a Arc<App>,
         req: Request<Incoming>,
         conn: ConnInfo,
         request_id: &str,
@@ -163,11 +166,11 @@ impl HttpTrigger {
     ) -> Result<Response<HyperOutgoingBody>, HttpError> {
         let path = req.uri().path().to_owned();
         if let Some(endpoint) = path.strip_prefix(WELL_KNOWN_PREFIX) {
-            return self.well_known(req.method(), endpoint);
+            return self.well_known(app, req.method(), endpoint);
         }
-        let gateway = &self.app.gateway;
+        let gateway = &app.gateway;
         if let Some(preflight) = Preflight::of(req.method(), req.headers())
-            && let Match::Found { target, .. } = self.app.router.route(&preflight.method, &path)
+            && let Match::Found { target, .. } = app.router.route(&preflight.method, &path)
             && let Some(cors) = gateway.cors(target.function)
         {
             // Answered here: the function never sees a preflight.
@@ -181,7 +184,7 @@ impl HttpTrigger {
             *response.headers_mut() = headers;
             return Ok(response);
         }
-        let routed = route(&self.app.router, req.method(), &path)?;
+        let routed = route(&app.router, req.method(), &path)?;
         let index = routed.target.function;
         out.function = Some(index);
         out.route = Some(&routed.target.pattern);
@@ -213,21 +216,22 @@ impl HttpTrigger {
                 .limit_subject(call.claims.as_deref(), client)
                 .map_err(reject)?;
         }
-        invoke_routed(&self.app, index, routed, req, Origin::Client(conn), call).await
+        invoke_routed(app, index, routed, req, Origin::Client(conn), call).await
     }
 
     fn well_known(
         &self,
+        app: &App,
         method: &http::Method,
         endpoint: &str,
     ) -> Result<Response<HyperOutgoingBody>, HttpError> {
-        let gateway = &self.app.gateway;
+        let gateway = &app.gateway;
         let (body, content_type) = match endpoint {
             "health" => {
                 let body = serde_json::json!({
                     "status": "ok",
-                    "app": self.app.name,
-                    "functions": self.app.functions.len(),
+                    "app": app.name,
+                    "functions": app.functions.len(),
                 });
                 (Bytes::from(format!("{body}\n")), "application/json")
             }

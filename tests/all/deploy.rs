@@ -1,0 +1,764 @@
+//! Hot deploy, rollback, canaries and their persistence, through the real
+//! admin API on its own loopback port, with load on the public listener.
+//!
+//! Two versions of one function: `hello` ("Hello, world!") is the
+//! manifest's component, `wstd-hello` ("Hello from wstd!") the new one.
+
+use nimbus::admin::Admin;
+use nimbus::app::{App, LiveApp};
+use nimbus::backend::Backends;
+use nimbus::backend::embedded::EmbeddedBackend;
+use nimbus::deploy::Deployer;
+use nimbus::manifest::Manifest;
+use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
+use nimbus_tests::{client, guest, json, runtime, write_manifest};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const APP: &str = r#"
+version = 1
+[app]
+name = "deploy"
+
+[functions.hello]
+source = "guest:hello"
+routes = ["GET /hello"]
+"#;
+
+/// The same app with the function under another id: metrics are global to
+/// the test process, so the test that reads them has a function of its own.
+fn app_with_id(id: &str) -> String {
+    APP.replace("[functions.hello]", &format!("[functions.{id}]"))
+}
+
+const OLD: &str = "Hello, world!\n";
+const NEW: &str = "Hello from wstd!\n";
+
+/// Requests per second the load generator sends while deploying: above the
+/// 200/s the issue asks for, low enough for a debug build on two cores.
+const LOAD_RATE: u64 = 300;
+
+/// How long the load keeps running after a change took effect, so responses
+/// of the new version are seen.
+const LOAD_AFTER: Duration = Duration::from_millis(800);
+
+/// A running app with its admin API and deployments in `dir/.nimbus`.
+struct Ops {
+    public: SocketAddr,
+    admin: SocketAddr,
+    client: reqwest::Client,
+    token: Option<String>,
+    stop: Option<watch::Sender<bool>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    admin_server: Option<JoinHandle<std::io::Result<()>>>,
+    dir: Option<tempfile::TempDir>,
+    state: PathBuf,
+}
+
+impl Ops {
+    async fn start(manifest: &str, token: Option<&str>) -> Ops {
+        Self::start_in(tempfile::tempdir().unwrap(), manifest, token).await
+    }
+
+    /// Starts the app in `dir`, as `nimbus up` does: the public listener and
+    /// the admin API share one [`LiveApp`], so added functions are served.
+    async fn start_in(dir: tempfile::TempDir, manifest: &str, token: Option<&str>) -> Ops {
+        let state = dir.path().join(".nimbus");
+        let manifest = Manifest::load(&write_manifest(dir.path(), manifest)).unwrap();
+        let backends =
+            Backends::embedded(EmbeddedBackend::open(&state.join("state.redb")).unwrap());
+        let runtime = runtime();
+        let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends))
+            .await
+            .unwrap()
+            .expect("app loads");
+        let live = LiveApp::new(Arc::new(app));
+        let deployer = {
+            let live = live.clone();
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || Deployer::open(live, &state))
+                .await
+                .unwrap()
+                .expect("deployments restore")
+        };
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(HttpTrigger::new(live)),
+            ServeOptions::default(),
+            until_stopped(stopped.clone()),
+        ));
+        let admin = Arc::new(Admin::new(Arc::new(deployer), token.map(str::to_owned)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = listener.local_addr().unwrap();
+        let admin_server = tokio::spawn(admin.serve(listener, until_stopped(stopped)));
+        Ops {
+            public,
+            admin: admin_addr,
+            client: client(),
+            token: token.map(str::to_owned),
+            stop: Some(stop),
+            server: Some(server),
+            admin_server: Some(admin_server),
+            dir: Some(dir),
+            state,
+        }
+    }
+
+    /// Stops both listeners and hands back the app's folder.
+    async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        for server in [self.server.take(), self.admin_server.take()]
+            .into_iter()
+            .flatten()
+        {
+            server.await.unwrap().unwrap();
+        }
+        self.dir.take().unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    fn request(&self, method: http::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self
+            .client
+            .request(method, format!("http://{}{path}", self.admin));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Sends an admin request and returns its status and JSON answer.
+    async fn call(&self, method: http::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/wasm")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), json(response).await)
+    }
+
+    async fn deploy(&self, id: &str, component: Vec<u8>) -> (u16, Value) {
+        self.call(
+            http::Method::PUT,
+            &format!("/v1/functions/{id}"),
+            Some(component),
+        )
+        .await
+    }
+
+    async fn function(&self, id: &str) -> Value {
+        let (status, answer) = self
+            .call(http::Method::GET, &format!("/v1/functions/{id}"), None)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
+    async fn hello(&self) -> (u16, String) {
+        let response = self.get("/hello").await;
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+fn component(name: &str) -> Vec<u8> {
+    std::fs::read(guest(name)).unwrap()
+}
+
+/// One response seen by the load generator.
+struct Seen {
+    sent: Instant,
+    status: u16,
+    body: String,
+}
+
+/// Sends GET /hello at [`LOAD_RATE`] per second, each request on its own
+/// task, until `stop` is set; returns every response.
+async fn load(url: String, stop: Arc<AtomicBool>) -> Vec<Seen> {
+    let client = client();
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / LOAD_RATE));
+    let mut tasks = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        ticker.tick().await;
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            match client.get(&url).send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = response.text().await.unwrap_or_default();
+                    Seen { sent, status, body }
+                }
+                Err(e) => Seen {
+                    sent,
+                    status: 0,
+                    body: e.to_string(),
+                },
+            }
+        }));
+    }
+    let mut seen = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen
+}
+
+/// Runs `change` while the load runs; checks that no request failed, that
+/// requests sent before the change got `before`, and every request sent
+/// after it returned got `after`. Returns (requests, rate per second).
+async fn under_load<F>(ops: &Ops, change: F, before: &str, after: &str) -> (usize, f64)
+where
+    F: Future<Output = (u16, Value)>,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let load = tokio::spawn(load(ops.url("/hello"), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let change_sent = Instant::now();
+    let (status, answer) = change.await;
+    let changed = Instant::now();
+    assert_eq!(status, 200, "{answer}");
+    tokio::time::sleep(LOAD_AFTER).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = load.await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    for s in &seen {
+        *statuses.entry(s.status).or_default() += 1;
+    }
+    let failed: Vec<&Seen> = seen.iter().filter(|s| s.status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed ({statuses:?}); first: {} {}",
+        failed.len(),
+        seen.len(),
+        failed[0].status,
+        failed[0].body
+    );
+    let befores = seen
+        .iter()
+        .filter(|s| s.sent < change_sent && s.body == before)
+        .count();
+    let afters = seen.iter().filter(|s| s.sent > changed).count();
+    assert!(befores > 0, "no request saw the old version first");
+    assert!(afters > 0, "no request was sent after the change");
+    for s in &seen {
+        assert!(
+            s.body == before || s.body == after,
+            "unexpected body {:?}",
+            s.body
+        );
+        if s.sent > changed {
+            assert_eq!(
+                s.body, after,
+                "a request sent after the change got the old version"
+            );
+        }
+    }
+    let first = seen.iter().map(|s| s.sent).min().unwrap();
+    let last = seen.iter().map(|s| s.sent).max().unwrap();
+    let rate = (seen.len() - 1) as f64 / (last - first).as_secs_f64();
+    assert!(
+        rate >= 200.0,
+        "the load was only {rate:.0} requests/s ({} in {elapsed:.2}s)",
+        seen.len()
+    );
+    eprintln!(
+        "{} requests in {elapsed:.2}s ({rate:.0}/s), statuses {statuses:?}; the change took {:.0} ms",
+        seen.len(),
+        (changed - change_sent).as_secs_f64() * 1000.0
+    );
+    (seen.len(), rate)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_and_rollback_under_load_fail_no_request() {
+    // Room for a backlog: on a busy machine a debug build may fall behind
+    // the load for a moment, which must queue, not fail as overload.
+    let manifest = format!(
+        "{}[functions.steady.limits]\nconcurrency = 500\nqueue_timeout = \"30s\"\n",
+        app_with_id("steady")
+    );
+    let ops = Ops::start(&manifest, None).await;
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    let base = ops.function("steady").await;
+    let new = component("wstd-hello");
+
+    under_load(&ops, ops.deploy("steady", new.clone()), OLD, NEW).await;
+    let after = ops.function("steady").await;
+    assert_ne!(after["version"], base["version"]);
+    assert_eq!(after["history"], 1);
+    assert_eq!(after["manifest_version"], base["version"]);
+
+    under_load(
+        &ops,
+        ops.call(http::Method::POST, "/v1/functions/steady/rollback", None),
+        NEW,
+        OLD,
+    )
+    .await;
+    let rolled = ops.function("steady").await;
+    assert_eq!(rolled["version"], base["version"]);
+    assert_eq!(rolled["history"], 0);
+
+    // Nothing left to roll back to: a clear 409, and the version keeps serving.
+    let (status, answer) = ops
+        .call(http::Method::POST, "/v1/functions/steady/rollback", None)
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("no earlier version"),
+        "{answer}"
+    );
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+
+    // The metrics show the serving version and count the changes.
+    let metrics = ops
+        .request(http::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let short = &base["version"].as_str().unwrap()[..16];
+    assert!(
+        metrics.contains(&format!(
+            "nimbus_function_version_percent{{function=\"steady\",digest=\"{short}\",track=\"stable\"}} 100"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nimbus_deployments_total{function=\"steady\",kind=\"rollback\"} 1"),
+        "{metrics}"
+    );
+    ops.stop().await;
+}
+
+/// Sends `n` requests, `CONCURRENCY` at a time, and counts each body.
+async fn tally(ops: &Ops, n: usize) -> BTreeMap<String, usize> {
+    const CONCURRENCY: usize = 20;
+    let mut counts = BTreeMap::new();
+    for _ in 0..n / CONCURRENCY {
+        let batch = (0..CONCURRENCY).map(|_| ops.hello());
+        for (status, body) in futures_util::future::join_all(batch).await {
+            assert_eq!(status, 200, "{body}");
+            *counts.entry(body).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_takes_its_share_then_is_promoted_or_aborted() {
+    let ops = Ops::start(APP, None).await;
+    let new = component("wstd-hello");
+    let old = component("hello");
+
+    // Missing or bad percentages are refused before anything is compiled.
+    let (status, answer) = ops
+        .call(
+            http::Method::PUT,
+            "/v1/functions/hello/canary",
+            Some(new.clone()),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = ops
+        .call(
+            http::Method::PUT,
+            "/v1/functions/hello/canary?percent=101",
+            Some(new.clone()),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("0 to 100"));
+
+    let (status, answer) = ops
+        .call(
+            http::Method::PUT,
+            "/v1/functions/hello/canary?percent=20",
+            Some(new.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["canary"]["percent"], 20);
+
+    // 1,000 requests: the canary's count is binomial(1000, 0.2), mean 200,
+    // standard deviation 12.6; five of them is ±63.
+    let counts = tally(&ops, 1000).await;
+    let canary = counts.get(NEW).copied().unwrap_or(0);
+    let stable = counts.get(OLD).copied().unwrap_or(0);
+    eprintln!("canary at 20%: {canary} of 1000 (stable {stable})");
+    assert_eq!(canary + stable, 1000, "{counts:?}");
+    assert!((137..=263).contains(&canary), "{canary} of 1000 at 20%");
+
+    // While a canary runs, deploys and rollbacks wait for it to settle.
+    let (status, answer) = ops.deploy("hello", new.clone()).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("canary"));
+
+    // Abort: everything back on the stable version.
+    let (status, answer) = ops
+        .call(http::Method::POST, "/v1/functions/hello/canary/abort", None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["canary"].is_null());
+    assert_eq!(tally(&ops, 100).await.get(OLD), Some(&100));
+    let (status, _) = ops
+        .call(http::Method::POST, "/v1/functions/hello/canary/abort", None)
+        .await;
+    assert_eq!(status, 409, "aborting twice");
+
+    // Again, then change the share to all, then promote.
+    let (status, answer) = ops
+        .call(
+            http::Method::PUT,
+            "/v1/functions/hello/canary?percent=5",
+            Some(new.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = ops
+        .call(
+            http::Method::PUT,
+            "/v1/functions/hello/canary?percent=100",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["canary"]["percent"], 100);
+    assert_eq!(tally(&ops, 100).await.get(NEW), Some(&100));
+    let (status, answer) = ops
+        .call(
+            http::Method::POST,
+            "/v1/functions/hello/canary/promote",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["canary"].is_null());
+    assert_eq!(answer["history"], 1);
+    assert_eq!(tally(&ops, 100).await.get(NEW), Some(&100));
+
+    // A canary of the version that already serves is refused.
+    let (status, answer) = ops
+        .call(
+            http::Method::PUT,
+            "/v1/functions/hello/canary?percent=10",
+            Some(new.clone()),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    // And the old one as a canary is fine.
+    let (status, answer) = ops
+        .call(
+            http::Method::PUT,
+            "/v1/functions/hello/canary?percent=0",
+            Some(old),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        tally(&ops, 100).await.get(NEW),
+        Some(&100),
+        "0% is no traffic"
+    );
+    ops.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_upload_is_refused_with_the_reason_and_the_old_version_serves_on() {
+    let ops = Ops::start(APP, None).await;
+    let before = ops.function("hello").await;
+    let core_module = wat::parse_str("(module)").unwrap();
+    for (body, expected) in [
+        (b"hello".to_vec(), "is not a WebAssembly file"),
+        (Vec::new(), "is not a WebAssembly file"),
+        (core_module, "is a core wasm module, not a component"),
+        (
+            component("not-http"),
+            "does not export `wasi:http/incoming-handler@0.2.x`",
+        ),
+    ] {
+        let (status, answer) = ops.deploy("hello", body).await;
+        assert_eq!(status, 422, "{answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{message}");
+        assert!(message.contains("function `hello`"), "{message}");
+        assert!(message.contains("the uploaded component"), "{message}");
+        assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    }
+    let after = ops.function("hello").await;
+    assert_eq!(after["version"], before["version"]);
+    assert_eq!(after["history"], 0);
+
+    let (status, answer) = ops.deploy("nope", component("hello")).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("no function `nope`")
+    );
+    // Nothing was kept on disk for the refused uploads.
+    assert!(!ops.state.join("deploy/deployments.json").exists());
+    ops.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_wants_its_token_and_the_public_listener_does_not_serve_it() {
+    let ops = Ops::start(APP, Some("s3cret")).await;
+    let url = format!("http://{}/v1/functions", ops.admin);
+    let client = client();
+    for auth in [None, Some("Bearer wrong"), Some("s3cret"), Some("Bearer ")] {
+        let mut request = client
+            .put(format!("{url}/hello"))
+            .body(component("wstd-hello"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{auth:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let answer = json(response).await;
+        assert!(answer["message"].as_str().unwrap().contains("token"));
+    }
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    let response = client.get(&url).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let list = json(response).await;
+    assert_eq!(list[0]["id"], "hello");
+    assert_eq!(list[0]["routes"][0], "GET /hello");
+    assert_eq!(list[0]["triggers"][0], "http");
+    assert_eq!(list[0]["limits"]["concurrency"], 100);
+
+    for path in ["/v1/functions", "/v1/functions/hello", "/metrics"] {
+        let response = ops.get(path).await;
+        assert_eq!(response.status(), 404, "{path} on the public listener");
+        let response = ops
+            .client
+            .put(ops.url(path))
+            .body(component("wstd-hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(response.status(), 200, "PUT {path} on the public listener");
+    }
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    ops.stop().await;
+}
+
+#[tokio::test]
+async fn removing_a_function_answers_404_until_it_is_rolled_back() {
+    let ops = Ops::start(APP, None).await;
+    let (status, answer) = ops
+        .call(http::Method::DELETE, "/v1/functions/hello", None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["removed"], true);
+    // Its routes are gone from the routing table: a plain 404.
+    let response = ops.get("/hello").await;
+    assert_eq!(response.status(), 404);
+    let body = json(response).await;
+    assert_eq!(body["error"], "not_found");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no route matches"),
+        "{body}"
+    );
+    let (status, _) = ops
+        .call(http::Method::DELETE, "/v1/functions/hello", None)
+        .await;
+    assert_eq!(status, 409, "removing twice");
+    // Removed stays removed across a restart.
+    let ops = Ops::start_in(ops.stop().await, APP, None).await;
+    assert_eq!(ops.hello().await.0, 404);
+    assert_eq!(ops.function("hello").await["removed"], true);
+    let (status, answer) = ops
+        .call(http::Method::POST, "/v1/functions/hello/rollback", None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["removed"], false);
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    ops.stop().await;
+}
+
+#[tokio::test]
+async fn deployed_versions_survive_a_restart_unless_the_manifest_changed() {
+    let ops = Ops::start(APP, None).await;
+    let base = ops.function("hello").await;
+    let (status, answer) = ops.deploy("hello", component("wstd-hello")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(ops.hello().await, (200, NEW.to_owned()));
+    let deployed = ops.function("hello").await;
+    let dir = ops.stop().await;
+
+    // Same manifest: the deployed version serves again, with its history.
+    let ops = Ops::start_in(dir, APP, None).await;
+    assert_eq!(ops.hello().await, (200, NEW.to_owned()));
+    let restored = ops.function("hello").await;
+    assert_eq!(restored["version"], deployed["version"]);
+    assert_eq!(restored["deployed_at"], deployed["deployed_at"]);
+    assert_eq!(restored["history"], 1);
+    // The history survived too: a rollback reaches the manifest's version.
+    let (status, answer) = ops
+        .call(http::Method::POST, "/v1/functions/hello/rollback", None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["version"], base["version"]);
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    let (status, answer) = ops.deploy("hello", component("wstd-hello")).await;
+    assert_eq!(status, 200, "{answer}");
+    let dir = ops.stop().await;
+
+    // The manifest's component changed meanwhile: the manifest wins.
+    let changed = APP.replace("guest:hello", "guest:echo");
+    let ops = Ops::start_in(dir, &changed, None).await;
+    let echoed = ops.hello().await;
+    assert_eq!(echoed.0, 200);
+    assert!(echoed.1.contains("\"method\""), "{}", echoed.1);
+    let info = ops.function("hello").await;
+    assert_eq!(info["history"], 0);
+    assert_eq!(info["version"], info["manifest_version"]);
+    // Its components were collected and the record forgets the function.
+    let record = std::fs::read_to_string(ops.state.join("deploy/deployments.json")).unwrap();
+    assert!(!record.contains("\"hello\""), "{record}");
+    let kept = std::fs::read_dir(ops.state.join("deploy/components"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 0);
+    ops.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_function_comes_with_its_manifest_entry_and_survives_a_restart() {
+    let ops = Ops::start(APP, None).await;
+    let add = |entry: &str, body: Vec<u8>| {
+        ops.request(http::Method::PUT, "/v1/functions/extra")
+            .header("nimbus-manifest", entry)
+            .body(body)
+            .send()
+    };
+    for (entry, body, expected) in [
+        (
+            r#"routes = ["GET /hello"]"#,
+            component("hello"),
+            "matches the same requests as",
+        ),
+        (
+            r#"colour = "blue""#,
+            component("hello"),
+            "unknown field `colour`",
+        ),
+        (
+            r#"source = "x.wasm""#,
+            component("hello"),
+            "`source`: leave it out",
+        ),
+        (r#"routes = ["GET /x""#, component("hello"), "invalid TOML"),
+        (
+            r#"queue = { topic = "t" }"#,
+            component("queue-noop"),
+            "`queue`: a queue function is added in nimbus.toml",
+        ),
+        (
+            r#"routes = ["GET /extra"]"#,
+            wat::parse_str("(module)").unwrap(),
+            "is a core wasm module",
+        ),
+    ] {
+        let response = add(entry, body).await.unwrap();
+        assert_eq!(response.status(), 422, "{entry}");
+        let answer = json(response).await;
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{entry}: {message}");
+    }
+    assert_eq!(ops.get("/extra").await.status(), 404);
+    let (status, answer) = ops.deploy("extra", component("hello")).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("nimbus-manifest")
+    );
+
+    let entry =
+        r#"{ routes = ["GET /extra"], env = { GREETING = "Hi" }, limits = { timeout = "5s" } }"#;
+    let response = add(entry, component("hello")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer = json(response).await;
+    assert_eq!(answer["action"], "add");
+    assert_eq!(answer["routes"][0], "GET /extra");
+    assert_eq!(answer["limits"]["timeout"], "5s");
+    let extra = ops.get("/extra").await;
+    assert_eq!(extra.status(), 200);
+    assert_eq!(extra.text().await.unwrap(), "Hi, world!\n");
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    let response = add(entry, component("hello")).await.unwrap();
+    assert_eq!(response.status(), 409, "adding it twice");
+
+    // It deploys and rolls back like any other function.
+    let (status, answer) = ops.deploy("extra", component("wstd-hello")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(ops.get("/extra").await.text().await.unwrap(), NEW);
+    let dir = ops.stop().await;
+
+    let ops = Ops::start_in(dir, APP, None).await;
+    assert_eq!(ops.get("/extra").await.text().await.unwrap(), NEW);
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    let (status, list) = ops.call(http::Method::GET, "/v1/functions", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list[1]["id"], "extra");
+    assert_eq!(list[1]["history"], 1);
+    let (status, answer) = ops
+        .call(http::Method::POST, "/v1/functions/extra/rollback", None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        ops.get("/extra").await.text().await.unwrap(),
+        "Hi, world!\n"
+    );
+    let dir = ops.stop().await;
+
+    // Once nimbus.toml defines it, the manifest wins.
+    let defined =
+        format!("{APP}[functions.extra]\nsource = \"guest:echo\"\nroutes = [\"GET /extra\"]\n");
+    let ops = Ops::start_in(dir, &defined, None).await;
+    let echoed = ops.get("/extra").await.text().await.unwrap();
+    assert!(echoed.contains("\"method\""), "{echoed}");
+    ops.stop().await;
+}
