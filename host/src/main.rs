@@ -35,7 +35,8 @@ const STATE_FILE: &str = "state.redb";
 #[command(name = "nimbus", version, about)]
 struct Cli {
     /// Log format on stderr. The level comes from NIMBUS_LOG (e.g. `debug`,
-    /// `nimbus::access=debug`), default `info`.
+    /// or `info,nimbus::access=off` without the per-request access log),
+    /// default `info`.
     #[arg(
         long,
         global = true,
