@@ -51,7 +51,7 @@ pub enum HttpError {
         realm: String,
     },
     /// A valid token without a scope or role the route requires.
-    #[error("forbidden: the token lacks {missing}")]
+    #[error("the token lacks {missing}")]
     Forbidden {
         /// What is missing (`scope orders:write`, `role admin`).
         missing: String,
