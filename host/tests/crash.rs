@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, app_dir, nimbus};
+use common::{Server, app_dir, nimbus, up_command};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -31,15 +31,7 @@ const MESSAGES: usize = 1_000;
 const PUBLISHERS: usize = 16;
 
 fn start(dir: &Path) -> Server {
-    let mut cmd = nimbus(dir);
-    cmd.args([
-        "up",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]);
-    Server::start(cmd)
+    Server::start(up_command(dir))
 }
 
 fn client() -> reqwest::Client {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, app_dir, nimbus};
+use common::{Server, app_dir, get, nimbus, up_command};
 use std::process::Output;
 use std::time::Duration;
 
@@ -21,14 +21,8 @@ fn guest(name: &str) -> &'static str {
 }
 
 fn up(dir: &std::path::Path) -> Server {
-    let mut cmd = nimbus(dir);
-    cmd.env("NIMBUS_ADMIN_TOKEN", TOKEN).args([
-        "up",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]);
+    let mut cmd = up_command(dir);
+    cmd.env("NIMBUS_ADMIN_TOKEN", TOKEN);
     Server::start(cmd)
 }
 
@@ -67,22 +61,6 @@ fn failed(out: &Output) -> String {
 
 fn hello(server: &Server) -> (u16, String) {
     get(server, "/hello")
-}
-
-fn get(server: &Server, path: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let r = client
-            .get(format!("{}{path}", server.url))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    })
 }
 
 #[test]

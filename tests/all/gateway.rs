@@ -138,6 +138,17 @@ routes = [
     m
 }
 
+/// The auth app, with tokens for it; its JWKS URL provider is not used.
+async fn start_auth_app() -> (TestApp, Tokens) {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = Tokens::make(dir.path());
+    let manifest = auth_manifest(&tokens.secret, "http://127.0.0.1:9/unused");
+    (
+        TestApp::start_in(dir, &manifest, Default::default()).await,
+        tokens,
+    )
+}
+
 async fn get_with(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
     let mut request = app.client.get(app.url(path));
     if let Some(token) = token {
@@ -247,14 +258,7 @@ async fn jwt_tokens_from_an_independent_signer() {
 
 #[tokio::test]
 async fn functions_get_verified_claims_and_never_spoofed_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = Tokens::make(dir.path());
-    let app = TestApp::start_in(
-        dir,
-        &auth_manifest(&tokens.secret, "http://127.0.0.1:9/unused"),
-        Default::default(),
-    )
-    .await;
+    let (app, tokens) = start_auth_app().await;
     let spoof = |request: reqwest::RequestBuilder| {
         request
             .header("x-nimbus-auth-subject", "mallory")
@@ -346,14 +350,7 @@ async fn jwks_over_http_is_fetched_cached_and_refreshed_for_a_new_kid() {
 
 #[tokio::test]
 async fn subject_rate_limits_are_per_user() {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = Tokens::make(dir.path());
-    let app = TestApp::start_in(
-        dir,
-        &auth_manifest(&tokens.secret, "http://127.0.0.1:9/unused"),
-        Default::default(),
-    )
-    .await;
+    let (app, tokens) = start_auth_app().await;
     let alice = tokens.get("hs256");
     let bob = tokens.get("hs256_bob");
     assert_eq!(get_with(&app, "/per-user", Some(alice)).await.status(), 200);

@@ -34,6 +34,36 @@ pub fn nimbus(dir: &Path) -> Command {
     cmd
 }
 
+/// `nimbus up` in `dir` on free ports, public and admin.
+pub fn up_command(dir: &Path) -> Command {
+    let mut cmd = nimbus(dir);
+    cmd.args([
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
+/// `GET` `path` from `server`, blocking: the status and the body.
+pub fn get(server: &Server, path: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let r = client
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
 /// A running `nimbus up`, killed if the test ends early.
 pub struct Server {
     pub child: Child,
