@@ -66,12 +66,17 @@ impl Claims {
                 .map(|v| v.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default()
         };
-        let all = text(HEADER_AUTH_CLAIMS)
+        let all: serde_json::Map<String, serde_json::Value> = text(HEADER_AUTH_CLAIMS)
             .and_then(|v| serde_json::from_str(v).ok())
             .unwrap_or_default();
+        // A subject that cannot be a header value on its own (non-ASCII) is
+        // still in the claims.
+        let subject = text(HEADER_AUTH_SUBJECT)
+            .map(str::to_owned)
+            .or_else(|| all.get("sub").and_then(|v| v.as_str()).map(str::to_owned));
         Some(Claims {
             provider,
-            subject: text(HEADER_AUTH_SUBJECT).map(str::to_owned),
+            subject,
             scopes: list(HEADER_AUTH_SCOPES),
             roles: list(HEADER_AUTH_ROLES),
             all,

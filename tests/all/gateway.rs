@@ -111,6 +111,12 @@ fn auth_manifest(secret: &str, jwks_url: &str) -> String {
     m += &provider("ec384", "public_key_pem = \"keys/ec384.pem\"");
     m += &provider("ed", "public_key_pem = \"keys/ed25519.pem\"");
     m += &provider("jwks", "jwks = \"keys/jwks.json\"");
+    // HMAC allowed beside RSA: only the key's family stops an HS256 token
+    // that names the RSA key's kid.
+    m += &provider(
+        "jwksmixed",
+        "jwks = \"keys/jwks.json\"\nalgorithms = [\"RS256\", \"HS256\"]",
+    );
     m += &provider(
         "served",
         &format!("jwks = \"{jwks_url}\"\njwks_min_refresh = \"200ms\""),
@@ -129,6 +135,7 @@ routes = [
     { route = "/ec384", auth = { require = "ec384" } },
     { route = "/ed", auth = { require = "ed" } },
     { route = "/jwks", auth = { require = "jwks" } },
+    { route = "/jwks-mixed", auth = { require = "jwksmixed" } },
     { route = "/served", auth = { require = "served" } },
     { route = "/admin", auth = { require = "hmac256", roles = ["admin"] } },
     { route = "/public", auth = { require = "none" } },
@@ -186,6 +193,7 @@ async fn jwt_tokens_from_an_independent_signer() {
         ("/ed", "eddsa"),
         ("/jwks", "jwks_rsa"),
         ("/jwks", "jwks_ec"),
+        ("/jwks-mixed", "jwks_rsa"),
         ("/admin", "hs256_admin"),
     ] {
         let response = get_with(&app, path, Some(tokens.get(case))).await;
@@ -379,8 +387,10 @@ routes = [
 
 [functions.hello]
 source = "guest:hello"
-routes = ["GET /hello"]
+routes = ["GET /hello", "GET /hi"]
 cors = { allow_origins = ["*"] }
+# One bucket for both routes.
+rate_limit = { requests = 1, per = "10s", burst = 2 }
 "#;
 
 fn client_from(ip: Ipv4Addr) -> reqwest::Client {
@@ -432,6 +442,12 @@ async fn rate_limits_allow_a_burst_then_429_with_retry_after_then_recover() {
     assert_eq!(limited.headers()["retry-after"], "10");
     assert_eq!(keyed("b").send().await.unwrap().status(), 200);
 
+    // A function's limit is one bucket for all its routes.
+    assert_eq!(app.get("/hello").await.status(), 200);
+    assert_eq!(app.get("/hi").await.status(), 200);
+    assert_eq!(app.get("/hello").await.status(), 429);
+    assert_eq!(app.get("/hi").await.status(), 429);
+
     // Routes without a limit are not limited.
     for _ in 0..20 {
         assert_eq!(app.get("/free").await.status(), 200);
@@ -472,6 +488,7 @@ async fn cors_preflights_are_answered_by_the_gateway() {
     ] {
         let refused = preflight(origin, method, headers).await.unwrap();
         assert_eq!(refused.status(), 403, "{origin} {method} {headers}");
+        assert_eq!(refused.headers()["vary"], "Origin");
         assert!(
             !refused
                 .headers()

@@ -81,9 +81,12 @@ def main() -> None:
         headers = {"kid": kid} if kid else None
         return jwt.encode(claims(**changes), key, algorithm=alg, headers=headers)
 
-    def hs256_with_raw_key(key: bytes, **changes) -> str:
+    def hs256_with_raw_key(key: bytes, kid=None, **changes) -> str:
         # PyJWT refuses a PEM as an HMAC secret (rightly); the attack does not.
-        header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        head = {"alg": "HS256", "typ": "JWT"}
+        if kid:
+            head["kid"] = kid
+        header = b64url(json.dumps(head).encode())
         payload = b64url(json.dumps(claims(**changes)).encode())
         mac = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
         return f"{header}.{payload}.{b64url(mac)}"
@@ -113,6 +116,10 @@ def main() -> None:
         "bad_signature": sign(OTHER_SECRET, "HS256"),
         "alg_none": jwt.encode(claims(), None, algorithm="none"),
         "hmac_with_rsa_public_key": hs256_with_raw_key(public_pem(rsa_key)),
+        "hmac_with_rsa_kid": hs256_with_raw_key(public_pem(rsa_key), kid="rsa-1"),
+        "no_iss": sign(SECRET, "HS256", iss=None),
+        "no_aud": sign(SECRET, "HS256", aud=None),
+        "aud_not_a_string": sign(SECRET, "HS256", aud=42),
         "hs256_read_only": sign(SECRET, "HS256", scope="read"),
         "hs256_admin": sign(SECRET, "HS256", roles=["admin"], sub="root"),
         "hs256_bob": sign(SECRET, "HS256", sub="bob"),

@@ -163,12 +163,21 @@ impl Cors {
         Ok(headers)
     }
 
-    /// Adds the CORS headers to the response of an actual (non-preflight)
-    /// request from `origin`; nothing when the origin is not allowed.
-    pub fn decorate(&self, origin: &HeaderValue, headers: &mut HeaderMap) {
-        if !self.allows_origin(origin) {
+    /// Adds the CORS headers to a response: for an allowed `origin`, the
+    /// `Access-Control-*` headers; and `Vary: Origin` whenever the answer
+    /// depends on the origin, so a shared cache never serves one origin's
+    /// answer to another. A preflight answer, complete already, is left alone.
+    pub fn decorate(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+        if headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
             return;
         }
+        let allowed = origin.filter(|o| self.allows_origin(o));
+        if self.spec.origins.is_some() || self.spec.credentials || allowed.is_some() {
+            headers.append(VARY, HeaderValue::from_static("Origin"));
+        }
+        let Some(origin) = allowed else {
+            return;
+        };
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin(origin));
         if self.spec.credentials {
             headers.insert(
@@ -179,7 +188,6 @@ impl Cors {
         if let Some(expose) = &self.expose {
             headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
         }
-        headers.append(VARY, HeaderValue::from_static("Origin"));
     }
 }
 
@@ -253,8 +261,22 @@ mod tests {
     fn any_origin_without_credentials_answers_star() {
         let c = cors(None, false);
         let mut headers = HeaderMap::new();
-        c.decorate(&HeaderValue::from_static("https://b.example"), &mut headers);
+        c.decorate(
+            Some(&HeaderValue::from_static("https://b.example")),
+            &mut headers,
+        );
         assert_eq!(headers[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
         assert_eq!(headers[ACCESS_CONTROL_EXPOSE_HEADERS], "x-request-id");
+    }
+
+    #[test]
+    fn listed_origins_vary_even_when_refused_or_absent() {
+        let c = cors(Some(vec!["https://a.example"]), false);
+        for origin in [None, Some(HeaderValue::from_static("https://evil.example"))] {
+            let mut headers = HeaderMap::new();
+            c.decorate(origin.as_ref(), &mut headers);
+            assert_eq!(headers[VARY], "Origin");
+            assert!(!headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN));
+        }
     }
 }

@@ -92,7 +92,10 @@ struct Key {
 
 struct KeySet {
     keys: Vec<Key>,
-    fetched: Instant,
+    /// When the keys were last loaded; `None` before the first load.
+    fetched: Option<Instant>,
+    /// When a load was last tried, whether it worked or not.
+    attempted: Option<Instant>,
 }
 
 /// A provider ready to verify tokens.
@@ -169,18 +172,16 @@ impl JwtProvider {
                 (Vec::new(), Some(client))
             }
         };
-        let fetched = if matches!(spec.key, KeySource::JwksUrl(_)) {
-            // Empty and stale: the first request fetches.
-            Instant::now()
-                .checked_sub(JWKS_MAX_AGE + spec.jwks_min_refresh)
-                .unwrap_or_else(Instant::now)
-        } else {
-            Instant::now()
-        };
+        // A JWKS URL starts empty: the first request that needs it fetches.
+        let loaded = (!keys.is_empty()).then(Instant::now);
         Ok(JwtProvider {
             name: spec.name.as_str().into(),
             spec,
-            keys: RwLock::new(Arc::new(KeySet { keys, fetched })),
+            keys: RwLock::new(Arc::new(KeySet {
+                keys,
+                fetched: loaded,
+                attempted: loaded,
+            })),
             refresh: tokio::sync::Mutex::new(()),
             client,
         })
@@ -210,7 +211,16 @@ impl JwtProvider {
         validation.algorithms = vec![alg];
         validation.leeway = self.spec.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // `iss` and `aud` are checked only when present, unless required:
+        // a provider that names them requires them.
+        let mut required = vec!["exp"];
+        if self.spec.issuer.is_some() {
+            required.push("iss");
+        }
+        if !self.spec.audience.is_empty() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         if let Some(issuer) = &self.spec.issuer {
             validation.set_issuer(&[issuer]);
         }
@@ -249,73 +259,71 @@ impl JwtProvider {
         })
     }
 
-    /// The current keys, refreshed first when they are a JWKS that is stale
-    /// or lacks `kid`.
+    /// The current keys, refreshed first when they are a JWKS that is stale,
+    /// empty, or lacks `kid`; at most one attempt per `jwks_min_refresh`,
+    /// failed or not, so neither callers nor a down identity provider make
+    /// the gateway fetch in a loop.
     async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<KeySet>, TokenError> {
         let current = self.keys.read().expect("key set lock").clone();
-        let Some(client) = &self.client else {
-            // A file JWKS that lacks the kid is read again, at most every
-            // `jwks_min_refresh`, so a rotated file is picked up.
-            if let (KeySource::JwksFile(path), Some(kid)) = (&self.spec.key, kid)
-                && !current.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
-                && current.fetched.elapsed() >= self.spec.jwks_min_refresh
-            {
-                let _guard = self.refresh.lock().await;
-                if let Ok(text) = tokio::fs::read(path).await
-                    && let Ok(keys) = parse_jwks(&text)
-                {
-                    return Ok(self.store(keys));
-                }
-            }
-            return Ok(current);
+        let lacks = |set: &KeySet| {
+            set.keys.is_empty()
+                || kid.is_some_and(|kid| !set.keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
         };
-        let missing =
-            kid.is_some_and(|kid| !current.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
-        let stale = current.fetched.elapsed() >= JWKS_MAX_AGE;
-        let may_refresh = current.fetched.elapsed() >= self.spec.jwks_min_refresh;
-        if !(stale || (missing && may_refresh)) {
-            return Ok(current);
+        let may_attempt = current
+            .attempted
+            .is_none_or(|at| at.elapsed() >= self.spec.jwks_min_refresh);
+        let stale = matches!(self.spec.key, KeySource::JwksUrl(_))
+            && current
+                .fetched
+                .is_none_or(|at| at.elapsed() >= JWKS_MAX_AGE);
+        let refreshable = matches!(
+            self.spec.key,
+            KeySource::JwksUrl(_) | KeySource::JwksFile(_)
+        );
+        if !refreshable || !may_attempt || !(stale || lacks(&current)) {
+            return if current.keys.is_empty() {
+                Err(TokenError::KeysUnavailable)
+            } else {
+                Ok(current)
+            };
         }
         let _guard = self.refresh.lock().await;
         // Another request may have refreshed while this one waited.
         let latest = self.keys.read().expect("key set lock").clone();
-        if !Arc::ptr_eq(&latest, &current) {
+        if latest.attempted != current.attempted {
             return Ok(latest);
         }
-        let KeySource::JwksUrl(url) = &self.spec.key else {
-            return Ok(current);
+        let fetched = match (&self.spec.key, &self.client) {
+            (KeySource::JwksUrl(url), Some(client)) => fetch_jwks(client, url).await,
+            (KeySource::JwksFile(path), _) => match tokio::fs::read(path).await {
+                Ok(bytes) => parse_jwks(&bytes),
+                Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            },
+            _ => return Ok(current),
         };
-        match fetch_jwks(client, url).await {
-            Ok(keys) => Ok(self.store(keys)),
+        let now = Some(Instant::now());
+        let set = match fetched {
+            Ok(keys) => KeySet {
+                keys,
+                fetched: now,
+                attempted: now,
+            },
             Err(message) => {
-                tracing::warn!(provider = %self.name, url, %message, "cannot fetch JWKS");
-                if current.keys.is_empty() {
-                    // Try again on the next request rather than in 30 s.
-                    Err(TokenError::KeysUnavailable)
-                } else {
-                    // Keep serving with the keys we have; try again after
-                    // `jwks_min_refresh` rather than on every request.
-                    let retry_at = Instant::now()
-                        .checked_sub(JWKS_MAX_AGE.saturating_sub(self.spec.jwks_min_refresh))
-                        .unwrap_or_else(Instant::now);
-                    let kept = Arc::new(KeySet {
-                        keys: current.keys.clone(),
-                        fetched: retry_at,
-                    });
-                    *self.keys.write().expect("key set lock") = kept.clone();
-                    Ok(kept)
+                tracing::warn!(provider = %self.name, %message, "cannot load the JWKS; keeping the keys we have");
+                KeySet {
+                    keys: current.keys.clone(),
+                    fetched: current.fetched,
+                    attempted: now,
                 }
             }
-        }
-    }
-
-    fn store(&self, keys: Vec<Key>) -> Arc<KeySet> {
-        let set = Arc::new(KeySet {
-            keys,
-            fetched: Instant::now(),
-        });
+        };
+        let set = Arc::new(set);
         *self.keys.write().expect("key set lock") = set.clone();
-        set
+        if set.keys.is_empty() {
+            Err(TokenError::KeysUnavailable)
+        } else {
+            Ok(set)
+        }
     }
 }
 
@@ -356,19 +364,23 @@ fn pick_key<'k>(
 }
 
 async fn fetch_jwks(client: &reqwest::Client, url: &str) -> Result<Vec<Key>, String> {
-    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let mut response = client.get(url).send().await.map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
+    let too_large = || format!("the JWKS at {url} is larger than 1 MiB");
     if response
         .content_length()
         .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
     {
-        return Err("the JWKS is larger than 1 MiB".into());
+        return Err(too_large());
     }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    if body.len() > MAX_JWKS_BYTES {
-        return Err("the JWKS is larger than 1 MiB".into());
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
     }
     parse_jwks(&body)
 }
@@ -414,6 +426,10 @@ fn key_from_jwk(jwk: &Jwk) -> Result<Option<Key>, String> {
 
 /// The value at a dotted claim path (`realm_access.roles`).
 fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    // A namespaced claim (`https://example.com/roles`) is a key with dots.
+    if let Some(value) = claims.get(path) {
+        return Some(value);
+    }
     let mut parts = path.split('.');
     let mut value = claims.get(parts.next()?)?;
     for part in parts {

@@ -52,7 +52,7 @@ pub struct Gateway {
 /// What the gateway checks before one route's function runs.
 pub struct RoutePolicy {
     auth: Auth,
-    rate_limit: Option<(RateKey, RateLimiter)>,
+    rate_limit: Option<(RateKey, Arc<RateLimiter>)>,
 }
 
 enum Auth {
@@ -87,40 +87,56 @@ impl Gateway {
             providers.insert(spec.name.clone(), Arc::new(JwtProvider::new(spec.clone())?));
         }
         let auth_of = |rule: &AuthRule| match rule {
-            AuthRule::Public => Auth::Public,
+            AuthRule::Public => Ok(Auth::Public),
             AuthRule::Jwt {
                 provider,
                 scopes,
                 roles,
-            } => Auth::Jwt {
-                provider: providers[provider].clone(),
+            } => Ok(Auth::Jwt {
+                provider: providers
+                    .get(provider)
+                    .ok_or_else(|| ProviderError {
+                        provider: provider.clone(),
+                        message: "no such provider in `[auth]`".into(),
+                    })?
+                    .clone(),
                 scopes: scopes.clone(),
                 roles: roles.clone(),
-            },
+            }),
         };
-        let routes = manifest
-            .functions
-            .iter()
-            .map(|f| {
-                f.route_options
-                    .iter()
-                    .map(|o| {
-                        let auth = o
-                            .auth
-                            .as_ref()
-                            .or(f.auth.as_ref())
-                            .or(manifest.auth.as_ref())
-                            .map_or(Auth::Public, auth_of);
-                        let rate_limit = o
-                            .rate_limit
-                            .as_ref()
-                            .or(f.rate_limit.as_ref())
-                            .map(|spec| (spec.key.clone(), RateLimiter::new(spec)));
-                        RoutePolicy { auth, rate_limit }
-                    })
-                    .collect()
-            })
-            .collect();
+        let mut routes = Vec::with_capacity(manifest.functions.len());
+        for f in &manifest.functions {
+            assert_eq!(
+                f.route_options.len(),
+                f.routes.len(),
+                "a route's options for each route of `{}`",
+                f.id
+            );
+            // The function's own limit is one bucket for all the routes
+            // that inherit it, not one per route.
+            let shared = f
+                .rate_limit
+                .as_ref()
+                .map(|spec| (spec.key.clone(), Arc::new(RateLimiter::new(spec))));
+            let mut policies = Vec::with_capacity(f.route_options.len());
+            for o in &f.route_options {
+                let auth = match o
+                    .auth
+                    .as_ref()
+                    .or(f.auth.as_ref())
+                    .or(manifest.auth.as_ref())
+                {
+                    Some(rule) => auth_of(rule)?,
+                    None => Auth::Public,
+                };
+                let rate_limit = match &o.rate_limit {
+                    Some(spec) => Some((spec.key.clone(), Arc::new(RateLimiter::new(spec)))),
+                    None => shared.clone(),
+                };
+                policies.push(RoutePolicy { auth, rate_limit });
+            }
+            routes.push(policies);
+        }
         let cors = manifest
             .functions
             .iter()
@@ -190,14 +206,23 @@ impl RoutePolicy {
     /// address, header). Subject-keyed limits wait for [`Self::limit_subject`].
     pub fn limit_before_auth(&self, headers: &HeaderMap, client: IpAddr) -> Result<(), Rejection> {
         match &self.rate_limit {
-            Some((RateKey::Client, limiter)) => check(limiter, &client.to_string()),
+            Some((RateKey::Client, limiter)) => check(limiter, &client_key(client)),
             Some((RateKey::Header(name), limiter)) => match headers.get(name) {
                 Some(v) => check(
                     limiter,
                     &format!("h:{}", String::from_utf8_lossy(v.as_bytes())),
                 ),
-                None => check(limiter, &client.to_string()),
+                None => check(limiter, &client_key(client)),
             },
+            _ => Ok(()),
+        }
+    }
+
+    /// After a failed authentication on a subject-keyed route: the attempt
+    /// counts against the client's address, so guessing tokens is limited too.
+    pub fn limit_failed_auth(&self, client: IpAddr) -> Result<(), Rejection> {
+        match &self.rate_limit {
+            Some((RateKey::Subject, limiter)) => check(limiter, &client_key(client)),
             _ => Ok(()),
         }
     }
@@ -208,7 +233,7 @@ impl RoutePolicy {
             (Some((RateKey::Subject, limiter)), Some(subject)) => {
                 check(limiter, &format!("s:{subject}"))
             }
-            (Some((RateKey::Subject, limiter)), None) => check(limiter, &client.to_string()),
+            (Some((RateKey::Subject, limiter)), None) => check(limiter, &client_key(client)),
             _ => Ok(()),
         }
     }
@@ -255,6 +280,21 @@ impl RoutePolicy {
     }
 }
 
+/// A client's rate-limit key: its IPv4 address, or its IPv6 /64 (one host
+/// usually has a whole /64, and could otherwise take a new key per request).
+fn client_key(client: IpAddr) -> String {
+    match client {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 fn check(limiter: &RateLimiter, key: &str) -> Result<(), Rejection> {
     limiter.check(key).map_err(Rejection::RateLimited)
 }
@@ -295,13 +335,13 @@ pub fn insert_claim_headers(headers: &mut HeaderMap, claims: &Claims) {
     put(HEADER_AUTH_CLAIMS, &ascii_json(&json));
 }
 
-/// JSON with every non-ASCII character written as `\uXXXX`, so it fits a
-/// header value. Outside strings JSON is ASCII, so escaping every such
+/// JSON with every non-ASCII or control character written as `\uXXXX`,
+/// so it fits a header value. Outside strings JSON is ASCII, so escaping every such
 /// character keeps the document equal.
 fn ascii_json(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
-        if c.is_ascii() {
+        if c.is_ascii() && !c.is_ascii_control() {
             out.push(c);
         } else {
             let mut units = [0u16; 2];

@@ -16,11 +16,18 @@ pub const DEFAULT_API_VERSION: &str = "1";
 /// Methods a route without a method is documented under.
 const ANY_METHOD: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
+/// The methods an OpenAPI 3.1 path item has fields for; a route with another
+/// method (`PURGE`, say) is left out of the document.
+const OPENAPI_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
 /// The document for `manifest`.
 pub fn document(manifest: &Manifest) -> Value {
     // Templated paths with the same shape are the same path to OpenAPI, so
     // the first route of a shape names its parameters for all.
     let mut shapes: BTreeMap<String, String> = BTreeMap::new();
+    let mut operation_ids = std::collections::HashSet::new();
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for function in &manifest.functions {
         for (i, route) in function.routes.iter().enumerate() {
@@ -40,7 +47,19 @@ pub fn document(manifest: &Manifest) -> Value {
                 None => ANY_METHOD.iter().map(|m| m.to_string()).collect(),
             };
             for method in methods {
-                let op = operation(manifest, function, i, route, &method, &templated);
+                if !OPENAPI_METHODS.contains(&method.as_str()) {
+                    continue;
+                }
+                let mut op = operation(manifest, function, i, route, &method, &templated);
+                // Ids must be unique; different paths can clean to one id.
+                let base = op["operationId"].as_str().unwrap_or_default().to_owned();
+                let mut id = base.clone();
+                let mut n = 2;
+                while !operation_ids.insert(id.clone()) {
+                    id = format!("{base}_{n}");
+                    n += 1;
+                }
+                op["operationId"] = json!(id);
                 item.insert(method, op);
             }
         }

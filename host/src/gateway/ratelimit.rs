@@ -1,7 +1,10 @@
 //! Keyed token buckets, as GCRA (the generic cell rate algorithm): each key
 //! keeps one number, the time its bucket will be full again, so a check is a
-//! hash lookup and an addition. A key whose bucket is full again carries no
-//! information, so it is dropped; memory per limiter is capped.
+//! hash lookup and an addition. Keys are stored as 64-bit keyed hashes, so a
+//! long key (a header value) costs no more than a short one. A key whose
+//! bucket is full again carries no information and is dropped first when the
+//! limiter is at its cap; past that, the key closest to full is evicted, so
+//! memory is bounded and new callers are never locked out.
 //!
 //! Written here rather than taken from `governor` because the cap matters:
 //! a caller inventing a new key per request (a header value, say) must not
@@ -13,9 +16,9 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Most keys one limiter tracks. A key costs about 64 bytes, so a full
-/// limiter holds about 6 MiB; past the cap, idle keys are swept and a new key
-/// is refused until one frees (the refusal is a 429, never unbounded memory).
+/// Most keys one limiter tracks. A key costs about 32 bytes, so a full
+/// limiter holds about 3 MiB; past the cap, idle keys are swept, then the
+/// key nearest to a full bucket is evicted (it loses the least).
 pub const MAX_KEYS: usize = 100_000;
 
 /// Shards of the key map, so concurrent requests rarely share a lock; each
@@ -34,8 +37,8 @@ pub struct RateLimiter {
     shards: Box<[Shard]>,
 }
 
-/// Keys and the time (ns since `epoch`) each one's bucket is full again.
-type Shard = Mutex<HashMap<Box<str>, u64>>;
+/// Key hashes and the time (ns since `epoch`) each one's bucket is full again.
+type Shard = Mutex<HashMap<u64, u64>>;
 
 /// A request over the limit: when to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,17 +71,18 @@ impl RateLimiter {
     }
 
     fn check_at(&self, key: &str, now: u64) -> Result<(), Limited> {
-        let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
+        let hash = self.hasher.hash_one(key);
+        let shard = &self.shards[hash as usize % SHARDS];
         let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let full_at = match map.get(key) {
+        let full_at = match map.get(&hash) {
             Some(&t) => t.max(now),
             None => {
                 if map.len() >= MAX_KEYS / SHARDS {
                     map.retain(|_, full_at| *full_at > now);
-                    if map.len() >= MAX_KEYS / SHARDS {
-                        return Err(Limited {
-                            retry_after: Duration::from_nanos(self.emission),
-                        });
+                    if map.len() >= MAX_KEYS / SHARDS
+                        && let Some((&nearest, _)) = map.iter().min_by_key(|(_, t)| **t)
+                    {
+                        map.remove(&nearest);
                     }
                 }
                 now
@@ -91,12 +95,7 @@ impl RateLimiter {
                 retry_after: Duration::from_nanos(allowed_from - now),
             });
         }
-        match map.get_mut(key) {
-            Some(t) => *t = next,
-            None => {
-                map.insert(key.into(), next);
-            }
-        }
+        map.insert(hash, next);
         Ok(())
     }
 
@@ -146,24 +145,22 @@ mod tests {
     }
 
     #[test]
-    fn idle_keys_are_swept_at_the_cap() {
+    fn memory_is_capped_and_new_keys_still_get_in() {
         let l = limiter(1, Duration::from_secs(1), 1);
-        let per_shard = MAX_KEYS / SHARDS;
-        // Fill every shard's worth of keys at t=0; each is full again at t=1s.
-        let mut inserted = 0;
-        let mut i = 0;
-        while inserted < MAX_KEYS {
-            if l.check_at(&format!("k{i}"), 0).is_ok() {
-                inserted += 1;
-            } else {
-                break;
-            }
-            i += 1;
+        // More distinct keys than the cap, all active: the map stays capped.
+        const KEYS: usize = MAX_KEYS + 2_000;
+        for i in 0..KEYS {
+            l.check_at(&format!("k{i}"), 0).unwrap();
         }
         assert!(l.len() <= MAX_KEYS);
-        assert!(l.len() >= per_shard);
-        // Two seconds later every old key is idle: a new key fits after a sweep.
-        l.check_at("fresh", 2 * SEC).unwrap();
-        assert!(l.len() < MAX_KEYS);
+        // Keys spread unevenly over the shards, so some fill before others.
+        assert!(l.len() > MAX_KEYS * 9 / 10, "{}", l.len());
+        // A brand-new key is let in (an old one was evicted), and keys that
+        // stayed are still limited.
+        l.check_at("fresh", 0).unwrap();
+        let limited = (KEYS - 100..KEYS)
+            .filter(|i| l.check_at(&format!("k{i}"), 0).is_err())
+            .count();
+        assert!(limited > 90, "{limited}");
     }
 }

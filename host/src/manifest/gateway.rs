@@ -23,6 +23,9 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// provider, and a rotated key is still picked up within half a minute.
 pub const DEFAULT_JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
 
+/// The shortest `jwks_min_refresh` a provider may set.
+pub const MIN_JWKS_REFRESH: Duration = Duration::from_millis(100);
+
 /// The claim scopes are read from by default (RFC 8693, OAuth 2.0).
 pub const DEFAULT_SCOPES_CLAIM: &str = "scope";
 
@@ -173,6 +176,11 @@ pub(super) fn provider(
     }
     if let Some(jwks) = raw.jwks {
         let source = if jwks.starts_with("http://") || jwks.starts_with("https://") {
+            if jwks.starts_with("http://") && !is_loopback_url(&jwks) {
+                return Err(format!(
+                    "`jwks`: `{jwks}` is plain HTTP; anyone on the path could swap the keys, so use https:// (plain http is allowed on loopback only)"
+                ));
+            }
             KeySource::JwksUrl(jwks)
         } else {
             KeySource::JwksFile(dir.join(jwks))
@@ -195,16 +203,20 @@ pub(super) fn provider(
             ));
         }
     };
-    let allowed_by_key: Vec<Algorithm> = match (&key, hmac_alg) {
-        (KeySource::Hmac(_), Some(alg)) => vec![alg],
+    // What `algorithms` may list, and what is accepted when it is absent.
+    // A JWKS is usually public, so its symmetric (`oct`) keys are used only
+    // when `algorithms` asks for HMAC explicitly.
+    let (allowed_by_key, default): (Vec<Algorithm>, Vec<Algorithm>) = match (&key, hmac_alg) {
+        (KeySource::Hmac(_), Some(alg)) => (vec![alg], vec![alg]),
         (KeySource::Hmac(_), None) => unreachable!("an HMAC source has its algorithm"),
-        (KeySource::PublicKeyPem(_), _) => ASYMMETRIC.to_vec(),
-        (KeySource::JwksFile(_) | KeySource::JwksUrl(_), _) => {
-            ASYMMETRIC.iter().chain(&HMAC).copied().collect()
-        }
+        (KeySource::PublicKeyPem(_), _) => (ASYMMETRIC.to_vec(), ASYMMETRIC.to_vec()),
+        (KeySource::JwksFile(_) | KeySource::JwksUrl(_), _) => (
+            ASYMMETRIC.iter().chain(&HMAC).copied().collect(),
+            ASYMMETRIC.to_vec(),
+        ),
     };
     let algorithms = match raw.algorithms {
-        None => allowed_by_key,
+        None => default,
         Some(names) => {
             if names.is_empty() {
                 return Err("`algorithms` is empty".into());
@@ -237,9 +249,15 @@ pub(super) fn provider(
         key,
         algorithms,
         leeway: raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0),
-        jwks_min_refresh: raw
-            .jwks_min_refresh
-            .map_or(DEFAULT_JWKS_MIN_REFRESH, |d| d.0),
+        jwks_min_refresh: match raw.jwks_min_refresh {
+            None => DEFAULT_JWKS_MIN_REFRESH,
+            Some(HumanDuration(d)) if d < MIN_JWKS_REFRESH => {
+                return Err(format!(
+                    "`jwks_min_refresh`: {d:?} is too short; at least {MIN_JWKS_REFRESH:?}, so tokens with made-up `kid`s cannot make the gateway fetch in a loop"
+                ));
+            }
+            Some(HumanDuration(d)) => d,
+        },
         scopes_claim: claim(raw.scopes_claim, DEFAULT_SCOPES_CLAIM, "scopes_claim")?,
         roles_claim: claim(raw.roles_claim, DEFAULT_ROLES_CLAIM, "roles_claim")?,
     })
@@ -421,6 +439,20 @@ pub(super) fn cors(raw: RawCors) -> Result<CorsSpec, String> {
     })
 }
 
+/// True for `http://localhost...`, `http://127.x.x.x...` and `http://[::1]...`.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// An origin is `scheme://host[:port]`, exactly as a browser sends it.
 fn check_origin(origin: &str) -> Result<(), String> {
     let bad = |why: &str| {
@@ -484,6 +516,15 @@ mod tests {
             let err = check_origin(bad).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn plain_http_jwks_only_on_loopback() {
+        assert!(is_loopback_url("http://127.0.0.1:8080/jwks.json"));
+        assert!(is_loopback_url("http://localhost/jwks"));
+        assert!(is_loopback_url("http://[::1]:9/x"));
+        assert!(!is_loopback_url("http://id.example.com/jwks"));
+        assert!(!is_loopback_url("http://127.0.0.1.evil.example/jwks"));
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub enum HttpError {
         /// How long until a request would be allowed.
         retry_after: Duration,
     },
+    /// A fault of the host itself; the details go to the log.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A CORS preflight that the function's rules refuse.
     #[error("cross-origin request refused: {0}")]
     CorsRejected(CorsError),
@@ -101,6 +104,7 @@ impl HttpError {
             HttpError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden { .. } | HttpError::CorsRejected(_) => StatusCode::FORBIDDEN,
             HttpError::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HttpError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Invocation { error, .. } => match error {
                 InvocationError::Overloaded { .. } | InvocationError::PoolExhausted => {
@@ -123,6 +127,7 @@ impl HttpError {
             HttpError::Unauthorized { .. } => "unauthorized",
             HttpError::Forbidden { .. } => "forbidden",
             HttpError::AuthUnavailable => "auth_unavailable",
+            HttpError::Internal(_) => "internal",
             HttpError::TooManyRequests { .. } => "rate_limited",
             HttpError::CorsRejected(_) => "cors_rejected",
             HttpError::Invocation { error, .. } => error.kind(),
@@ -141,6 +146,7 @@ impl HttpError {
                 };
                 format!("function `{function}` {what}")
             }
+            HttpError::Internal(_) => "internal error; the host log has the details".into(),
             other => other.to_string(),
         }
     }
@@ -189,6 +195,10 @@ impl HttpError {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
+            HttpError::CorsRejected(_) => {
+                // The refusal depends on the origin: caches must key on it.
+                headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+            }
             HttpError::TooManyRequests { retry_after } => {
                 headers.insert(
                     header::RETRY_AFTER,
@@ -210,10 +220,16 @@ fn retry_after_secs(d: Duration) -> u64 {
     d.as_nanos().div_ceil(1_000_000_000).max(1) as u64
 }
 
-/// Text safe inside a quoted-string of an auth challenge.
+/// Longest text put in a quoted-string of an auth challenge; a token's
+/// `kid` or `alg` echoed back is cut there.
+const MAX_CHALLENGE_TEXT: usize = 100;
+
+/// Text safe inside a quoted-string of an auth challenge: printable ASCII
+/// without quotes or backslashes, so the header is always valid.
 fn quote_safe(s: &str) -> String {
     s.chars()
-        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .take(MAX_CHALLENGE_TEXT)
         .collect()
 }
 

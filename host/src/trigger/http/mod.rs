@@ -105,6 +105,9 @@ impl HttpTrigger {
                     HttpError::Invocation { function, error } => {
                         log_invocation_error(function, &request_id, error)
                     }
+                    HttpError::Internal(detail) => {
+                        tracing::error!(request_id, detail, "gateway fault")
+                    }
                     rejected if rejected.status().is_client_error() && function.is_some() => {
                         crate::telemetry::metrics()
                             .rejections
@@ -119,8 +122,8 @@ impl HttpTrigger {
                 e.into_response(&request_id)
             }
         };
-        if let (Some(cors), Some(origin)) = (cors, &origin) {
-            cors.decorate(origin, response.headers_mut());
+        if let Some(cors) = cors {
+            cors.decorate(origin.as_ref(), response.headers_mut());
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, v);
@@ -190,7 +193,15 @@ impl HttpTrigger {
         out.route = Some(&routed.target.pattern);
         out.cors = gateway.cors(index).map(|c| &**c);
         let mut call = CallCtx::new(request_id, None, index);
-        if let Some(policy) = gateway.policy(index, routed.target.route) {
+        let policy = gateway.policy(index, routed.target.route).ok_or_else(|| {
+            // Policies are built for every route the router holds; a miss is
+            // a bug, and serving the route unchecked could expose it.
+            HttpError::Internal(format!(
+                "no gateway policy for route `{}`",
+                routed.target.pattern
+            ))
+        })?;
+        {
             let client = conn.client.ip();
             let realm = || gateway.realm().to_owned();
             let reject = |r: Rejection| match r {
@@ -211,7 +222,14 @@ impl HttpTrigger {
             policy
                 .limit_before_auth(req.headers(), client)
                 .map_err(reject)?;
-            call.claims = policy.authenticate(req.headers()).await.map_err(reject)?;
+            call.claims = match policy.authenticate(req.headers()).await {
+                Ok(claims) => claims,
+                Err(rejected) => {
+                    // A failed attempt still counts, against the address.
+                    policy.limit_failed_auth(client).map_err(reject)?;
+                    return Err(reject(rejected));
+                }
+            };
             policy
                 .limit_subject(call.claims.as_deref(), client)
                 .map_err(reject)?;
