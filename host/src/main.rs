@@ -744,12 +744,21 @@ fn state_dir(manifest: &Manifest, flag: Option<&Path>) -> PathBuf {
 }
 
 fn new_runtime(state_dir: &Path, pool_instances: u32) -> anyhow::Result<Runtime> {
-    Runtime::new(&RuntimeConfig {
+    let runtime = Runtime::new(&RuntimeConfig {
         cache_dir: Some(state_dir.join("cache")),
         pooling: true,
         pool_instances,
     })
-    .map_err(|e| anyhow!("cannot create the wasm engine: {e:#}"))
+    .map_err(|e| anyhow!("cannot create the wasm engine: {e:#}"))?;
+    let capacity = if runtime.is_pooling() {
+        pool_instances
+    } else {
+        0
+    };
+    nimbus::telemetry::metrics()
+        .pool_capacity
+        .set(i64::from(capacity));
+    Ok(runtime)
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM; a second one exits at once.

@@ -66,6 +66,9 @@ pub struct Metrics {
     pub instantiate_seconds: Family<FunctionLabels, Histogram>,
     /// Instances running now.
     pub in_flight: Family<FunctionLabels, Gauge>,
+    /// Instances the pooling allocator holds at most (0 without pooling):
+    /// with `in_flight`, the pool's occupancy.
+    pub pool_capacity: Gauge,
     /// Invocations that failed or were turned away, by kind.
     pub failures: Family<OutcomeLabels, Counter>,
     /// Requests the gateway refused before the function ran, by reason
@@ -94,6 +97,7 @@ impl Metrics {
         let instantiate_seconds =
             Family::<FunctionLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
         let in_flight = Family::<FunctionLabels, Gauge>::default();
+        let pool_capacity = Gauge::default();
         let failures = Family::<OutcomeLabels, Counter>::default();
         let queue_deliveries = Family::<OutcomeLabels, Counter>::default();
         let rejections = Family::<OutcomeLabels, Counter>::default();
@@ -108,6 +112,11 @@ impl Metrics {
             "instantiate_duration_seconds",
             "Time to create a store and instantiate a component",
             instantiate_seconds.clone(),
+        );
+        registry.register(
+            "pool_capacity_instances",
+            "Component instances the pooling allocator holds at most (0 without pooling)",
+            pool_capacity.clone(),
         );
         registry.register(
             "instances_in_flight",
@@ -154,6 +163,7 @@ impl Metrics {
             request_seconds: Family::clone(&request_seconds),
             instantiate_seconds,
             in_flight,
+            pool_capacity,
             failures,
             rejections,
             queue_deliveries,

@@ -260,4 +260,10 @@ fn metrics_parse_with_a_real_prometheus_parser_and_count_requests() {
         value("nimbus_instances_in_flight", &[("function", "hello")]),
         Some(0.0)
     );
+    // The default pool, when the pooling allocator could reserve its space.
+    let capacity = value("nimbus_pool_capacity_instances", &[]);
+    assert!(
+        capacity == Some(1000.0) || capacity == Some(0.0),
+        "{capacity:?}"
+    );
 }
