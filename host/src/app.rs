@@ -142,6 +142,9 @@ pub struct Function {
     pub messaging: MessagingCtx,
     /// Permits for `limits.concurrency` instances at once.
     pub slots: Arc<Semaphore>,
+    /// What the executor prepared for it: metric handles and, with
+    /// `instance_reuse`, the idle instances.
+    pub instances: crate::executor::Instances,
 }
 
 /// A function's queue trigger: its policy and its pre-instantiated handler.
@@ -283,6 +286,11 @@ fn load_function(
             &spec.publish,
         ),
         slots: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
+        instances: crate::executor::Instances::new(
+            &spec.id,
+            spec.instance_reuse,
+            spec.limits.concurrency,
+        ),
     })
 }
 
