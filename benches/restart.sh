@@ -97,7 +97,7 @@ EOF
 summary() {
     sort -g | awk '{ v[NR] = $1 } END {
         m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%.1f | %.1f | %.1f", v[1], m, v[NR]
+        printf "%.1f / %.1f / %.1f", v[1], m, v[NR]
     }'
 }
 
