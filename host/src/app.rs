@@ -200,6 +200,9 @@ pub struct Function {
     /// The versions serving it; `None` once the function was removed.
     /// Swapped atomically by [`crate::deploy`], read lock-free per invocation.
     traffic: ArcSwapOption<Traffic>,
+    /// What the executor prepared for it: metric handles and, with
+    /// `instance_reuse`, the idle instances.
+    pub instances: crate::executor::Instances,
 }
 
 impl Function {
@@ -454,6 +457,11 @@ fn new_function(
         queue: spec.queue.clone().map(|spec| QueueTrigger { spec }),
         messaging: MessagingCtx::new(backends.queue.clone(), app, spec.id.as_str(), &spec.publish),
         slots: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
+        instances: crate::executor::Instances::new(
+            &spec.id,
+            spec.instance_reuse,
+            spec.limits.concurrency,
+        ),
         traffic: ArcSwapOption::from_pointee(Traffic {
             stable: Arc::new(version),
             canary: None,

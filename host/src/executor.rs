@@ -11,18 +11,30 @@
 //! - pool slots: the pooling allocator refuses an instance past its size.
 
 use crate::app::{App, Function};
-use crate::manifest::format_bytes;
+use crate::manifest::{FunctionId, format_bytes};
 use crate::state::HostState;
 use bytes::Bytes;
 use http_body::Body;
-use std::sync::Arc;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// How long an idle reused instance is kept: the default of `wasmtime serve
+/// --idle-instance-timeout`. Long enough to bridge the gaps of steady
+/// traffic; short enough that the pool slots of a function gone quiet return
+/// to the others soon.
+pub const REUSE_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why an invocation produced no response of the guest's own.
 #[derive(Debug, thiserror::Error)]
@@ -93,17 +105,159 @@ impl InvocationError {
     }
 }
 
+/// What the executor keeps for one function, prepared when the app loads so
+/// that an invocation finds it ready: its metric handles (no label lookup
+/// per request) and, with `instance_reuse`, its idle instances.
+pub struct Instances {
+    in_flight: Gauge,
+    instantiate_seconds: Histogram,
+    reuse: Option<Arc<ReusePool>>,
+}
+
+impl Instances {
+    /// The instances of `function`: reused up to `reuse` times each when set
+    /// (at most `concurrency` of them kept idle), else fresh per request.
+    pub fn new(function: &FunctionId, reuse: Option<NonZeroU32>, concurrency: u32) -> Instances {
+        let metrics = crate::telemetry::metrics();
+        let label = crate::telemetry::function(function.as_str());
+        Instances {
+            in_flight: metrics.in_flight.get_or_create(&label).clone(),
+            instantiate_seconds: metrics.instantiate_seconds.get_or_create(&label).clone(),
+            reuse: reuse.map(|max_requests| {
+                Arc::new(ReusePool {
+                    max_requests: max_requests.get(),
+                    capacity: concurrency as usize,
+                    idle: Mutex::new(Vec::new()),
+                    sweeping: AtomicBool::new(false),
+                })
+            }),
+        }
+    }
+
+    /// Instances waiting idle for their next request (0 without reuse).
+    pub fn idle(&self) -> usize {
+        self.reuse.as_ref().map_or(0, |pool| pool.lock().len())
+    }
+
+    fn instantiated(&self, started: Instant) {
+        self.instantiate_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The idle instances of a function with `instance_reuse`: most recently used
+/// first, each dropped after `max_requests` requests or
+/// [`REUSE_IDLE_TIMEOUT`] without one. Only an instance whose guest returned
+/// normally, with a response, comes back here; one that trapped, timed out or
+/// hit its memory cap is dropped with its store.
+struct ReusePool {
+    max_requests: u32,
+    /// At most this many idle: the function's concurrency, which is also the
+    /// most that can ever be busy, so the pool never holds more instances
+    /// than a burst at the limit needed.
+    capacity: usize,
+    /// Held only to push or pop.
+    idle: Mutex<Vec<IdleInstance>>,
+    sweeping: AtomicBool,
+}
+
+/// An instance between requests.
+struct IdleInstance {
+    store: Store<HostState>,
+    proxy: Proxy,
+    /// The version it is an instance of: after a deploy or rollback, an idle
+    /// instance of another version is dropped, never reused.
+    version: Arc<crate::app::Version>,
+    /// Requests it has served.
+    served: u32,
+    since: Instant,
+}
+
+impl ReusePool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<IdleInstance>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle instance of `version`; idle ones of other versions met on
+    /// the way are dropped (outside the lock).
+    fn take(&self, version: &Arc<crate::app::Version>) -> Option<IdleInstance> {
+        let mut stale = Vec::new();
+        let found = {
+            let mut idle = self.lock();
+            loop {
+                match idle.pop() {
+                    Some(instance) if Arc::ptr_eq(&instance.version, version) => {
+                        break Some(instance);
+                    }
+                    Some(instance) => stale.push(instance),
+                    None => break None,
+                }
+            }
+        };
+        drop(stale);
+        found
+    }
+
+    /// Keeps `instance` for another request if it has requests left and
+    /// there is room; drops it otherwise (outside the lock: dropping a store
+    /// resets its memory).
+    fn put(self: &Arc<Self>, mut instance: IdleInstance) {
+        if instance.served >= self.max_requests {
+            return;
+        }
+        self.start_sweeper();
+        instance.store.data_mut().end_request();
+        instance.since = Instant::now();
+        let mut idle = self.lock();
+        if idle.len() < self.capacity {
+            idle.push(instance);
+        } else {
+            drop(idle);
+            drop(instance);
+        }
+    }
+
+    /// Removes the instances idle for longer than [`REUSE_IDLE_TIMEOUT`].
+    fn expire(&self) -> Vec<IdleInstance> {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        // Oldest first: everything before the first young one has expired.
+        let young = idle
+            .iter()
+            .position(|i| now.duration_since(i.since) < REUSE_IDLE_TIMEOUT)
+            .unwrap_or(idle.len());
+        idle.drain(..young).collect()
+    }
+
+    /// Starts, once, the task that drops expired idle instances even when no
+    /// request comes; it ends when the pool (that is, the app) is dropped.
+    fn start_sweeper(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Relaxed);
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(REUSE_IDLE_TIMEOUT);
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else { break };
+                drop(pool.expire());
+            }
+        });
+    }
+}
+
 /// Counts an instance as running while it lives.
-struct InFlight(prometheus_client::metrics::gauge::Gauge);
+struct InFlight(Gauge);
 
 impl InFlight {
-    fn new(function: &str) -> InFlight {
-        let gauge = crate::telemetry::metrics()
-            .in_flight
-            .get_or_create(&crate::telemetry::function(function))
-            .clone();
+    fn new(gauge: &Gauge) -> InFlight {
         gauge.inc();
-        InFlight(gauge)
+        InFlight(gauge.clone())
     }
 }
 
@@ -111,13 +265,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-fn instantiated(function: &str, started: std::time::Instant) {
-    crate::telemetry::metrics()
-        .instantiate_seconds
-        .get_or_create(&crate::telemetry::function(function))
-        .observe(started.elapsed().as_secs_f64());
 }
 
 /// A fresh store for one invocation, with the function's limits applied.
@@ -149,12 +296,12 @@ pub async fn invoke_queue(
     let mut store = new_store(app, index, call);
     let timeout = function.limits.timeout;
     let message = crate::capability::messaging::Message::delivered(delivery);
-    let _in_flight = InFlight::new(function.id.as_str());
+    let _in_flight = InFlight::new(&function.instances.in_flight);
     let run = async {
         let message = store.data_mut().push_message(message)?;
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let handler = pre.instantiate_async(&mut store).await?;
-        instantiated(function.id.as_str(), started);
+        function.instances.instantiated(started);
         handler
             .wasi_messaging_incoming_handler()
             .call_handle(&mut store, message)
@@ -217,7 +364,8 @@ impl CallCtx {
     }
 }
 
-/// Runs `request` through a fresh instance of `app.functions[index]`.
+/// Runs `request` through an instance of `app.functions[index]`: a fresh one,
+/// or with `instance_reuse` an idle one when there is one.
 pub async fn invoke_http<B>(
     app: &Arc<App>,
     index: usize,
@@ -231,11 +379,23 @@ where
     let function = &app.functions[index];
     // The version (canary or stable) is chosen once; the clone keeps its
     // component alive for this invocation even if a deploy replaces it.
-    let Some(pre) = function.version().and_then(|v| v.http.clone()) else {
+    let Some(version) = function.version() else {
+        return Err(InvocationError::NoHttpHandler);
+    };
+    let Some(pre) = version.http.clone() else {
         return Err(InvocationError::NoHttpHandler);
     };
     let permit = acquire_slot(function).await?;
-    let mut store = new_store(app, index, call);
+    let pool = function.instances.reuse.as_ref();
+    let (mut store, reused) = match pool.and_then(|pool| pool.take(&version)) {
+        Some(idle) => {
+            let mut store = idle.store;
+            store.data_mut().begin_request(app, index, call);
+            store.set_epoch_deadline(1);
+            (store, Some((idle.proxy, idle.served)))
+        }
+        None => (new_store(app, index, call), None),
+    };
 
     let (sender, receiver) = oneshot::channel();
     // Set when the guest hands over its response head; a failure after that
@@ -254,44 +414,115 @@ where
         .and_then(|req| Ok((req, http.new_response_outparam_from_callback(on_response)?)))
         .map_err(|e| InvocationError::Failed(format!("{e:#}")))?;
 
-    let timeout = function.limits.timeout;
-    let id = function.id.clone();
-    let task = tokio::spawn(async move {
+    let app = app.clone();
+    let task = Box::pin(async move {
+        let function = &app.functions[index];
         // The permit lives as long as the instance: a guest still streaming
         // its body after the response head went out still holds its slot.
         let _permit: OwnedSemaphorePermit = permit;
-        let _in_flight = InFlight::new(id.as_str());
+        let _in_flight = InFlight::new(&function.instances.in_flight);
+        let timeout = function.limits.timeout;
         let run = async {
-            let started = std::time::Instant::now();
-            let proxy = pre.instantiate_async(&mut store).await?;
-            instantiated(id.as_str(), started);
+            let (proxy, served) = match reused {
+                Some(reused) => reused,
+                None => {
+                    let started = Instant::now();
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    function.instances.instantiated(started);
+                    (proxy, 0)
+                }
+            };
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
-                .await
+                .await?;
+            wasmtime::Result::Ok((proxy, served + 1))
         };
         let result = match tokio::time::timeout(timeout, run).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok((proxy, served))) => {
+                // Only a guest that finished normally, answered, and stayed
+                // under its memory cap gets another request.
+                if let Some(pool) = &function.instances.reuse
+                    && responded.load(Ordering::Acquire)
+                    && !store.data().limiter.exceeded()
+                {
+                    pool.put(IdleInstance {
+                        store,
+                        proxy,
+                        version,
+                        served,
+                        since: Instant::now(),
+                    });
+                }
+                Ok(())
+            }
             Ok(Err(e)) => Err(classify(e, &store.data().limiter)),
             Err(_) => Err(InvocationError::Timeout { limit: timeout }),
         };
         if let Err(e) = &result
             && responded.load(Ordering::Acquire)
         {
-            tracing::warn!(function = %id, error = %e, "function failed after sending its response head");
+            tracing::warn!(function = %function.id, error = %e, "function failed after sending its response head");
         }
         result
     });
 
-    match receiver.await {
-        // The task runs on, detached, while the guest writes the body.
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(code)) => Err(InvocationError::GuestError(code)),
-        Err(_) => match task.await {
-            Ok(Ok(())) => Err(InvocationError::NoResponse),
-            Ok(Err(e)) => Err(e),
-            Err(join) => Err(InvocationError::Failed(join.to_string())),
+    // The guest runs here, in the caller's task, until it answers. Only a
+    // guest still busy after it handed over its response head (streaming a
+    // body, or waiting on I/O) moves on to a task of its own, so a request
+    // whose guest answers at once costs no spawn and no hand-off between tasks.
+    let mut guest = Detach(Some(task));
+    let mut receiver = receiver;
+    let answer = tokio::select! {
+        biased;
+        result = guest.running() => {
+            // The guest is done: its answer, if it gave one, is waiting.
+            guest.0 = None;
+            match receiver.try_recv() {
+                Ok(answer) => answer,
+                Err(_) => return result.and(Err(InvocationError::NoResponse)),
+            }
+        }
+        // The guest answered and is still running: dropping `guest` below
+        // detaches it; its task writes the rest of the body and ends the
+        // instance. A closed channel means the guest ended without answering.
+        answer = &mut receiver => match answer {
+            Ok(answer) => answer,
+            Err(_) => {
+                let result = match guest.0.take() {
+                    Some(rest) => rest.await,
+                    None => Ok(()),
+                };
+                return result.and(Err(InvocationError::NoResponse));
+            }
         },
+    };
+    drop(guest);
+    answer.map_err(InvocationError::GuestError)
+}
+
+/// The rest of a running invocation.
+type GuestFuture = Pin<Box<dyn Future<Output = Result<(), InvocationError>> + Send>>;
+
+/// An invocation being run in its caller's task. Dropped before it
+/// finished (the guest answered and streams on, or the caller went away), it
+/// goes on in a task of its own, as if it had been spawned from the start: a
+/// guest is only ever stopped by its limits.
+struct Detach(Option<GuestFuture>);
+
+impl Detach {
+    async fn running(&mut self) -> Result<(), InvocationError> {
+        self.0.as_mut().expect("polled only while running").await
+    }
+}
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        if let Some(guest) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(guest);
+        }
     }
 }
 

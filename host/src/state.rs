@@ -19,7 +19,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// references; real programs need thousands, a runaway one millions.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// Per-invocation host state.
+/// Per-instance host state: one invocation's, or with instance reuse, each
+/// invocation's in turn ([`HostState::begin_request`]).
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -56,6 +57,20 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(function.limits.memory),
         }
+    }
+
+    /// Hands a reused instance's state to the next invocation: its request id
+    /// for logs, and the call chain and app for its outbound calls.
+    pub fn begin_request(&mut self, app: &Arc<App>, index: usize, call: CallCtx) {
+        self.log.set_request_id(call.request_id.clone());
+        self.outbound = OutboundCtx::new(app.clone(), index, call);
+    }
+
+    /// Lets go of what only the finished invocation needed, before the
+    /// instance waits idle: above all the app, which owns the idle pool, so an
+    /// idle instance never keeps a replaced app alive.
+    pub fn end_request(&mut self) {
+        self.outbound.release();
     }
 
     /// Puts a delivered message in the table, for the queue handler.

@@ -208,10 +208,10 @@ pub mod trace {
     /// when that is a valid W3C `traceparent` (same trace id and flags, a new
     /// span id), else the root of a new sampled trace.
     pub fn child_of(incoming: Option<&str>) -> String {
-        let span = random_hex(8);
+        let span = nonzero(|| u128::from(fastrand::u64(..)));
         match incoming.and_then(parse) {
-            Some((trace_id, flags)) => format!("00-{trace_id}-{span}-{flags}"),
-            None => format!("00-{}-{span}-01", random_hex(16)),
+            Some((trace_id, flags)) => format!("00-{trace_id}-{span:016x}-{flags}"),
+            None => format!("00-{:032x}-{span:016x}-01", nonzero(|| fastrand::u128(..))),
         }
     }
 
@@ -235,14 +235,13 @@ pub mod trace {
         valid.then_some((trace_id, flags))
     }
 
-    /// `bytes` random bytes as lowercase hex, never all zeros.
-    fn random_hex(bytes: usize) -> String {
+    /// A random id from `draw`, never zero (an all-zero id is invalid).
+    /// Formatted once by the caller: this runs on every request.
+    fn nonzero(draw: impl Fn() -> u128) -> u128 {
         loop {
-            let s: String = (0..bytes)
-                .map(|_| format!("{:02x}", fastrand::u8(..)))
-                .collect();
-            if s.bytes().any(|b| b != b'0') {
-                return s;
+            let id = draw();
+            if id != 0 {
+                return id;
             }
         }
     }

@@ -12,6 +12,7 @@ mod limits;
 mod logs;
 mod outbound;
 mod queue;
+mod reuse;
 mod routing;
 mod sandbox;
 mod services;

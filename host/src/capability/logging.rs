@@ -4,7 +4,7 @@
 use super::bindings::wasi::logging::logging::{self, Level};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime::component::{HasData, Linker};
@@ -18,7 +18,9 @@ pub const MAX_LINE: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct LogCtx {
     function: Arc<str>,
-    request_id: Arc<str>,
+    /// Shared with the stdout and stderr streams, which a reused instance
+    /// keeps from one invocation to the next; only a guest's log line reads it.
+    request_id: Arc<Mutex<Arc<str>>>,
 }
 
 impl LogCtx {
@@ -26,8 +28,24 @@ impl LogCtx {
     pub fn new(function: Arc<str>, request_id: Arc<str>) -> LogCtx {
         LogCtx {
             function,
-            request_id,
+            request_id: Arc::new(Mutex::new(request_id)),
         }
+    }
+
+    /// Tags what the guest logs from now on with `request_id`: a reused
+    /// instance's next invocation.
+    pub fn set_request_id(&self, request_id: Arc<str>) {
+        *self
+            .request_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = request_id;
+    }
+
+    fn request_id(&self) -> Arc<str> {
+        self.request_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A stream for the guest's stdout or stderr.
@@ -61,7 +79,8 @@ impl logging::Host for &LogCtx {
         message: String,
     ) -> wasmtime::Result<()> {
         let message = truncate(&message);
-        let (function, request_id) = (&*self.function, &*self.request_id);
+        let request_id = self.request_id();
+        let (function, request_id) = (&*self.function, &*request_id);
         match level {
             Level::Trace => {
                 tracing::trace!(target: "guest", function, request_id, context, "{message}")
@@ -126,10 +145,11 @@ impl LineWriter {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches(['\n', '\r']);
+        let request_id = self.ctx.request_id();
         tracing::info!(
             target: "guest",
             function = &*self.ctx.function,
-            request_id = &*self.ctx.request_id,
+            request_id = &*request_id,
             stream = self.name,
             "{text}"
         );

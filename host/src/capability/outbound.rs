@@ -39,7 +39,8 @@ type SendFuture = Box<
 
 /// Per-invocation outbound policy: who is calling, within which request.
 pub struct OutboundCtx {
-    app: Arc<App>,
+    /// `None` while a reused instance waits idle between invocations.
+    app: Option<Arc<App>>,
     function: usize,
     call: CallCtx,
 }
@@ -48,15 +49,21 @@ impl OutboundCtx {
     /// The policy of `app.functions[function]` during `call`.
     pub fn new(app: Arc<App>, function: usize, call: CallCtx) -> OutboundCtx {
         OutboundCtx {
-            app,
+            app: Some(app),
             function,
             call,
         }
     }
 
-    fn deny(&self, uri: &http::Uri, why: &str) -> SendFuture {
+    /// Drops the app, for an instance that waits idle until its next
+    /// invocation (which brings a new policy): the app owns the idle pool.
+    pub fn release(&mut self) {
+        self.app = None;
+    }
+
+    fn deny(&self, app: &App, uri: &http::Uri, why: &str) -> SendFuture {
         tracing::info!(
-            function = %self.app.functions[self.function].id,
+            function = %app.functions[self.function].id,
             request_id = &*self.call.request_id,
             %uri,
             "outbound request denied: {why}"
@@ -64,15 +71,21 @@ impl OutboundCtx {
         Box::new(async { Err(HttpError::HttpRequestDenied) })
     }
 
-    fn service_call(&self, service: &str, mut request: http::Request<WasiBody>) -> SendFuture {
-        let caller = &self.app.functions[self.function];
+    fn service_call(
+        &self,
+        app: &Arc<App>,
+        service: &str,
+        mut request: http::Request<WasiBody>,
+    ) -> SendFuture {
+        let caller = &app.functions[self.function];
         let Some(callee) = caller
             .services
             .iter()
             .copied()
-            .find(|&i| self.app.functions[i].id.as_str() == service)
+            .find(|&i| app.functions[i].id.as_str() == service)
         else {
             return self.deny(
+                app,
                 request.uri(),
                 &format!("`{service}` is not in this function's `services`"),
             );
@@ -82,7 +95,7 @@ impl OutboundCtx {
                 .call
                 .chain
                 .iter()
-                .map(|&i| self.app.functions[i].id.as_str())
+                .map(|&i| app.functions[i].id.as_str())
                 .collect();
             tracing::warn!(
                 request_id = &*self.call.request_id,
@@ -102,7 +115,7 @@ impl OutboundCtx {
         {
             headers.insert(crate::trigger::http::TRACEPARENT, tp);
         }
-        let app = self.app.clone();
+        let app = app.clone();
         let call = self.call.calling(callee);
         let caller = caller.id.clone();
         Box::new(async move {
@@ -122,25 +135,29 @@ impl WasiHttpHooks for OutboundCtx {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
+        // Only an idle instance has no app, and an idle instance runs no code.
+        let Some(app) = self.app.clone() else {
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        };
         let uri = request.uri().clone();
         let Some(host) = uri.host() else {
             return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
         };
         if let Some(service) = host.strip_suffix(SERVICE_SUFFIX) {
             let service = service.to_owned();
-            return self.service_call(&service, request);
+            return self.service_call(&app, &service, request);
         }
         let scheme = uri.scheme_str().unwrap_or("https");
         let port = uri
             .port_u16()
             .unwrap_or(if scheme == "http" { 80 } else { 443 });
-        let function = &self.app.functions[self.function];
+        let function = &app.functions[self.function];
         if !function
             .outbound
             .iter()
             .any(|p| p.allows(scheme, host, port))
         {
-            return self.deny(&uri, "no `allowed_outbound_hosts` entry matches");
+            return self.deny(&app, &uri, "no `allowed_outbound_hosts` entry matches");
         }
         let options = cap_timeouts(options, function.limits.outbound_timeout);
         Box::new(async move {

@@ -27,6 +27,7 @@ pub use units::format_bytes;
 
 use schema::{RawFunction, RawManifest};
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -166,6 +167,9 @@ pub struct FunctionSpec {
     pub queue: Option<QueueSpec>,
     /// Topics it may publish to.
     pub publish: Vec<TopicPattern>,
+    /// Requests each instance serves, when the function opted into instance
+    /// reuse; `None`: a fresh instance per request.
+    pub instance_reuse: Option<NonZeroU32>,
 }
 
 /// A queue trigger with its retry policy, defaults applied.
@@ -532,6 +536,7 @@ fn normalize_function(
         config,
         queue,
         publish: f.publish,
+        instance_reuse: f.instance_reuse,
         id,
     })
 }

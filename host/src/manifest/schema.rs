@@ -9,6 +9,7 @@ use super::topic::TopicPattern;
 use super::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
 /// `nimbus.toml`, version 1.
 #[derive(Debug, Deserialize)]
@@ -114,6 +115,12 @@ pub struct RawFunction {
     /// Example: `signing_key = "{{ env.SHOP_SIGNING_KEY }}"`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Opt-in instance reuse, for a function that keeps no state from one
+    /// request to the next: each instance serves up to this many requests
+    /// (one at a time) instead of one. Absent: a fresh instance per request.
+    /// Example: `instance_reuse = 1000`.
+    #[serde(default)]
+    pub instance_reuse: Option<NonZeroU32>,
 }
 
 /// `queue = { ... }`: the topic and the retry policy.

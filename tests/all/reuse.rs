@@ -1,0 +1,189 @@
+//! Instance reuse (`instance_reuse = N`): reused instances answer like fresh
+//! ones, are really reused (a guest global survives), at most N times, and an
+//! instance that trapped or timed out never serves again.
+//!
+//! The probe functions run with `concurrency = 1`: a request's permit is
+//! released only after its instance is back in the idle pool, so the next
+//! request finds it there and the counts below are exact.
+
+use nimbus::executor::REUSE_IDLE_TIMEOUT;
+use nimbus_tests::{TestApp, json};
+use std::time::{Duration, Instant};
+
+const APP: &str = r#"
+version = 1
+[app]
+name = "reuse"
+
+[functions.probe]
+source = "guest:reuse-probe"
+routes = ["/probe/..."]
+instance_reuse = 1000
+[functions.probe.limits]
+concurrency = 1
+timeout = "500ms"
+
+[functions.probe-fresh]
+source = "guest:reuse-probe"
+routes = ["/fresh/..."]
+[functions.probe-fresh.limits]
+concurrency = 1
+
+[functions.probe-three]
+source = "guest:reuse-probe"
+routes = ["/three/..."]
+instance_reuse = 3
+[functions.probe-three.limits]
+concurrency = 1
+
+[functions.hello]
+source = "guest:hello"
+routes = ["GET /hello/:name"]
+instance_reuse = 1000
+
+[functions.echo]
+source = "guest:echo"
+routes = ["POST /echo"]
+instance_reuse = 1000
+
+[functions.caller]
+source = "guest:caller"
+routes = ["/call/..."]
+services = ["hello"]
+instance_reuse = 1000
+"#;
+
+/// The count the probe answers: requests its instance has served.
+async fn served(app: &TestApp, path: &str) -> u64 {
+    let response = app.get(path).await;
+    assert_eq!(response.status(), 200, "GET {path}");
+    let text = response.text().await.expect("body");
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a count: {text:?}"))
+}
+
+#[tokio::test]
+async fn reused_instances_answer_each_request_as_fresh_ones_do() {
+    let app = TestApp::start(APP).await;
+    for name in ["ada", "grace", "barbara", "ada"] {
+        let response = app.get(&format!("/hello/{name}")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), format!("Hello, {name}!\n"));
+    }
+    // Each echo sees its own request and body, nothing of the one before.
+    for i in 0..5 {
+        let body = "x".repeat(1000 * i + 1);
+        let response = app
+            .client
+            .post(app.url("/echo"))
+            .header("x-round", i.to_string())
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let echoed = json(response).await;
+        assert_eq!(echoed["body"], body.as_str());
+        assert_eq!(echoed["headers"]["x-round"], i.to_string().as_str());
+    }
+    // Service calls from and to reused instances.
+    for _ in 0..3 {
+        let response = app.get("/call/hello/hello/tim").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "Hello, tim!\n");
+    }
+}
+
+#[tokio::test]
+async fn an_instance_serves_many_requests_with_reuse_and_one_without() {
+    let app = TestApp::start(APP).await;
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        counts.push(served(&app, "/probe/").await);
+    }
+    assert_eq!(
+        counts,
+        [1, 2, 3, 4, 5],
+        "one instance, kept from request to request"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            served(&app, "/fresh/").await,
+            1,
+            "without reuse every instance is new"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_instance_is_dropped_after_its_reuse_count() {
+    let app = TestApp::start(APP).await;
+    let mut counts = Vec::new();
+    for _ in 0..7 {
+        counts.push(served(&app, "/three/").await);
+    }
+    assert_eq!(counts, [1, 2, 3, 1, 2, 3, 1]);
+}
+
+#[tokio::test]
+async fn a_trap_discards_the_instance() {
+    let app = TestApp::start(APP).await;
+    assert_eq!(served(&app, "/probe/").await, 1);
+    assert_eq!(served(&app, "/probe/").await, 2);
+    let response = app.get("/probe/trap").await;
+    assert_eq!(response.status(), 500);
+    assert_eq!(json(response).await["error"], "function_trapped");
+    assert_eq!(
+        served(&app, "/probe/").await,
+        1,
+        "the trapped instance served again"
+    );
+    assert_eq!(served(&app, "/probe/").await, 2);
+}
+
+#[tokio::test]
+async fn a_timed_out_instance_is_discarded() {
+    let app = TestApp::start(APP).await;
+    assert_eq!(served(&app, "/probe/").await, 1);
+    let response = app.get("/probe/spin").await;
+    assert_eq!(response.status(), 504);
+    assert_eq!(json(response).await["error"], "timeout");
+    assert_eq!(
+        served(&app, "/probe/").await,
+        1,
+        "the stopped instance served again"
+    );
+}
+
+#[tokio::test]
+async fn idle_instances_are_counted_and_dropped_after_the_idle_timeout() {
+    let app = TestApp::start(APP).await;
+    let function = |id: &str| {
+        app.app
+            .functions
+            .iter()
+            .find(|f| f.id.as_str() == id)
+            .expect("function")
+    };
+    assert_eq!(function("probe").instances.idle(), 0);
+    served(&app, "/probe/").await;
+    // The instance goes back to the pool just after its response.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while function("probe").instances.idle() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(function("probe").instances.idle(), 1);
+    served(&app, "/fresh/").await;
+    assert_eq!(function("probe-fresh").instances.idle(), 0);
+    // Unused for longer than the idle timeout, the instance is dropped.
+    let deadline = Instant::now() + REUSE_IDLE_TIMEOUT * 10;
+    while function("probe").instances.idle() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        function("probe").instances.idle(),
+        0,
+        "an idle instance outlived its timeout"
+    );
+}
