@@ -19,7 +19,8 @@
 #   native          benches/native-hello (hyper, no WebAssembly)
 #
 # Settings (environment): DURATION seconds per measured run (default 10), REPEATS runs
-# per server and scenario (default 3), CONNECTIONS (default 16), SCENARIOS. Servers run
+# per server and scenario (default 3), CONNECTIONS (default 16), SCENARIOS, ACCESS_LOG (1 keeps
+# Nimbus's per-request access log, off by default as the others have none). Servers run
 # on CPU 0 and wrk on CPU 1 when there are two or more CPUs. The tables report the
 # median of the repeats; every raw wrk report is kept under target/load/.
 #
@@ -219,7 +220,12 @@ start_server() {
 
 declare -A url
 
+# The same work as the others: wasmtime serve and native-hello write no line per
+# request, so Nimbus runs without its access log unless ACCESS_LOG=1 (it costs
+# about 15% of hello's throughput; see BENCHMARKS.md).
+if [[ ${ACCESS_LOG:-0} == 1 ]]; then nimbus_log=info; else nimbus_log=info,nimbus::access=off; fi
 start_server nimbus 'listening on http://' \
+    env NIMBUS_LOG="$nimbus_log" \
     "$ROOT/target/release/nimbus" up "$OUT/app" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
 nimbus=$addr
 start_server native 'listening on http://' "$ROOT/target/release/native-hello" --listen 127.0.0.1:0
