@@ -762,3 +762,39 @@ async fn a_new_function_comes_with_its_manifest_entry_and_survives_a_restart() {
     assert!(echoed.contains("\"method\""), "{echoed}");
     ops.stop().await;
 }
+
+#[tokio::test]
+async fn reused_instances_never_outlive_their_version() {
+    const REUSE: &str = r#"
+version = 1
+[app]
+name = "deploy"
+
+[functions.hello]
+source = "guest:reuse-probe"
+routes = ["GET /hello"]
+instance_reuse = 1000
+[functions.hello.limits]
+concurrency = 1
+"#;
+    let ops = Ops::start(REUSE, None).await;
+    // One instance, reused: the probe counts the requests it served.
+    for expected in 1..=3 {
+        assert_eq!(ops.hello().await, (200, format!("{expected}\n")));
+    }
+    // After a deploy, the idle instance of the old version is not reused.
+    let (status, answer) = ops.deploy("hello", component("hello")).await;
+    assert_eq!(status, 200, "{answer}");
+    for _ in 0..3 {
+        assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    }
+    // Back on the probe: a count again, from an instance of that version.
+    let (status, answer) = ops
+        .call(http::Method::POST, "/v1/functions/hello/rollback", None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, body) = ops.hello().await;
+    assert_eq!(status, 200);
+    assert!(body.trim().parse::<u64>().is_ok(), "{body}");
+    ops.stop().await;
+}
