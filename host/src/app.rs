@@ -366,7 +366,7 @@ impl App {
         Ok(App {
             name: self.name.clone(),
             router: routing_table(&functions),
-            gateway: Arc::new(Gateway::new(&manifest).map_err(LoadError::Auth)?),
+            gateway: Arc::new(self.gateway.extended(&manifest).map_err(LoadError::Auth)?),
             manifest: Arc::new(manifest),
             functions,
             runtime: self.runtime.clone(),

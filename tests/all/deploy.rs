@@ -798,3 +798,42 @@ concurrency = 1
     assert!(body.trim().parse::<u64>().is_ok(), "{body}");
     ops.stop().await;
 }
+
+#[tokio::test]
+async fn an_added_function_gets_its_gateway_rules_and_others_keep_their_buckets() {
+    const GATED: &str = r#"
+version = 1
+[app]
+name = "deploy"
+
+[auth.users]
+hs256_secret = "deploy-test-secret-0123456789abcdef"
+
+[functions.hello]
+source = "guest:hello"
+routes = ["GET /hello"]
+rate_limit = { requests = 1, per = "1m", burst = 1 }
+"#;
+    let ops = Ops::start(GATED, None).await;
+    assert_eq!(ops.hello().await.0, 200);
+    assert_eq!(ops.hello().await.0, 429);
+
+    let response = ops
+        .request(http::Method::PUT, "/v1/functions/private")
+        .header(
+            "nimbus-manifest",
+            r#"routes = ["GET /private"], auth = { require = "users" }"#,
+        )
+        .body(component("hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    // The new function's rule applies at once.
+    let private = ops.get("/private").await;
+    assert_eq!(private.status(), 401);
+    assert!(private.headers().contains_key("www-authenticate"));
+    // The existing function's bucket was not reset by the change.
+    assert_eq!(ops.hello().await.0, 429);
+    ops.stop().await;
+}

@@ -37,6 +37,8 @@ pub const HEADER_AUTH_CLAIMS: HeaderName = HeaderName::from_static("x-nimbus-aut
 
 /// The gateway's rules for every route of an app.
 pub struct Gateway {
+    /// The JWT providers by name, with their key caches.
+    providers: HashMap<String, Arc<JwtProvider>>,
     /// `[function][route]`, in manifest order.
     routes: Vec<Vec<RoutePolicy>>,
     /// `[function]`.
@@ -50,11 +52,13 @@ pub struct Gateway {
 }
 
 /// What the gateway checks before one route's function runs.
+#[derive(Clone)]
 pub struct RoutePolicy {
     auth: Auth,
     rate_limit: Option<(RateKey, Arc<RateLimiter>)>,
 }
 
+#[derive(Clone)]
 enum Auth {
     Public,
     Jwt {
@@ -86,6 +90,22 @@ impl Gateway {
         for spec in &manifest.auth_providers {
             providers.insert(spec.name.clone(), Arc::new(JwtProvider::new(spec.clone())?));
         }
+        Self::build(manifest, providers, &[])
+    }
+
+    /// The gateway for `manifest`, which is this gateway's manifest with
+    /// functions appended (added through the admin API): the existing
+    /// routes keep their rate-limit buckets, and the providers their key
+    /// caches.
+    pub fn extended(&self, manifest: &Manifest) -> Result<Gateway, ProviderError> {
+        Self::build(manifest, self.providers.clone(), &self.routes)
+    }
+
+    fn build(
+        manifest: &Manifest,
+        providers: HashMap<String, Arc<JwtProvider>>,
+        existing: &[Vec<RoutePolicy>],
+    ) -> Result<Gateway, ProviderError> {
         let auth_of = |rule: &AuthRule| match rule {
             AuthRule::Public => Ok(Auth::Public),
             AuthRule::Jwt {
@@ -104,8 +124,8 @@ impl Gateway {
                 roles: roles.clone(),
             }),
         };
-        let mut routes = Vec::with_capacity(manifest.functions.len());
-        for f in &manifest.functions {
+        let mut routes: Vec<Vec<RoutePolicy>> = existing.to_vec();
+        for f in &manifest.functions[existing.len().min(manifest.functions.len())..] {
             assert_eq!(
                 f.route_options.len(),
                 f.routes.len(),
@@ -161,6 +181,7 @@ impl Gateway {
                 ),
         );
         Ok(Gateway {
+            providers,
             routes,
             cors,
             openapi,
