@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, app_dir, nimbus};
+use common::{Server, app_dir, get, nimbus, up_command};
 use std::time::Duration;
 
 #[test]
@@ -36,15 +36,8 @@ fn up_prints_its_address_serves_and_stops_gracefully_on_sigterm() {
         "[functions.hello]\nsource = @hello@\nroutes = [\"GET /hello/:name\"]\n\
          [functions.sleeper]\nsource = @sleeper@\nroutes = [\"/sleep\"]\n",
     );
-    let mut cmd = nimbus(dir.path());
-    cmd.args([
-        "up",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]);
-    let mut server = Server::start(cmd);
+    let mut server = Server::start(up_command(dir.path()));
+    assert_eq!(get(&server, "/hello/cli"), (200, "Hello, cli!\n".into()));
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -52,13 +45,6 @@ fn up_prints_its_address_serves_and_stops_gracefully_on_sigterm() {
         .unwrap();
     rt.block_on(async {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let hello = client
-            .get(format!("{}/hello/cli", server.url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(hello.status(), 200);
-        assert_eq!(hello.text().await.unwrap(), "Hello, cli!\n");
 
         // SIGTERM while a request is in flight: it still completes.
         let slow = tokio::spawn(client.get(format!("{}/sleep?ms=800", server.url)).send());

@@ -156,6 +156,20 @@ async fn start_auth_app() -> (TestApp, Tokens) {
     )
 }
 
+/// The auth app with its `served` provider's JWKS on a local HTTP server
+/// (the `jwks-served.json` keys); also returns the rotated JWKS document.
+async fn start_auth_app_serving_jwks() -> (TestApp, Tokens, JwksServer, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = Tokens::make(dir.path());
+    let keys = dir.path().join("keys");
+    let read = |name: &str| std::fs::read_to_string(keys.join(name)).unwrap();
+    let rotated = read("jwks-rotated.json");
+    let jwks = JwksServer::start(read("jwks-served.json")).await;
+    let manifest = auth_manifest(&tokens.secret, &jwks.url);
+    let app = TestApp::start_in(dir, &manifest, Default::default()).await;
+    (app, tokens, jwks, rotated)
+}
+
 async fn get_with(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
     let mut request = app.client.get(app.url(path));
     if let Some(token) = token {
@@ -166,17 +180,7 @@ async fn get_with(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Re
 
 #[tokio::test]
 async fn jwt_tokens_from_an_independent_signer() {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = Tokens::make(dir.path());
-    let keys = dir.path().join("keys");
-    let jwks =
-        JwksServer::start(std::fs::read_to_string(keys.join("jwks-served.json")).unwrap()).await;
-    let app = TestApp::start_in(
-        dir,
-        &auth_manifest(&tokens.secret, &jwks.url),
-        Default::default(),
-    )
-    .await;
+    let (app, tokens, _jwks, _) = start_auth_app_serving_jwks().await;
 
     // Every algorithm family, each against its provider: 200.
     for (path, case) in [
@@ -319,18 +323,7 @@ async fn functions_get_verified_claims_and_never_spoofed_ones() {
 
 #[tokio::test]
 async fn jwks_over_http_is_fetched_cached_and_refreshed_for_a_new_kid() {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = Tokens::make(dir.path());
-    let keys = dir.path().join("keys");
-    let rotated = std::fs::read_to_string(keys.join("jwks-rotated.json")).unwrap();
-    let jwks =
-        JwksServer::start(std::fs::read_to_string(keys.join("jwks-served.json")).unwrap()).await;
-    let app = TestApp::start_in(
-        dir,
-        &auth_manifest(&tokens.secret, &jwks.url),
-        Default::default(),
-    )
-    .await;
+    let (app, tokens, jwks, rotated) = start_auth_app_serving_jwks().await;
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 0, "fetched lazily");
 
     for _ in 0..5 {
