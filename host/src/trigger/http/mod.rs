@@ -201,39 +201,37 @@ impl HttpTrigger {
                 routed.target.pattern
             ))
         })?;
-        {
-            let client = conn.client.ip();
-            let realm = || gateway.realm().to_owned();
-            let reject = |r: Rejection| match r {
-                Rejection::Unauthorized(TokenError::KeysUnavailable) => HttpError::AuthUnavailable,
-                Rejection::Unauthorized(reason) => HttpError::Unauthorized {
-                    reason,
-                    realm: realm(),
-                },
-                Rejection::Forbidden(missing) => HttpError::Forbidden {
-                    missing,
-                    realm: realm(),
-                    scopes: policy.required_scopes().to_vec(),
-                },
-                Rejection::RateLimited(limited) => HttpError::TooManyRequests {
-                    retry_after: limited.retry_after,
-                },
-            };
-            policy
-                .limit_before_auth(req.headers(), client)
-                .map_err(reject)?;
-            call.claims = match policy.authenticate(req.headers()).await {
-                Ok(claims) => claims,
-                Err(rejected) => {
-                    // A failed attempt still counts, against the address.
-                    policy.limit_failed_auth(client).map_err(reject)?;
-                    return Err(reject(rejected));
-                }
-            };
-            policy
-                .limit_subject(call.claims.as_deref(), client)
-                .map_err(reject)?;
-        }
+        let client = conn.client.ip();
+        let realm = || gateway.realm().to_owned();
+        let reject = |r: Rejection| match r {
+            Rejection::Unauthorized(TokenError::KeysUnavailable) => HttpError::AuthUnavailable,
+            Rejection::Unauthorized(reason) => HttpError::Unauthorized {
+                reason,
+                realm: realm(),
+            },
+            Rejection::Forbidden(missing) => HttpError::Forbidden {
+                missing,
+                realm: realm(),
+                scopes: policy.required_scopes().to_vec(),
+            },
+            Rejection::RateLimited(limited) => HttpError::TooManyRequests {
+                retry_after: limited.retry_after,
+            },
+        };
+        policy
+            .limit_before_auth(req.headers(), client)
+            .map_err(reject)?;
+        call.claims = match policy.authenticate(req.headers()).await {
+            Ok(claims) => claims,
+            Err(rejected) => {
+                // A failed attempt still counts, against the address.
+                policy.limit_failed_auth(client).map_err(reject)?;
+                return Err(reject(rejected));
+            }
+        };
+        policy
+            .limit_subject(call.claims.as_deref(), client)
+            .map_err(reject)?;
         invoke_routed(app, index, routed, req, Origin::Client(conn), call).await
     }
 
