@@ -115,8 +115,22 @@ impl Admin {
         Ok(())
     }
 
-    /// Handles one admin request.
+    /// Handles one admin request. A refusal of a request with a body (a
+    /// component upload refused before it was read, say) closes the
+    /// connection: the unread body would otherwise be taken for the next
+    /// request, and a client reusing the connection would see it dropped.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        let has_body = !http_body::Body::is_end_stream(req.body());
+        let mut response = self.handle_inner(req).await;
+        if has_body && !response.status().is_success() {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn handle_inner(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
         if let Some(token) = &self.token {
             let presented = req
                 .headers()
@@ -227,14 +241,18 @@ impl Admin {
             }
             (&Method::PUT, ["v1", "functions", id, "canary"]) => {
                 let id = id.to_string();
-                let Some(percent) = query_param(req.uri().query(), "percent") else {
+                let percent = query_param(req.uri().query(), "percent");
+                // The body is read first, so a refusal leaves the connection
+                // clean for the client's next request; nothing is compiled
+                // before the percentage is checked.
+                let component = component(req).await?;
+                let Some(percent) = percent else {
                     return Err((
                         StatusCode::BAD_REQUEST,
                         "say how much traffic the canary takes: ?percent=N (0 to 100)".into(),
                     ));
                 };
                 let percent = parse_percent(&percent).map_err(|e| (e.status(), e.to_string()))?;
-                let component = component(req).await?;
                 if component.is_empty() {
                     self.deploying(move |d| d.set_canary_percent(&id, percent))
                         .await
