@@ -183,6 +183,37 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry, BackendError> {
     Ok(entry)
 }
 
+/// Removes the queue entry under `key` and returns it; `None` when it is
+/// gone (its lease ran out and another consumer took it since).
+fn take_entry(
+    table: &mut redb::Table<'_, &str, &[u8]>,
+    key: &str,
+) -> Result<Option<Entry>, BackendError> {
+    let Some(value) = table.remove(key).map_err(storage)? else {
+        return Ok(None);
+    };
+    let entry = decode_entry(value.value())?;
+    Ok(Some(entry))
+}
+
+/// The dead letters stored under `prefix` (one consumer's), with their keys.
+fn dead_letters_under(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+) -> Result<Vec<(String, DeadLetter)>, BackendError> {
+    let mut out = Vec::new();
+    for item in table.range(prefix..).map_err(storage)? {
+        let (k, v) = item.map_err(storage)?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        let (mut letter, payload): (DeadLetter, Vec<u8>) = decode(v.value())?;
+        letter.message.payload = payload;
+        out.push((k.value().to_owned(), letter));
+    }
+    Ok(out)
+}
+
 fn consumer_prefix(c: &Consumer) -> String {
     format!("{}\0{}\0", c.app, c.function)
 }
@@ -472,12 +503,9 @@ impl QueueBackend for EmbeddedBackend {
             let tx = db.begin_write().map_err(storage)?;
             {
                 let mut table = tx.open_table(QUEUE).map_err(storage)?;
-                let Some(value) = table.remove(key.as_str()).map_err(storage)? else {
-                    // The lease ran out and someone else has it now.
+                let Some(mut entry) = take_entry(&mut table, &key)? else {
                     return Ok(());
                 };
-                let mut entry = decode_entry(value.value())?;
-                drop(value);
                 entry.leased = false;
                 entry.last_error = Some(error);
                 let due = now_ms() + delay.as_millis() as u64;
@@ -509,11 +537,9 @@ impl QueueBackend for EmbeddedBackend {
             let tx = db.begin_write().map_err(storage)?;
             {
                 let mut table = tx.open_table(QUEUE).map_err(storage)?;
-                let Some(value) = table.remove(key.as_str()).map_err(storage)? else {
+                let Some(entry) = take_entry(&mut table, &key)? else {
                     return Ok(());
                 };
-                let entry = decode_entry(value.value())?;
-                drop(value);
                 let dead = DeadLetter {
                     attempts: entry.attempt,
                     error,
@@ -539,17 +565,8 @@ impl QueueBackend for EmbeddedBackend {
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(storage)?;
             let table = tx.open_table(DEAD).map_err(storage)?;
-            let mut out = Vec::new();
-            for item in table.range(prefix.as_str()..).map_err(storage)? {
-                let (k, v) = item.map_err(storage)?;
-                if !k.value().starts_with(&prefix) {
-                    break;
-                }
-                let (mut dead, payload): (DeadLetter, Vec<u8>) = decode(v.value())?;
-                dead.message.payload = payload;
-                out.push(dead);
-            }
-            Ok(out)
+            let letters = dead_letters_under(&table, &prefix)?;
+            Ok(letters.into_iter().map(|(_, letter)| letter).collect())
         })
         .await
     }
@@ -629,18 +646,8 @@ impl EmbeddedBackend {
             let count;
             {
                 let mut dead = tx.open_table(DEAD).map_err(storage)?;
-                let mut chosen = Vec::new();
-                for item in dead.range(prefix.as_str()..).map_err(storage)? {
-                    let (k, v) = item.map_err(storage)?;
-                    if !k.value().starts_with(&prefix) {
-                        break;
-                    }
-                    let (mut letter, payload): (DeadLetter, Vec<u8>) = decode(v.value())?;
-                    letter.message.payload = payload;
-                    if id.as_deref().is_none_or(|id| id == letter.message.id) {
-                        chosen.push((k.value().to_owned(), letter));
-                    }
-                }
+                let mut chosen = dead_letters_under(&dead, &prefix)?;
+                chosen.retain(|(_, letter)| id.as_deref().is_none_or(|id| id == letter.message.id));
                 count = chosen.len();
                 for (key, letter) in chosen {
                     dead.remove(key.as_str()).map_err(storage)?;
