@@ -85,12 +85,20 @@ impl Cors {
         }
     }
 
-    /// `Access-Control-Allow-Origin` for an allowed origin.
-    fn allow_origin(&self, origin: &HeaderValue) -> HeaderValue {
-        if self.spec.origins.is_none() && !self.spec.credentials {
+    /// `Access-Control-Allow-Origin` (and `-Credentials` when allowed) for an
+    /// allowed origin, on a preflight answer or any other.
+    fn allow(&self, origin: &HeaderValue, headers: &mut HeaderMap) {
+        let value = if self.spec.origins.is_none() && !self.spec.credentials {
             HeaderValue::from_static("*")
         } else {
             origin.clone()
+        };
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        if self.spec.credentials {
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
     }
 
@@ -131,10 +139,7 @@ impl Cors {
             }
         }
         let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCESS_CONTROL_ALLOW_ORIGIN,
-            self.allow_origin(request.origin),
-        );
+        self.allow(request.origin, &mut headers);
         let methods = self.methods.clone().unwrap_or_else(|| {
             let names: Vec<&str> = route_methods.iter().map(Method::as_str).collect();
             HeaderValue::from_str(&names.join(", "))
@@ -144,12 +149,6 @@ impl Cors {
         if let Some(requested) = request.headers {
             // Allowed (checked above, or any): echo the list back.
             headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
-        }
-        if self.spec.credentials {
-            headers.insert(
-                ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
         }
         if let Some(max_age) = &self.max_age {
             headers.insert(ACCESS_CONTROL_MAX_AGE, max_age.clone());
@@ -178,13 +177,7 @@ impl Cors {
         let Some(origin) = allowed else {
             return;
         };
-        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin(origin));
-        if self.spec.credentials {
-            headers.insert(
-                ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
+        self.allow(origin, headers);
         if let Some(expose) = &self.expose {
             headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
         }
