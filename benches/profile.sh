@@ -106,6 +106,12 @@ EOF
         ((SECONDS < deadline)) || die "nimbus did not listen within ${READY_TIMEOUT_SECONDS}s"
         [[ -n $addr ]] || sleep 0.5
     done
+    # The log is written by a background thread: give its line a moment to land.
+    local tries
+    for tries in {1..50}; do
+        grep -Eq 'pooling.{0,16}(true|false)' "$OUT/server-$mode.log" && break
+        sleep 0.2
+    done
     grep -Eq 'pooling.{0,16}true' "$OUT/server-$mode.log" ||
         die "nimbus runs without the pooling allocator; see $OUT/server-$mode.log"
     curl -fsS -o /dev/null "http://$addr/?[1-$SERVER_WARMUP]"

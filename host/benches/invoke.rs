@@ -21,6 +21,10 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The allocator the `nimbus` binary runs with, so the numbers are its own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Requests each reused instance serves in the reuse benchmark, as in the
 /// load script's `wasmtime serve --max-instance-reuse-count`.
 const REUSE_MAX_REQUESTS: u32 = 1000;
