@@ -13,7 +13,8 @@
 #           everything the server does per request (hyper, routing, headers, the
 #           invocation), divided by REQUESTS.
 #
-# Settings (environment): REQUESTS (default 2000), NIMBUS_BENCH_REUSE.
+# Settings (environment): REQUESTS (default 2000), NIMBUS_BENCH_REUSE, NIMBUS_LOG (server
+# only; default info, which includes the access log).
 # Reports and annotated profiles go to target/profile/.
 set -euo pipefail
 # Measure what a server runs like: a set RUST_BACKTRACE makes every wasmtime error
@@ -93,7 +94,7 @@ EOF
     log "server: nimbus up under callgrind ($mode)"
     rm -f "$OUT"/server-"$mode".out*
     : >"$OUT/server-$mode.stdout"
-    env -u RUST_BACKTRACE -u NIMBUS_LOG "${CALLGRIND[@]}" --callgrind-out-file="$OUT/server-$mode.out" \
+    env -u RUST_BACKTRACE NIMBUS_LOG="${NIMBUS_LOG:-info}" "${CALLGRIND[@]}" --callgrind-out-file="$OUT/server-$mode.out" \
         "$ROOT/target/release/nimbus" up "$app" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
         --pool-instances "$VALGRIND_POOL_INSTANCES" --state-dir "$(mktemp -d)" \
         >"$OUT/server-$mode.stdout" 2>"$OUT/server-$mode.log" &

@@ -173,6 +173,8 @@ pub struct Function {
     pub id: FunctionId,
     /// The id as a shared string, for logs.
     pub id_str: Arc<str>,
+    /// The id as the guest's `x-nimbus-function` header, made once.
+    pub id_header: Option<http::HeaderValue>,
     /// Its manifest entry.
     pub spec: FunctionSpec,
     /// Its limits.
@@ -435,6 +437,7 @@ fn new_function(
     };
     Function {
         id_str: function.as_str().into(),
+        id_header: http::HeaderValue::from_str(function.as_str()).ok(),
         id: function,
         spec: spec.clone(),
         limits: spec.limits,

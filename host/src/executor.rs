@@ -111,6 +111,7 @@ impl InvocationError {
 pub struct Instances {
     in_flight: Gauge,
     instantiate_seconds: Histogram,
+    request_seconds: Histogram,
     reuse: Option<Arc<ReusePool>>,
 }
 
@@ -123,6 +124,7 @@ impl Instances {
         Instances {
             in_flight: metrics.in_flight.get_or_create(&label).clone(),
             instantiate_seconds: metrics.instantiate_seconds.get_or_create(&label).clone(),
+            request_seconds: metrics.request_seconds.get_or_create(&label).clone(),
             reuse: reuse.map(|max_requests| {
                 Arc::new(ReusePool {
                     max_requests: max_requests.get(),
@@ -137,6 +139,12 @@ impl Instances {
     /// Instances waiting idle for their next request (0 without reuse).
     pub fn idle(&self) -> usize {
         self.reuse.as_ref().map_or(0, |pool| pool.lock().len())
+    }
+
+    /// Counts an HTTP request answered after `elapsed`, in the function's
+    /// latency histogram.
+    pub fn answered(&self, elapsed: Duration) {
+        self.request_seconds.observe(elapsed.as_secs_f64());
     }
 
     fn instantiated(&self, started: Instant) {
@@ -331,8 +339,9 @@ fn messaging_error_text(e: &crate::capability::bindings::wasi::messaging::types:
 pub struct CallCtx {
     /// The request id, shared by every call the request causes.
     pub request_id: Arc<str>,
-    /// The W3C `traceparent` of the incoming request, if it had one.
-    pub traceparent: Option<Arc<str>>,
+    /// The W3C `traceparent` this invocation runs under, passed on to the
+    /// service calls it makes.
+    pub traceparent: Option<http::HeaderValue>,
     /// Indices of the functions in the call chain, outermost first, this one last.
     pub chain: Arc<[usize]>,
     /// The outside caller's claims, verified by the gateway; service calls
@@ -342,10 +351,14 @@ pub struct CallCtx {
 
 impl CallCtx {
     /// The context of a request from outside that `function` serves.
-    pub fn new(request_id: &str, traceparent: Option<&str>, function: usize) -> CallCtx {
+    pub fn new(
+        request_id: impl Into<Arc<str>>,
+        traceparent: Option<&str>,
+        function: usize,
+    ) -> CallCtx {
         CallCtx {
             request_id: request_id.into(),
-            traceparent: traceparent.map(Into::into),
+            traceparent: traceparent.and_then(|t| http::HeaderValue::from_str(t).ok()),
             chain: Arc::new([function]),
             claims: None,
         }

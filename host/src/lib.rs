@@ -52,6 +52,7 @@ pub mod deploy;
 pub mod engine;
 pub mod executor;
 pub mod gateway;
+pub mod log_format;
 pub mod manifest;
 pub mod state;
 pub mod telemetry;

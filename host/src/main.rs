@@ -819,9 +819,18 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
+    // The access log, a line per request, takes a fast path; other lines
+    // are tracing-subscriber's own.
+    use nimbus::log_format::{AccessFast, Shape};
+    use tracing_subscriber::fmt::format::Format;
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .event_format(AccessFast::new(Format::default(), Shape::Text))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .event_format(AccessFast::new(Format::default().json(), Shape::Json))
+            .init(),
     }
     guard
 }

@@ -7,7 +7,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::OnceLock;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 
 /// Latency buckets in seconds: from a warm hello (~100 µs) to a slow
 /// downstream call (10 s).
@@ -15,17 +16,44 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
 ];
 
-/// Labels of an HTTP request.
+/// Labels of an HTTP request. Made on every request, so made of shared
+/// strings: no label is copied.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The function, or `-` when none was reached.
-    pub function: String,
+    pub function: Arc<str>,
     /// The matched route pattern, or `-`.
-    pub route: String,
+    pub route: Arc<str>,
     /// The request method.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// The response status.
     pub status: u16,
+}
+
+impl RequestLabels {
+    /// The labels of a request to `function` by `route` (`-` for none).
+    pub fn new(
+        function: Option<&Arc<str>>,
+        route: Option<&Arc<str>>,
+        method: &http::Method,
+        status: u16,
+    ) -> RequestLabels {
+        static NONE: OnceLock<Arc<str>> = OnceLock::new();
+        let none = || NONE.get_or_init(|| Arc::from("-")).clone();
+        const STANDARD: [&str; 9] = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+        ];
+        let method = match STANDARD.iter().find(|m| **m == method.as_str()) {
+            Some(m) => Cow::Borrowed(*m),
+            None => Cow::Owned(method.as_str().to_owned()),
+        };
+        RequestLabels {
+            function: function.cloned().unwrap_or_else(none),
+            route: route.cloned().unwrap_or_else(none),
+            method,
+            status,
+        }
+    }
 }
 
 /// A function label.
@@ -204,14 +232,41 @@ pub fn outcome(function: &str, kind: &str) -> OutcomeLabels {
 /// W3C trace context (`traceparent`): each invocation is a span of the
 /// caller's trace, or the root of a new one.
 pub mod trace {
+    use http::HeaderValue;
+
+    /// Length of a version-00 `traceparent`: `00-` trace id `-` span id `-` flags.
+    const LEN: usize = 2 + 1 + 32 + 1 + 16 + 1 + 2;
+
     /// The `traceparent` an invocation runs under: a child of `incoming`
     /// when that is a valid W3C `traceparent` (same trace id and flags, a new
     /// span id), else the root of a new sampled trace.
-    pub fn child_of(incoming: Option<&str>) -> String {
-        let span = nonzero(|| u128::from(fastrand::u64(..)));
+    pub fn child_of(incoming: Option<&str>) -> HeaderValue {
+        // Written byte by byte: this runs on every request, and `format!`
+        // with hex padding cost ten times as much.
+        let mut out = [0u8; LEN];
+        out[..3].copy_from_slice(b"00-");
         match incoming.and_then(parse) {
-            Some((trace_id, flags)) => format!("00-{trace_id}-{span:016x}-{flags}"),
-            None => format!("00-{:032x}-{span:016x}-01", nonzero(|| fastrand::u128(..))),
+            Some((trace_id, flags)) => {
+                out[3..35].copy_from_slice(trace_id.as_bytes());
+                out[LEN - 2..].copy_from_slice(flags.as_bytes());
+            }
+            None => {
+                hex(nonzero(|| fastrand::u128(..)), &mut out[3..35]);
+                out[LEN - 2..].copy_from_slice(b"01");
+            }
+        }
+        out[35] = b'-';
+        hex(nonzero(|| u128::from(fastrand::u64(..))), &mut out[36..52]);
+        out[52] = b'-';
+        HeaderValue::from_bytes(&out).expect("lowercase hex and dashes")
+    }
+
+    /// Writes the low `out.len()` hex digits of `value`, lowercase.
+    fn hex(mut value: u128, out: &mut [u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for byte in out.iter_mut().rev() {
+            *byte = DIGITS[(value & 0xf) as usize];
+            value >>= 4;
         }
     }
 
@@ -236,7 +291,7 @@ pub mod trace {
     }
 
     /// A random id from `draw`, never zero (an all-zero id is invalid).
-    /// Formatted once by the caller: this runs on every request.
+    /// Drawn once per id: this runs on every request.
     fn nonzero(draw: impl Fn() -> u128) -> u128 {
         loop {
             let id = draw();
@@ -254,13 +309,14 @@ pub mod trace {
         fn a_valid_parent_keeps_its_trace_and_gets_a_new_span() {
             let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
             let child = child_of(Some(parent));
+            let child = child.to_str().unwrap();
             assert!(
                 child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
                 "{child}"
             );
             assert!(child.ends_with("-01"));
             assert_ne!(child, parent);
-            assert!(parse(&child).is_some());
+            assert!(parse(child).is_some());
         }
 
         #[test]
@@ -273,7 +329,8 @@ pub mod trace {
                 Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
             ] {
                 let root = child_of(bad);
-                assert!(parse(&root).is_some(), "{root}");
+                let root = root.to_str().unwrap();
+                assert!(parse(root).is_some(), "{root}");
                 assert!(root.ends_with("-01"));
             }
         }

@@ -111,9 +111,8 @@ impl OutboundCtx {
         }
         if let Some(tp) = &self.call.traceparent
             && !headers.contains_key(crate::trigger::http::TRACEPARENT)
-            && let Ok(tp) = HeaderValue::from_str(tp)
         {
-            headers.insert(crate::trigger::http::TRACEPARENT, tp);
+            headers.insert(crate::trigger::http::TRACEPARENT, tp.clone());
         }
         let app = app.clone();
         let call = self.call.calling(callee);

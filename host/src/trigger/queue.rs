@@ -146,7 +146,7 @@ async fn handle(
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
         .map(|(_, v)| v.as_str());
-    let call = CallCtx::new(&message.id, traceparent, index);
+    let call = CallCtx::new(message.id.as_str(), traceparent, index);
     let queue = &app.backends().queue;
     let metrics = crate::telemetry::metrics();
     let count = |kind: &str| {

@@ -63,12 +63,26 @@ pub struct HttpTrigger {
 }
 
 /// What the server knows about a connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The caller's address.
     pub client: SocketAddr,
     /// Our address on this connection.
     pub local: SocketAddr,
+    /// `client` as the guest's `x-nimbus-client-addr` header, made once per
+    /// connection rather than per request.
+    client_header: Option<HeaderValue>,
+}
+
+impl ConnInfo {
+    /// A connection from `client` to our `local` address.
+    pub fn new(client: SocketAddr, local: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            client,
+            local,
+            client_header: HeaderValue::from_str(&client.to_string()).ok(),
+        }
+    }
 }
 
 impl HttpTrigger {
@@ -81,12 +95,12 @@ impl HttpTrigger {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        conn: ConnInfo,
+        conn: &ConnInfo,
     ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         // One snapshot of the app for the whole request.
         let app = self.app.current();
-        let request_id = request_id(req.headers());
+        let (request_id, request_id_header) = request_id(req.headers());
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let origin = req.headers().get(ORIGIN).cloned();
@@ -97,7 +111,8 @@ impl HttpTrigger {
             route,
             cors,
         } = seen;
-        let function = function.map(|i| app.functions[i].id.as_str());
+        let function = function.map(|i| &app.functions[i]);
+        let function_id = function.map(|f| f.id.as_str());
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -106,16 +121,18 @@ impl HttpTrigger {
                         log_invocation_error(function, &request_id, error)
                     }
                     HttpError::Internal(detail) => {
-                        tracing::error!(request_id, detail, "gateway fault")
+                        tracing::error!(request_id = &*request_id, detail, "gateway fault")
                     }
-                    rejected if rejected.status().is_client_error() && function.is_some() => {
-                        crate::telemetry::metrics()
-                            .rejections
-                            .get_or_create(&crate::telemetry::outcome(
-                                function.unwrap_or("-"),
-                                rejected.code(),
-                            ))
-                            .inc();
+                    rejected if rejected.status().is_client_error() => {
+                        if let Some(function) = function_id {
+                            crate::telemetry::metrics()
+                                .rejections
+                                .get_or_create(&crate::telemetry::outcome(
+                                    function,
+                                    rejected.code(),
+                                ))
+                                .inc();
+                        }
                     }
                     _ => {}
                 }
@@ -125,33 +142,27 @@ impl HttpTrigger {
         if let Some(cors) = cors {
             cors.decorate(origin.as_ref(), response.headers_mut());
         }
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID, v);
-        }
-        let function_label = function.unwrap_or("-");
-        let route_label = route.unwrap_or("-");
-        let metrics = crate::telemetry::metrics();
-        metrics
+        response.headers_mut().insert(REQUEST_ID, request_id_header);
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        crate::telemetry::metrics()
             .requests
-            .get_or_create(&crate::telemetry::RequestLabels {
-                function: function_label.to_owned(),
-                route: route_label.to_owned(),
-                method: method.as_str().to_owned(),
-                status: response.status().as_u16(),
-            })
+            .get_or_create(&crate::telemetry::RequestLabels::new(
+                function.map(|f| &f.id_str),
+                route,
+                &method,
+                status,
+            ))
             .inc();
         if let Some(function) = function {
-            metrics
-                .request_seconds
-                .get_or_create(&crate::telemetry::function(function))
-                .observe(started.elapsed().as_secs_f64());
+            function.instances.answered(elapsed);
         }
         tracing::info!(
-            target: "nimbus::access",
-            %method, path, route = route_label, status = response.status().as_u16(),
-            function = function_label,
-            duration_us = started.elapsed().as_micros() as u64,
-            request_id,
+            target: crate::log_format::ACCESS_TARGET,
+            %method, path, route = route.map_or("-", |r| &**r), status,
+            function = function_id.unwrap_or("-"),
+            duration_us = elapsed.as_micros() as u64,
+            request_id = &*request_id,
         );
         response
     }
@@ -163,8 +174,8 @@ impl HttpTrigger {
         &self,
         app: &'a Arc<App>,
         req: Request<Incoming>,
-        conn: ConnInfo,
-        request_id: &str,
+        conn: &ConnInfo,
+        request_id: &Arc<str>,
         out: &mut Seen<'a>,
     ) -> Result<Response<HyperOutgoingBody>, HttpError> {
         let path = req.uri().path().to_owned();
@@ -192,7 +203,7 @@ impl HttpTrigger {
         out.function = Some(index);
         out.route = Some(&routed.target.pattern);
         out.cors = gateway.cors(index).map(|c| &**c);
-        let mut call = CallCtx::new(request_id, None, index);
+        let mut call = CallCtx::new(request_id.clone(), None, index);
         let policy = gateway.policy(index, routed.target.route).ok_or_else(|| {
             // Policies are built for every route the router holds; a miss is
             // a bug, and serving the route unchecked could expose it.
@@ -280,7 +291,7 @@ struct Seen<'a> {
     /// The matched function's index.
     function: Option<usize>,
     /// The matched route's pattern.
-    route: Option<&'a str>,
+    route: Option<&'a Arc<str>>,
     /// The function's CORS rules, applied to the response.
     cors: Option<&'a Cors>,
 }
@@ -289,7 +300,7 @@ struct Seen<'a> {
 #[derive(Debug, Clone, Copy)]
 pub enum Origin<'a> {
     /// A caller over the network.
-    Client(ConnInfo),
+    Client(&'a ConnInfo),
     /// Another function of the app, by id.
     Service(&'a str),
 }
@@ -396,18 +407,22 @@ where
         |what: &str| HttpError::BadRequest(format!("{what} cannot be passed to the function"));
     guest_headers.insert(
         HEADER_FUNCTION,
-        HeaderValue::from_str(function.id.as_str()).map_err(|_| bad("function id"))?,
+        function
+            .id_header
+            .clone()
+            .ok_or_else(|| bad("function id"))?,
     );
     guest_headers.insert(
         HEADER_ROUTE,
-        HeaderValue::from_str(&target.pattern).map_err(|_| bad("route"))?,
+        target.pattern_header.clone().ok_or_else(|| bad("route"))?,
     );
     match origin {
         Origin::Client(conn) => {
             guest_headers.insert(
                 HEADER_CLIENT_ADDR,
-                HeaderValue::from_str(&conn.client.to_string())
-                    .map_err(|_| bad("client address"))?,
+                conn.client_header
+                    .clone()
+                    .ok_or_else(|| bad("client address"))?,
             );
             if req.uri().authority().is_none() && !guest_headers.contains_key(HOST) {
                 // HTTP/1.0 callers may omit Host; wasi:http needs an authority.
@@ -445,11 +460,9 @@ where
     // guest sees its own span, and service calls it makes are its children.
     let incoming_trace = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
     let traceparent = crate::telemetry::trace::child_of(incoming_trace);
-    if let Ok(v) = HeaderValue::from_str(&traceparent) {
-        guest_headers.insert(TRACEPARENT, v);
-    }
+    guest_headers.insert(TRACEPARENT, traceparent.clone());
     let mut call = call;
-    call.traceparent = Some(traceparent.into());
+    call.traceparent = Some(traceparent);
 
     let declared_len = req
         .headers()
@@ -511,16 +524,20 @@ fn log_invocation_error(function: &str, request_id: &str, error: &executor::Invo
     }
 }
 
-/// The caller's `x-request-id` if it is short printable ASCII, else a new UUID.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= MAX_REQUEST_ID_LEN
-                && v.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+/// The caller's `x-request-id` if it is short printable ASCII, else a new
+/// UUID: as text for logs, and as the header for the response.
+fn request_id(headers: &HeaderMap) -> (Arc<str>, HeaderValue) {
+    let given = headers.get(REQUEST_ID).and_then(|v| {
+        let text = v.to_str().ok()?;
+        let valid = !text.is_empty()
+            && text.len() <= MAX_REQUEST_ID_LEN
+            && text.bytes().all(|b| b.is_ascii_graphic());
+        valid.then(|| (Arc::from(text), v.clone()))
+    });
+    given.unwrap_or_else(|| {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        let header = HeaderValue::from_str(text).expect("a UUID is a valid header value");
+        (Arc::from(&*text), header)
+    })
 }

@@ -19,7 +19,9 @@ pub struct Target {
     /// to [`Router::new`] (manifest order): the key to its gateway policy.
     pub route: usize,
     /// The route's path as written in the manifest (`/hello/:name`).
-    pub pattern: Box<str>,
+    pub pattern: Arc<str>,
+    /// `pattern` as the guest's `x-nimbus-route` header, made once.
+    pub pattern_header: Option<http::HeaderValue>,
     /// Parameter names in path order.
     pub params: Box<[Box<str>]>,
 }
@@ -135,6 +137,7 @@ impl Router {
             function,
             route: index,
             pattern: route.pattern.as_str().into(),
+            pattern_header: http::HeaderValue::from_str(route.pattern.as_str()).ok(),
             params: route.pattern.param_names().map(Into::into).collect(),
         });
         match &route.method {

@@ -81,11 +81,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { client, local };
+        let info = Arc::new(ConnInfo::new(client, local));
         let trigger = trigger.clone();
         let service = service_fn(move |req| {
             let trigger = trigger.clone();
-            async move { Ok::<_, Infallible>(trigger.handle(req, info).await) }
+            let info = info.clone();
+            async move { Ok::<_, Infallible>(trigger.handle(req, &info).await) }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
