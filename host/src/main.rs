@@ -701,6 +701,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         load_ms = started.elapsed().as_millis() as u64,
         "app loaded"
     );
+    // Before the address is printed: a SIGTERM sent as soon as the server
+    // is up must shut it down gracefully, not kill it.
+    let signals = Signals::install().context("cannot install the signal handlers")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -731,7 +734,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .context("cannot start the queue triggers")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown_signal(signals).await;
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -770,34 +773,46 @@ fn new_runtime(state_dir: &Path, pool_instances: u32) -> anyhow::Result<Runtime>
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM; a second one exits at once.
-async fn shutdown_signal() {
-    wait_for_signal().await;
+async fn shutdown_signal(mut signals: Signals) {
+    signals.recv().await;
     tracing::info!("signal received; shutting down gracefully (send another to exit now)");
-    tokio::spawn(async {
-        wait_for_signal().await;
+    tokio::spawn(async move {
+        signals.recv().await;
         eprintln!("second signal: exiting now");
         std::process::exit(130);
     });
 }
 
-async fn wait_for_signal() {
+/// The shutdown signals, caught from the moment they are installed.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
+
+    /// The next SIGTERM or SIGINT (Ctrl-C).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -60,6 +60,20 @@ fn up_prints_its_address_serves_and_stops_gracefully_on_sigterm() {
 }
 
 #[test]
+fn a_sigterm_as_soon_as_the_address_is_printed_is_a_graceful_stop() {
+    // An orchestrator may stop a server the moment it is up: the signal
+    // handlers are in place before the address is printed, so the process
+    // exits 0 rather than being killed by the signal's default action.
+    let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /\"]\n");
+    for _ in 0..3 {
+        let mut server = Server::start(up_command(dir.path()));
+        server.terminate();
+        let status = server.wait(Duration::from_secs(10));
+        assert!(status.success(), "exit status {status}");
+    }
+}
+
+#[test]
 fn flags_can_come_from_nimbus_environment_variables() {
     let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /\"]\n");
     let state = tempfile::tempdir().unwrap();
