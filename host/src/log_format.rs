@@ -203,34 +203,37 @@ impl<W: fmt::Write> Visit for Fields<'_, W> {
     }
 }
 
-/// True for a string that needs no escaping in either shape: printable
-/// ASCII without quotes or backslashes, which is what access lines hold.
-fn plain(s: &str) -> bool {
-    s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+/// Writes `s` in double quotes as it is when it needs no escaping in either
+/// shape (printable ASCII without quotes or backslashes, which is what access
+/// lines hold), else as `escaped` writes it.
+fn quoted<W: fmt::Write>(
+    out: &mut W,
+    s: &str,
+    escaped: impl FnOnce(&mut W) -> fmt::Result,
+) -> fmt::Result {
+    let plain = s
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    if plain {
+        out.write_char('"')?;
+        out.write_str(s)?;
+        out.write_char('"')
+    } else {
+        escaped(out)
+    }
 }
 
 /// `s` quoted and escaped as `{:?}` writes it.
 fn debug_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
-    if plain(s) {
-        out.write_char('"')?;
-        out.write_str(s)?;
-        out.write_char('"')
-    } else {
-        write!(out, "{s:?}")
-    }
+    quoted(out, s, |out| write!(out, "{s:?}"))
 }
 
 /// `s` as a JSON string.
 fn json_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
-    if plain(s) {
-        out.write_char('"')?;
-        out.write_str(s)?;
-        out.write_char('"')
-    } else {
-        let quoted = serde_json::to_string(s).map_err(|_| fmt::Error)?;
-        out.write_str(&quoted)
-    }
+    quoted(out, s, |out| {
+        let escaped = serde_json::to_string(s).map_err(|_| fmt::Error)?;
+        out.write_str(&escaped)
+    })
 }
 
 #[cfg(test)]

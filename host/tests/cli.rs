@@ -74,6 +74,63 @@ fn a_sigterm_as_soon_as_the_address_is_printed_is_a_graceful_stop() {
 }
 
 #[test]
+fn the_access_log_has_one_json_line_per_request() {
+    let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /hello/:name\"]\n");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = nimbus(dir.path());
+    cmd.args(["--log-format", "json", "up", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"]);
+    let mut server = Server::start_with_stderr(cmd, log.reopen().unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let generated = rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let ok = client
+            .get(format!("{}/hello/log", server.url))
+            .header("x-request-id", "id-with-\"quote\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let missing = client
+            .get(format!("{}/nope", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        missing.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    });
+    server.terminate();
+    assert!(server.wait(Duration::from_secs(10)).success());
+
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let access: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .filter(|v: &serde_json::Value| v["target"] == "nimbus::access")
+        .collect();
+    assert_eq!(access.len(), 2, "{text}");
+    let fields = &access[0]["fields"];
+    assert_eq!(access[0]["level"], "INFO");
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["path"], "/hello/log");
+    assert_eq!(fields["route"], "/hello/:name");
+    assert_eq!(fields["status"], 200);
+    assert_eq!(fields["function"], "hello");
+    assert_eq!(fields["request_id"], "id-with-\"quote\"");
+    assert!(fields["duration_us"].as_u64().is_some(), "{fields}");
+    let fields = &access[1]["fields"];
+    assert_eq!(fields["status"], 404);
+    assert_eq!(fields["route"], "-");
+    assert_eq!(fields["request_id"], generated.as_str());
+}
+
+#[test]
 fn flags_can_come_from_nimbus_environment_variables() {
     let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /\"]\n");
     let state = tempfile::tempdir().unwrap();

@@ -72,12 +72,13 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(mut cmd: Command) -> Server {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+    pub fn start(cmd: Command) -> Server {
+        Server::start_with_stderr(cmd, Stdio::inherit())
+    }
+
+    /// Starts `cmd` with its stderr (the log) going to `stderr`.
+    pub fn start_with_stderr(mut cmd: Command, stderr: impl Into<Stdio>) -> Server {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
