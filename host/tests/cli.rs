@@ -77,9 +77,8 @@ fn a_sigterm_as_soon_as_the_address_is_printed_is_a_graceful_stop() {
 fn the_access_log_has_one_json_line_per_request() {
     let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /hello/:name\"]\n");
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = nimbus(dir.path());
-    cmd.args(["--log-format", "json", "up", "--listen", "127.0.0.1:0"])
-        .args(["--admin-listen", "127.0.0.1:0"]);
+    let mut cmd = up_command(dir.path());
+    cmd.args(["--log-format", "json"]);
     let mut server = Server::start_with_stderr(cmd, log.reopen().unwrap());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -237,15 +236,7 @@ print(json.dumps(out))
 #[test]
 fn metrics_parse_with_a_real_prometheus_parser_and_count_requests() {
     let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /hello/:name\"]\n");
-    let mut cmd = nimbus(dir.path());
-    cmd.args([
-        "up",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]);
-    let server = Server::start(cmd);
+    let server = Server::start(up_command(dir.path()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

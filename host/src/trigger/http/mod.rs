@@ -105,7 +105,9 @@ impl HttpTrigger {
         let path = req.uri().path().to_owned();
         let origin = req.headers().get(ORIGIN).cloned();
         let mut seen = Seen::default();
-        let result = self.gate(&app, req, conn, &request_id, &mut seen).await;
+        let result = self
+            .gate(&app, req, conn, &request_id, &path, &mut seen)
+            .await;
         let Seen {
             function,
             route,
@@ -167,24 +169,26 @@ impl HttpTrigger {
         response
     }
 
-    /// The gateway's checks, in order, then the function. `out` collects
-    /// what is known about the request as it goes, for the access log and
-    /// the CORS headers of whatever response results.
+    /// The gateway's checks, in order, then the function. `path` is the
+    /// request's, copied out by the caller (the request itself moves on to
+    /// the function). `out` collects what is known about the request as it
+    /// goes, for the access log and the CORS headers of whatever response
+    /// results.
     async fn gate<'a>(
         &self,
         app: &'a Arc<App>,
         req: Request<Incoming>,
         conn: &ConnInfo,
         request_id: &Arc<str>,
+        path: &str,
         out: &mut Seen<'a>,
     ) -> Result<Response<HyperOutgoingBody>, HttpError> {
-        let path = req.uri().path().to_owned();
         if let Some(endpoint) = path.strip_prefix(WELL_KNOWN_PREFIX) {
             return self.well_known(app, req.method(), endpoint);
         }
         let gateway = &app.gateway;
         if let Some(preflight) = Preflight::of(req.method(), req.headers())
-            && let Match::Found { target, .. } = app.router.route(&preflight.method, &path)
+            && let Match::Found { target, .. } = app.router.route(&preflight.method, path)
             && let Some(cors) = gateway.cors(target.function)
         {
             // Answered here: the function never sees a preflight.
@@ -198,7 +202,7 @@ impl HttpTrigger {
             *response.headers_mut() = headers;
             return Ok(response);
         }
-        let routed = route(&app.router, req.method(), &path)?;
+        let routed = route(&app.router, req.method(), path)?;
         let index = routed.target.function;
         out.function = Some(index);
         out.route = Some(&routed.target.pattern);
