@@ -1,0 +1,305 @@
+//! The `nimbus` command line: its commands and flags (clap derive; the doc
+//! comments are the `--help` text), and what each command runs.
+//!
+//! - [`up`]: `nimbus up`, which starts a node;
+//! - [`operator`]: the commands that talk to a running node's admin API, and
+//!   how their answers are printed;
+//! - [`logging`]: the log subscriber.
+
+pub mod logging;
+pub mod operator;
+pub mod up;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use http::Method;
+use nimbus::admin::client::AdminClient;
+use nimbus::manifest::Manifest;
+use std::path::PathBuf;
+
+/// Run microservices written as WebAssembly components.
+#[derive(Parser)]
+#[command(name = "nimbus", version, about)]
+pub struct Cli {
+    /// Log format on stderr. The level comes from NIMBUS_LOG (e.g. `debug`,
+    /// or `info,nimbus::access=off` without the per-request access log),
+    /// default `info`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "NIMBUS_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve an app: load its manifest and components and listen for HTTP.
+    Up(up::UpArgs),
+    /// Run each function's build command.
+    Build {
+        /// A nimbus.toml, or a folder holding one.
+        #[arg(default_value = ".", env = "NIMBUS_APP")]
+        path: PathBuf,
+    },
+    /// Publish a message to a topic of the running app (through the admin API).
+    Publish {
+        /// The topic, e.g. `orders.created`.
+        topic: String,
+        /// The message, as text.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        data: Option<String>,
+        /// Read the message from a file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The message's content type.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show each queue's ready, delayed, in-flight and dead-letter counts.
+    Queues {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List, replay or purge a queue function's dead letters.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+    /// Deploy a component as the new version of a function of the running
+    /// app, without a restart; requests in flight finish on the old version.
+    Deploy {
+        /// The function's id.
+        id: String,
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Adds a function that is not in the app: a TOML file with the keys
+        /// of its `[functions.ID]` table (`routes`, `limits`, `kv`, ...;
+        /// no `source`).
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List the running app's functions: version, deployed time, canary,
+    /// in-flight instances.
+    Ls {
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Serve a function's previous version again.
+    Rollback {
+        /// The function's id.
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Send a share of a function's traffic to a new version
+    /// (`nimbus canary ID FILE --percent 10`), change the share
+    /// (`nimbus canary ID --percent 50`), then `promote` or `abort` it.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Canary {
+        #[command(subcommand)]
+        action: Option<CanaryAction>,
+        /// The function's id.
+        #[arg(required = true)]
+        id: Option<String>,
+        /// The candidate component (.wasm); without it, only the share changes.
+        file: Option<PathBuf>,
+        /// Percent of the function's invocations the canary serves (0 to 100).
+        #[arg(long, required = true)]
+        percent: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Stop serving a function (its routes answer 404); `nimbus rollback ID`
+    /// brings it back.
+    Rm {
+        /// The function's id.
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Validate the manifest and every component; exit non-zero on a problem.
+    Check {
+        /// A nimbus.toml, or a folder holding one.
+        #[arg(default_value = ".", env = "NIMBUS_APP")]
+        path: PathBuf,
+        /// Where the compile cache lives (default: .nimbus beside the manifest).
+        #[arg(long, env = "NIMBUS_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+/// `nimbus dead-letters ...`
+#[derive(Subcommand)]
+pub enum DeadLetterAction {
+    /// List the dead letters of FUNCTION.
+    List {
+        /// The queue function.
+        function: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Put dead letters back in the queue, with fresh attempts.
+    Replay {
+        /// The queue function.
+        function: String,
+        /// Only this message (default: all).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete dead letters.
+    Purge {
+        /// The queue function.
+        function: String,
+        /// Only this message (default: all).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `nimbus canary promote|abort ...`
+#[derive(Subcommand)]
+pub enum CanaryAction {
+    /// Make the canary the stable version.
+    Promote {
+        /// The function's id.
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Drop the canary; the stable version takes all the traffic.
+    Abort {
+        /// The function's id.
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// How answers are printed.
+#[derive(clap::Args)]
+pub struct OutputArgs {
+    /// Print the admin API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the running app's admin API is.
+#[derive(clap::Args)]
+pub struct AdminArgs {
+    /// The admin API's URL.
+    #[arg(long, default_value = "http://127.0.0.1:3001", env = "NIMBUS_ADMIN")]
+    pub admin: String,
+    /// The admin token, if the server requires one.
+    #[arg(long, env = "NIMBUS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl AdminArgs {
+    /// A client for the admin API these flags name.
+    pub fn client(&self) -> AdminClient {
+        AdminClient::new(&self.admin, self.admin_token.clone())
+    }
+}
+
+/// Runs one command.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => up::up(args).await,
+        Command::Build { path } => {
+            let manifest = Manifest::load(&path)?;
+            tokio::task::spawn_blocking(move || {
+                nimbus::build::build_all(&manifest, &mut std::io::stderr())
+            })
+            .await??;
+            Ok(())
+        }
+        Command::Check { path, state_dir } => {
+            let manifest = Manifest::load(&path)?;
+            let state_dir = up::state_dir(&manifest, state_dir.as_deref());
+            let runtime = up::new_runtime(&state_dir, nimbus::engine::DEFAULT_POOL_INSTANCES)?;
+            let report = tokio::task::spawn_blocking(move || nimbus::check::check(&runtime, &path))
+                .await??;
+            println!(
+                "ok: app `{}`: {} function(s), {} route(s)",
+                report.app, report.functions, report.routes
+            );
+            Ok(())
+        }
+        Command::Publish {
+            topic,
+            data,
+            file,
+            content_type,
+            admin,
+        } => operator::publish(&topic, data, file, &content_type, &admin).await,
+        Command::Queues { json, admin } => operator::queues(json, &admin).await,
+        Command::DeadLetters { action } => operator::dead_letters(action).await,
+        Command::Deploy {
+            id,
+            file,
+            manifest,
+            output,
+            admin,
+        } => operator::deploy(&id, &file, manifest.as_deref(), &output, &admin).await,
+        Command::Ls { output, admin } => operator::ls(&output, &admin).await,
+        Command::Rollback { id, output, admin } => {
+            let path = format!("/v1/functions/{id}/rollback");
+            operator::change(Method::POST, &path, &output, &admin).await
+        }
+        Command::Rm { id, output, admin } => {
+            let path = format!("/v1/functions/{id}");
+            operator::change(Method::DELETE, &path, &output, &admin).await
+        }
+        Command::Canary {
+            action,
+            id,
+            file,
+            percent,
+            output,
+            admin,
+        } => operator::canary(action, id, file, percent, output, admin).await,
+    }
+}
