@@ -14,9 +14,13 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use http_body_util::{BodyExt, Empty};
 use nimbus::app::App;
+use nimbus::app::router::{Match, Router};
+use nimbus::call::CallCtx;
+use nimbus::capability::outbound::Services;
 use nimbus::engine::{Runtime, RuntimeConfig};
+use nimbus::executor::Executor;
 use nimbus::manifest::{Manifest, Route};
-use nimbus::trigger::http::router::{Match, Router};
+use nimbus::trigger::http::HttpTrigger;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,7 +37,7 @@ const REUSE_MAX_REQUESTS: u32 = 1000;
 /// costs (first use of a pool slot, lazy initialisation) stay out of the mean.
 const LOOP_WARMUP: u32 = 100;
 
-fn load_hello(reuse: bool) -> App {
+fn load_hello(reuse: bool) -> Hello {
     let reuse = if reuse {
         format!("instance_reuse = {REUSE_MAX_REQUESTS}\n")
     } else {
@@ -55,7 +59,7 @@ fn load_hello(reuse: bool) -> App {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    App::load(
+    let app = App::load(
         &runtime,
         &manifest,
         nimbus::backend::Backends::embedded(
@@ -67,11 +71,26 @@ fn load_hello(reuse: bool) -> App {
             .unwrap(),
         ),
     )
-    .unwrap()
+    .unwrap();
+    let app = Arc::new(app);
+    let executor = Arc::new(Executor::new());
+    let services = Arc::new(HttpTrigger::new(app.clone(), executor.clone()));
+    Hello {
+        app,
+        executor,
+        services,
+    }
+}
+
+/// hello, loaded, with what runs it.
+struct Hello {
+    app: Arc<App>,
+    executor: Arc<Executor>,
+    services: Arc<dyn Services>,
 }
 
 /// One whole invocation of hello: the body is read to the end.
-async fn hello_once(app: &Arc<App>) -> Bytes {
+async fn hello_once(hello: &Hello) -> Bytes {
     let request = http::Request::builder()
         .uri("/")
         .header("host", "localhost")
@@ -79,8 +98,10 @@ async fn hello_once(app: &Arc<App>) -> Bytes {
             Empty::<Bytes>::new().map_err(|never| -> wasmtime_wasi_http::Error { match never {} }),
         )
         .unwrap();
-    let call = nimbus::executor::CallCtx::new("bench", None, 0);
-    let response = nimbus::executor::invoke_http(app, 0, request, call)
+    let call = CallCtx::new("bench", None, 0);
+    let response = hello
+        .executor
+        .invoke_http(&hello.app, 0, request, call, &hello.services)
         .await
         .unwrap();
     response.into_body().collect().await.unwrap().to_bytes()
@@ -98,9 +119,9 @@ fn invoke(c: &mut Criterion) {
     for (name, reuse) in [("invoke/hello", false), ("invoke/hello-reuse", true)] {
         // Loaded inside, so a filtered-out benchmark loads nothing.
         c.bench_function(name, |b| {
-            let app = Arc::new(load_hello(reuse));
+            let hello = load_hello(reuse);
             b.to_async(&rt)
-                .iter(|| async { black_box(hello_once(&app).await) })
+                .iter(|| async { black_box(hello_once(&hello).await) })
         });
     }
 }
@@ -136,17 +157,17 @@ criterion_group!(benches, invoke, route);
 /// Runs `iterations` invocations after a warm-up and prints the mean.
 fn fixed_loop(iterations: u32, reuse: bool) {
     let rt = runtime();
-    let app = Arc::new(load_hello(reuse));
+    let hello = load_hello(reuse);
     rt.block_on(async {
         for _ in 0..LOOP_WARMUP {
-            black_box(hello_once(&app).await);
+            black_box(hello_once(&hello).await);
         }
         let started = std::time::Instant::now();
         for _ in 0..iterations {
-            black_box(hello_once(&app).await);
+            black_box(hello_once(&hello).await);
         }
         let per_call = started.elapsed() / iterations.max(1);
-        let pooling = app.runtime().is_pooling();
+        let pooling = hello.app.runtime().is_pooling();
         println!(
             "{iterations} invocations (reuse: {reuse}, pooling: {pooling}): {per_call:?} per call"
         );

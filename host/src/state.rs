@@ -1,13 +1,12 @@
 //! The data every [`wasmtime::Store`] carries: one struct that implements the
 //! view trait of each capability, plus the per-instance resource limiter.
 
-use crate::app::App;
+use crate::call::CallCtx;
 use crate::capability::config::ConfigCtx;
 use crate::capability::kv::{KvCtx, KvView};
 use crate::capability::logging::LogCtx;
 use crate::capability::messaging::{MessagingCtx, MessagingView};
-use crate::capability::outbound::OutboundCtx;
-use crate::executor::CallCtx;
+use crate::capability::outbound::{OutboundCtx, OutboundPolicy, Services};
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{Linker, ResourceTable};
@@ -18,6 +17,25 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// Most table elements one instance may have. Tables hold function
 /// references; real programs need thousands, a runaway one millions.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// What one function's instances are given, prepared once when it loads:
+/// exactly what its manifest entry grants.
+pub struct Grants {
+    /// The function's id, for its log lines.
+    pub function: Arc<str>,
+    /// Environment variables for the guest.
+    pub env: Arc<[(String, String)]>,
+    /// Its key-value stores.
+    pub kv: KvCtx,
+    /// Its configuration.
+    pub config: ConfigCtx,
+    /// Its publishing grants.
+    pub messaging: MessagingCtx,
+    /// The hosts and services it may call.
+    pub outbound: Arc<OutboundPolicy>,
+    /// Its linear memory cap in bytes.
+    pub memory: u64,
+}
 
 /// Per-instance host state: one invocation's, or with instance reuse, each
 /// invocation's in turn ([`HostState::begin_request`]).
@@ -35,13 +53,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// State for one invocation of `app.functions[index]`, granting exactly
-    /// what its manifest entry grants.
-    pub fn new(app: &Arc<App>, index: usize, call: CallCtx) -> HostState {
-        let function = &app.functions[index];
-        let log = LogCtx::new(function.id_str.clone(), call.request_id.clone());
+    /// State for one invocation during `call`, granting what `grants` grant;
+    /// service calls go through `services`.
+    pub fn new(grants: &Grants, call: CallCtx, services: Arc<dyn Services>) -> HostState {
+        let log = LogCtx::new(grants.function.clone(), call.request_id.clone());
         let mut wasi = WasiCtxBuilder::new();
-        for (k, v) in function.env.iter() {
+        for (k, v) in grants.env.iter() {
             wasi.env(k, v);
         }
         wasi.stdout(log.stream("stdout"))
@@ -49,26 +66,26 @@ impl HostState {
         HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            outbound: OutboundCtx::new(app.clone(), index, call),
-            kv: function.kv.clone(),
-            config: function.config.clone(),
-            messaging: function.messaging.clone(),
+            outbound: OutboundCtx::new(grants.outbound.clone(), services, call),
+            kv: grants.kv.clone(),
+            config: grants.config.clone(),
+            messaging: grants.messaging.clone(),
             log,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(function.limits.memory),
+            limiter: MemoryLimiter::new(grants.memory),
         }
     }
 
     /// Hands a reused instance's state to the next invocation: its request id
-    /// for logs, and the call chain and app for its outbound calls.
-    pub fn begin_request(&mut self, app: &Arc<App>, index: usize, call: CallCtx) {
+    /// for logs, and the call chain and services for its outbound calls.
+    pub fn begin_request(&mut self, call: CallCtx, services: Arc<dyn Services>) {
         self.log.set_request_id(call.request_id.clone());
-        self.outbound = OutboundCtx::new(app.clone(), index, call);
+        self.outbound.begin(services, call);
     }
 
     /// Lets go of what only the finished invocation needed, before the
-    /// instance waits idle: above all the app, which owns the idle pool, so an
-    /// idle instance never keeps a replaced app alive.
+    /// instance waits idle: above all the services handle, which reaches the
+    /// app, so an idle instance never keeps a replaced app alive.
     pub fn end_request(&mut self) {
         self.outbound.release();
     }

@@ -221,6 +221,40 @@ pub fn function(id: &str) -> FunctionLabels {
     }
 }
 
+/// One function's metric handles, resolved when it loads so that an
+/// invocation finds them ready (no label lookup per request).
+#[derive(Clone)]
+pub struct FunctionMetrics {
+    /// Its instances running now.
+    pub in_flight: Gauge,
+    instantiate_seconds: Histogram,
+    request_seconds: Histogram,
+}
+
+impl FunctionMetrics {
+    /// The handles of function `id`.
+    pub fn new(id: &str) -> FunctionMetrics {
+        let metrics = metrics();
+        let label = function(id);
+        FunctionMetrics {
+            in_flight: metrics.in_flight.get_or_create(&label).clone(),
+            instantiate_seconds: metrics.instantiate_seconds.get_or_create(&label).clone(),
+            request_seconds: metrics.request_seconds.get_or_create(&label).clone(),
+        }
+    }
+
+    /// Counts an HTTP request answered after `elapsed`.
+    pub fn answered(&self, elapsed: std::time::Duration) {
+        self.request_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an instantiation that began at `started`.
+    pub fn instantiated(&self, started: std::time::Instant) {
+        self.instantiate_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
 /// An outcome label value.
 pub fn outcome(function: &str, kind: &str) -> OutcomeLabels {
     OutcomeLabels {

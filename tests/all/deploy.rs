@@ -4,14 +4,9 @@
 //! Two versions of one function: `hello` ("Hello, world!") is the
 //! manifest's component, `wstd-hello` ("Hello from wstd!") the new one.
 
-use nimbus::admin::Admin;
-use nimbus::app::{App, LiveApp};
-use nimbus::backend::Backends;
-use nimbus::backend::embedded::EmbeddedBackend;
-use nimbus::deploy::Deployer;
 use nimbus::manifest::Manifest;
-use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
-use nimbus_tests::{client, guest, json, runtime, write_manifest};
+use nimbus::node::{self, Listeners, Node, NodeConfig};
+use nimbus_tests::{client, guest, json, loopback, runtime, write_manifest};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,8 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 const APP: &str = r#"
 version = 1
@@ -55,9 +48,7 @@ struct Ops {
     admin: SocketAddr,
     client: reqwest::Client,
     token: Option<String>,
-    stop: Option<watch::Sender<bool>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
-    admin_server: Option<JoinHandle<std::io::Result<()>>>,
+    node: Option<Node>,
     dir: Option<tempfile::TempDir>,
     state: PathBuf,
 }
@@ -67,51 +58,24 @@ impl Ops {
         Self::start_in(tempfile::tempdir().unwrap(), manifest, token).await
     }
 
-    /// Starts the app in `dir`, as `nimbus up` does: the public listener and
-    /// the admin API share one [`LiveApp`], so added functions are served.
+    /// Starts the app in `dir` as `nimbus up` does, with the admin API on a
+    /// listener of its own.
     async fn start_in(dir: tempfile::TempDir, manifest: &str, token: Option<&str>) -> Ops {
         let state = dir.path().join(".nimbus");
         let manifest = Manifest::load(&write_manifest(dir.path(), manifest)).unwrap();
-        let backends =
-            Backends::embedded(EmbeddedBackend::open(&state.join("state.redb")).unwrap());
-        let runtime = runtime();
-        let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends))
+        let mut config = NodeConfig::new(manifest);
+        config.runtime = Some(runtime());
+        config.admin_token = token.map(str::to_owned);
+        let listeners = Listeners::bind(loopback(), Some(loopback())).await.unwrap();
+        let node = node::start(config, listeners, std::future::pending())
             .await
-            .unwrap()
-            .expect("app loads");
-        let live = LiveApp::new(Arc::new(app));
-        let deployer = {
-            let live = live.clone();
-            let state = state.clone();
-            tokio::task::spawn_blocking(move || Deployer::open(live, &state))
-                .await
-                .unwrap()
-                .expect("deployments restore")
-        };
-        let (stop, stopped) = watch::channel(false);
-        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let public = listener.local_addr().unwrap();
-        let server = tokio::spawn(serve(
-            listener,
-            Arc::new(HttpTrigger::new(live)),
-            ServeOptions::default(),
-            until_stopped(stopped.clone()),
-        ));
-        let admin = Arc::new(Admin::new(Arc::new(deployer), token.map(str::to_owned)));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin_addr = listener.local_addr().unwrap();
-        let admin_server = tokio::spawn(admin.serve(listener, until_stopped(stopped)));
+            .expect("the node starts");
         Ops {
-            public,
-            admin: admin_addr,
+            public: node.addr(),
+            admin: node.admin_addr().expect("an admin listener"),
             client: client(),
             token: token.map(str::to_owned),
-            stop: Some(stop),
-            server: Some(server),
-            admin_server: Some(admin_server),
+            node: Some(node),
             dir: Some(dir),
             state,
         }
@@ -119,14 +83,8 @@ impl Ops {
 
     /// Stops both listeners and hands back the app's folder.
     async fn stop(mut self) -> tempfile::TempDir {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        for server in [self.server.take(), self.admin_server.take()]
-            .into_iter()
-            .flatten()
-        {
-            server.await.unwrap().unwrap();
+        if let Some(node) = self.node.take() {
+            node.shutdown().await.unwrap();
         }
         self.dir.take().unwrap()
     }

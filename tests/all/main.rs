@@ -8,6 +8,7 @@ mod gateway;
 mod golden;
 mod guests;
 mod kv;
+mod layering;
 mod limits;
 mod logs;
 mod outbound;

@@ -159,30 +159,23 @@ async fn a_timed_out_instance_is_discarded() {
 #[tokio::test]
 async fn idle_instances_are_counted_and_dropped_after_the_idle_timeout() {
     let app = TestApp::start(APP).await;
-    let function = |id: &str| {
-        app.app
-            .functions
-            .iter()
-            .find(|f| f.id.as_str() == id)
-            .expect("function")
-    };
-    assert_eq!(function("probe").instances.idle(), 0);
+    assert_eq!(app.idle("probe"), 0);
     served(&app, "/probe/").await;
     // The instance goes back to the pool just after its response.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while function("probe").instances.idle() == 0 && Instant::now() < deadline {
+    while app.idle("probe") == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(function("probe").instances.idle(), 1);
+    assert_eq!(app.idle("probe"), 1);
     served(&app, "/fresh/").await;
-    assert_eq!(function("probe-fresh").instances.idle(), 0);
+    assert_eq!(app.idle("probe-fresh"), 0);
     // Unused for longer than the idle timeout, the instance is dropped.
     let deadline = Instant::now() + REUSE_IDLE_TIMEOUT * 10;
-    while function("probe").instances.idle() > 0 && Instant::now() < deadline {
+    while app.idle("probe") > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        function("probe").instances.idle(),
+        app.idle("probe"),
         0,
         "an idle instance outlived its timeout"
     );

@@ -5,17 +5,14 @@
 //! replaces that with the path of `functions/NAME`'s compiled component.
 
 use nimbus::app::App;
-use nimbus::backend::Backends;
-use nimbus::backend::embedded::EmbeddedBackend;
 use nimbus::engine::{Runtime, RuntimeConfig};
 use nimbus::manifest::Manifest;
-use nimbus::trigger::http::{HttpTrigger, ServeOptions, serve};
-use nimbus::trigger::queue::QueueTriggers;
+use nimbus::node::{self, Listeners, Node, NodeConfig};
+use nimbus::trigger::http::ServeOptions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use nimbus_test_artifacts::guest;
@@ -135,17 +132,16 @@ impl Broker {
     }
 }
 
-/// A running server for one app, stopped when dropped.
+/// A running node for one app, started as `nimbus up` starts one (without
+/// an admin listener), stopped when dropped.
 pub struct TestApp {
     /// The server's address.
     pub addr: SocketAddr,
     /// An HTTP client with no proxy and a generous timeout.
     pub client: reqwest::Client,
-    /// The loaded app, for reaching its backends directly.
+    /// The app as loaded, for reaching its backends directly.
     pub app: Arc<App>,
-    queues: Option<QueueTriggers>,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    node: Option<Node>,
     dir: tempfile::TempDir,
 }
 
@@ -179,42 +175,39 @@ impl TestApp {
     ) -> TestApp {
         let file = write_manifest(dir.path(), manifest);
         let manifest = Manifest::load(&file).expect("manifest loads");
-        let store =
-            EmbeddedBackend::open(&dir.path().join(".nimbus/state.redb")).expect("state opens");
-        let mut backends = Backends::embedded(store);
+        let mut config = NodeConfig::new(manifest);
+        config.runtime = Some(runtime());
+        config.serve = options;
         if let Broker::Nats { prefix } = broker {
-            let nats = nimbus::backend::nats::NatsBackend::connect(NATS_URL, prefix)
-                .await
-                .unwrap_or_else(|e| panic!("NATS at {NATS_URL} (start it as .ci/run does): {e}"));
-            backends.queue = Arc::new(nats);
+            config.broker = node::Broker::Nats {
+                url: NATS_URL.into(),
+                prefix: prefix.clone(),
+            };
         }
-        let runtime = runtime();
-        let app = tokio::task::spawn_blocking(move || App::load(&runtime, &manifest, backends))
+        let listeners = Listeners::bind(loopback(), None).await.expect("bind");
+        let node = node::start(config, listeners, std::future::pending())
             .await
-            .expect("load task")
-            .expect("app loads");
-        let app = Arc::new(app);
-        let queues = QueueTriggers::start(&app)
-            .await
-            .expect("queue triggers start");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let trigger = Arc::new(HttpTrigger::new(app.clone()));
-        let server = tokio::spawn(serve(listener, trigger, options, async {
-            let _ = rx.await;
-        }));
+            .unwrap_or_else(|e| {
+                panic!("the node starts (NATS at {NATS_URL} is started by .ci/run): {e}")
+            });
         TestApp {
-            addr,
+            addr: node.addr(),
             client: client(),
-            app,
-            queues: Some(queues),
-            shutdown: Some(tx),
-            server: Some(server),
+            app: node.app(),
+            node: Some(node),
             dir,
         }
+    }
+
+    /// The running node.
+    pub fn node(&self) -> &Node {
+        self.node.as_ref().expect("the node runs")
+    }
+
+    /// Instances of function `id` waiting idle for a request (with `instance_reuse`).
+    pub fn idle(&self, id: &str) -> usize {
+        let index = self.app.index_of(id).expect("a function of the app");
+        self.node().executor().idle(index)
     }
 
     /// `http://ADDR` + `path`.
@@ -231,34 +224,26 @@ impl TestApp {
             .expect("request")
     }
 
-    /// Stops the server gracefully, waits for it, and hands back its folder.
+    /// Stops the node gracefully, waits for it, and hands back its folder.
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.begin_shutdown()
             .await
             .expect("server task")
             .expect("server stopped cleanly");
-        if let Some(queues) = self.queues.take() {
-            queues.shutdown(Duration::from_secs(10)).await;
-        }
         let dir = tempfile::tempdir().expect("tempdir");
         std::mem::replace(&mut self.dir, dir)
     }
 
-    /// Starts a graceful shutdown and returns the server task.
+    /// Starts a graceful shutdown and returns the task that finishes it.
     pub fn begin_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.server.take().expect("server running")
+        let node = self.node.take().expect("server running");
+        tokio::spawn(node.shutdown())
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
-    }
+/// 127.0.0.1, port 0.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// A client for tests: no proxies, a timeout long enough for debug builds.

@@ -8,10 +8,16 @@
 //!   function's `allowed_outbound_hosts`, with the function's
 //!   `outbound_timeout` as a cap on each phase of the request.
 //! - Everything else gets the standard `HttpRequestDenied` error code.
+//!
+//! The in-process dispatch of a service call is the HTTP trigger's work
+//! (routing, headers, limits); this capability reaches it through the
+//! [`Services`] trait object, which the trigger implements.
 
-use crate::app::App;
-use crate::executor::CallCtx;
+use crate::call::CallCtx;
+use crate::manifest::HostPattern;
+use crate::wire::{REQUEST_ID, TRACEPARENT};
 use http::HeaderValue;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
@@ -37,33 +43,76 @@ type SendFuture = Box<
         > + Send,
 >;
 
-/// Per-invocation outbound policy: who is calling, within which request.
+/// The other functions of the app, as a guest's service calls reach them.
+/// Implemented by the HTTP trigger.
+pub trait Services: Send + Sync + 'static {
+    /// Runs `request` in-process as a call from function `caller` to function
+    /// `callee` during `call`: the callee's own routes pick the handler, its
+    /// limits apply, and a failure is the error response a network caller
+    /// would get.
+    fn call(
+        self: Arc<Self>,
+        callee: usize,
+        request: http::Request<WasiBody>,
+        caller: Arc<str>,
+        call: CallCtx,
+    ) -> Pin<Box<dyn Future<Output = http::Response<WasiBody>> + Send>>;
+
+    /// The id of function `index`, for log lines.
+    fn function_id(&self, index: usize) -> Option<Arc<str>>;
+}
+
+/// What one function may reach, prepared when it loads.
+#[derive(Debug)]
+pub struct OutboundPolicy {
+    /// The function's id.
+    pub function: Arc<str>,
+    /// The functions it may call, by id, with their indices in the app.
+    pub services: Box<[(Arc<str>, usize)]>,
+    /// Hosts it may reach over the network.
+    pub hosts: Arc<[HostPattern]>,
+    /// Cap on each phase of an outbound request.
+    pub timeout: Duration,
+}
+
+/// Per-invocation outbound state: who is calling, within which request.
 pub struct OutboundCtx {
+    policy: Arc<OutboundPolicy>,
     /// `None` while a reused instance waits idle between invocations.
-    app: Option<Arc<App>>,
-    function: usize,
+    services: Option<Arc<dyn Services>>,
     call: CallCtx,
 }
 
 impl OutboundCtx {
-    /// The policy of `app.functions[function]` during `call`.
-    pub fn new(app: Arc<App>, function: usize, call: CallCtx) -> OutboundCtx {
+    /// The outbound state of a function with `policy` during `call`.
+    pub fn new(
+        policy: Arc<OutboundPolicy>,
+        services: Arc<dyn Services>,
+        call: CallCtx,
+    ) -> OutboundCtx {
         OutboundCtx {
-            app: Some(app),
-            function,
+            policy,
+            services: Some(services),
             call,
         }
     }
 
-    /// Drops the app, for an instance that waits idle until its next
-    /// invocation (which brings a new policy): the app owns the idle pool.
-    pub fn release(&mut self) {
-        self.app = None;
+    /// Starts the next invocation of a reused instance.
+    pub fn begin(&mut self, services: Arc<dyn Services>, call: CallCtx) {
+        self.services = Some(services);
+        self.call = call;
     }
 
-    fn deny(&self, app: &App, uri: &http::Uri, why: &str) -> SendFuture {
+    /// Drops the services handle, for an instance that waits idle until its
+    /// next invocation (which brings a new one): it reaches the app, which
+    /// owns the executor's idle instances.
+    pub fn release(&mut self) {
+        self.services = None;
+    }
+
+    fn deny(&self, uri: &http::Uri, why: &str) -> SendFuture {
         tracing::info!(
-            function = %app.functions[self.function].id,
+            function = &*self.policy.function,
             request_id = &*self.call.request_id,
             %uri,
             "outbound request denied: {why}"
@@ -73,29 +122,28 @@ impl OutboundCtx {
 
     fn service_call(
         &self,
-        app: &Arc<App>,
+        services: Arc<dyn Services>,
         service: &str,
         mut request: http::Request<WasiBody>,
     ) -> SendFuture {
-        let caller = &app.functions[self.function];
-        let Some(callee) = caller
+        let Some(callee) = self
+            .policy
             .services
             .iter()
-            .copied()
-            .find(|&i| app.functions[i].id.as_str() == service)
+            .find(|(id, _)| &**id == service)
+            .map(|(_, index)| *index)
         else {
             return self.deny(
-                app,
                 request.uri(),
                 &format!("`{service}` is not in this function's `services`"),
             );
         };
         if self.call.chain.contains(&callee) || self.call.chain.len() >= MAX_CALL_DEPTH {
-            let chain: Vec<&str> = self
+            let chain: Vec<Arc<str>> = self
                 .call
                 .chain
                 .iter()
-                .map(|&i| app.functions[i].id.as_str())
+                .filter_map(|&i| services.function_id(i))
                 .collect();
             tracing::warn!(
                 request_id = &*self.call.request_id,
@@ -107,22 +155,19 @@ impl OutboundCtx {
         }
         let headers = request.headers_mut();
         if let Ok(id) = HeaderValue::from_str(&self.call.request_id) {
-            headers.insert(crate::trigger::http::REQUEST_ID, id);
+            headers.insert(REQUEST_ID, id);
         }
         if let Some(tp) = &self.call.traceparent
-            && !headers.contains_key(crate::trigger::http::TRACEPARENT)
+            && !headers.contains_key(TRACEPARENT)
         {
-            headers.insert(crate::trigger::http::TRACEPARENT, tp.clone());
+            headers.insert(TRACEPARENT, tp.clone());
         }
-        let app = app.clone();
         let call = self.call.calling(callee);
-        let caller = caller.id.clone();
+        let response = services.call(callee, request, self.policy.function.clone(), call);
         Box::new(async move {
-            let response =
-                crate::trigger::http::call_service(&app, callee, request, &caller, call).await;
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(async { Ok(()) });
-            Ok((response, done))
+            Ok((response.await, done))
         })
     }
 }
@@ -134,8 +179,8 @@ impl WasiHttpHooks for OutboundCtx {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        // Only an idle instance has no app, and an idle instance runs no code.
-        let Some(app) = self.app.clone() else {
+        // Only an idle instance has no services, and an idle instance runs no code.
+        let Some(services) = self.services.clone() else {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };
         let uri = request.uri().clone();
@@ -144,21 +189,21 @@ impl WasiHttpHooks for OutboundCtx {
         };
         if let Some(service) = host.strip_suffix(SERVICE_SUFFIX) {
             let service = service.to_owned();
-            return self.service_call(&app, &service, request);
+            return self.service_call(services, &service, request);
         }
         let scheme = uri.scheme_str().unwrap_or("https");
         let port = uri
             .port_u16()
             .unwrap_or(if scheme == "http" { 80 } else { 443 });
-        let function = &app.functions[self.function];
-        if !function
-            .outbound
+        if !self
+            .policy
+            .hosts
             .iter()
             .any(|p| p.allows(scheme, host, port))
         {
-            return self.deny(&app, &uri, "no `allowed_outbound_hosts` entry matches");
+            return self.deny(&uri, "no `allowed_outbound_hosts` entry matches");
         }
-        let options = cap_timeouts(options, function.limits.outbound_timeout);
+        let options = cap_timeouts(options, self.policy.timeout);
         Box::new(async move {
             use http_body_util::BodyExt;
             let (response, io) =

@@ -259,7 +259,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Check { path, state_dir } => {
             let manifest = Manifest::load(&path)?;
             let state_dir = up::state_dir(&manifest, state_dir.as_deref());
-            let runtime = up::new_runtime(&state_dir, nimbus::engine::DEFAULT_POOL_INSTANCES)?;
+            let runtime =
+                nimbus::node::runtime(&state_dir, nimbus::engine::DEFAULT_POOL_INSTANCES)?;
             let report = tokio::task::spawn_blocking(move || nimbus::check::check(&runtime, &path))
                 .await??;
             println!(

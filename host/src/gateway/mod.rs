@@ -18,22 +18,15 @@ pub use jwt::{Claims, JwtProvider, ProviderError, TokenError};
 pub use ratelimit::{Limited, RateLimiter};
 
 use crate::manifest::{AuthRule, Manifest, RateKey};
+use crate::wire::{
+    HEADER_AUTH_CLAIMS, HEADER_AUTH_PROVIDER, HEADER_AUTH_ROLES, HEADER_AUTH_SCOPES,
+    HEADER_AUTH_SUBJECT,
+};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// The provider that verified the caller's token.
-pub const HEADER_AUTH_PROVIDER: HeaderName = HeaderName::from_static("x-nimbus-auth-provider");
-/// The verified token's `sub`.
-pub const HEADER_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-nimbus-auth-subject");
-/// The verified token's scopes, space-separated.
-pub const HEADER_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-nimbus-auth-scopes");
-/// The verified token's roles, space-separated.
-pub const HEADER_AUTH_ROLES: HeaderName = HeaderName::from_static("x-nimbus-auth-roles");
-/// Every verified claim, as a JSON object (non-ASCII escaped).
-pub const HEADER_AUTH_CLAIMS: HeaderName = HeaderName::from_static("x-nimbus-auth-claims");
 
 /// The gateway's rules for every route of an app.
 pub struct Gateway {

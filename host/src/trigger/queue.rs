@@ -10,7 +10,9 @@
 
 use crate::app::App;
 use crate::backend::{BackendError, Consumer, Delivery};
-use crate::executor::{self, CallCtx};
+use crate::call::CallCtx;
+use crate::capability::outbound::Services;
+use crate::executor::Executor;
 use crate::manifest::QueueSpec;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +36,15 @@ pub struct QueueTriggers {
 }
 
 impl QueueTriggers {
-    /// Subscribes every queue-triggered function and starts its loop.
-    pub async fn start(app: &Arc<App>) -> Result<QueueTriggers, BackendError> {
+    /// Subscribes every queue-triggered function of `app` and starts its
+    /// loop, running handlers on `executor`; their service calls go through
+    /// `services`.
+    pub async fn start(
+        app: &Arc<App>,
+        executor: Arc<Executor>,
+        services: Arc<dyn Services>,
+    ) -> Result<QueueTriggers, BackendError> {
+        let runner = Arc::new(Runner { executor, services });
         let (stop, stopped) = watch::channel(false);
         let mut loops = Vec::new();
         for (index, function) in app.functions.iter().enumerate() {
@@ -48,7 +57,12 @@ impl QueueTriggers {
                 .subscribe(&consumer, &trigger.spec.topic)
                 .await?;
             tracing::info!(function = %function.id, topic = %trigger.spec.topic, "consuming");
-            loops.push(tokio::spawn(consume(app.clone(), index, stopped.clone())));
+            loops.push(tokio::spawn(consume(
+                app.clone(),
+                runner.clone(),
+                index,
+                stopped.clone(),
+            )));
         }
         Ok(QueueTriggers { stop, loops })
     }
@@ -80,7 +94,18 @@ fn consumer(app: &App, index: usize) -> Consumer {
     }
 }
 
-async fn consume(app: Arc<App>, index: usize, mut stop: watch::Receiver<bool>) {
+/// What runs a queue function's deliveries.
+struct Runner {
+    executor: Arc<Executor>,
+    services: Arc<dyn Services>,
+}
+
+async fn consume(
+    app: Arc<App>,
+    runner: Arc<Runner>,
+    index: usize,
+    mut stop: watch::Receiver<bool>,
+) {
     let function = &app.functions[index];
     let spec = function
         .queue
@@ -120,10 +145,11 @@ async fn consume(app: Arc<App>, index: usize, mut stop: watch::Receiver<bool>) {
                 None => slots.clone().acquire_owned().await.expect("never closed"),
             };
             let app = app.clone();
+            let runner = runner.clone();
             let consumer = consumer.clone();
             let spec = spec.clone();
             tokio::spawn(async move {
-                handle(&app, index, &consumer, &spec, delivery).await;
+                handle(&app, &runner, index, &consumer, &spec, delivery).await;
                 drop(permit);
             });
         }
@@ -134,6 +160,7 @@ async fn consume(app: Arc<App>, index: usize, mut stop: watch::Receiver<bool>) {
 
 async fn handle(
     app: &Arc<App>,
+    runner: &Runner,
     index: usize,
     consumer: &Consumer,
     spec: &QueueSpec,
@@ -155,7 +182,10 @@ async fn handle(
             .get_or_create(&crate::telemetry::outcome(function.as_str(), kind))
             .inc();
     };
-    let result = executor::invoke_queue(app, index, &delivery, call).await;
+    let result = runner
+        .executor
+        .invoke_queue(app, index, &delivery, call, &runner.services)
+        .await;
     if let Err(e) = &result {
         metrics
             .failures

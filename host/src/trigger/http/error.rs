@@ -5,11 +5,10 @@
 use crate::executor::InvocationError;
 use crate::gateway::{CorsError, TokenError};
 use crate::manifest::format_bytes;
-use bytes::Bytes;
+use crate::wire::Body;
+pub use crate::wire::full;
 use http::{HeaderValue, Method, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 use std::time::Duration;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Seconds a 503 tells the caller to wait before trying again.
 const RETRY_AFTER_SECS: u32 = 1;
@@ -152,7 +151,7 @@ impl HttpError {
     }
 
     /// The response for this error.
-    pub fn into_response(self, request_id: &str) -> Response<HyperOutgoingBody> {
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
         let status = self.status();
         let body = serde_json::json!({
             "status": status.as_u16(),
@@ -231,11 +230,4 @@ fn quote_safe(s: &str) -> String {
         .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
         .take(MAX_CHALLENGE_TEXT)
         .collect()
-}
-
-/// A complete body in the type the executor's responses use.
-pub fn full(body: impl Into<Bytes>) -> HyperOutgoingBody {
-    Full::new(body.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }

@@ -1,7 +1,12 @@
-//! The public listener: accepts connections, serves HTTP/1.1 and HTTP/2 with
-//! hyper, and shuts down gracefully.
+//! The accept loop of every listener (the public one and the admin API's):
+//! accepts connections up to a cap, serves HTTP/1.1 and HTTP/2 with hyper
+//! with a header-read timeout, backs off when `accept` fails (out of file
+//! descriptors, say), and shuts down gracefully.
 
 use super::{ConnInfo, HttpTrigger};
+use crate::wire::Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -53,6 +58,26 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let handle = move |req, conn: Arc<ConnInfo>| {
+        let trigger = trigger.clone();
+        async move { trigger.handle(req, &conn).await }
+    };
+    serve_with(listener, options, handle, shutdown).await
+}
+
+/// Serves every request on `listener` with `handle` until `shutdown`
+/// resolves, then stops accepting and gives open connections up to
+/// `options.grace` to finish.
+pub async fn serve_with<F, Fut>(
+    listener: TcpListener,
+    options: ServeOptions,
+    handle: F,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    F: Fn(Request<Incoming>, Arc<ConnInfo>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
     let local = listener.local_addr()?;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -73,7 +98,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(%local, error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
@@ -82,11 +107,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let info = Arc::new(ConnInfo::new(client, local));
-        let trigger = trigger.clone();
+        let handle = handle.clone();
         let service = service_fn(move |req| {
-            let trigger = trigger.clone();
-            let info = info.clone();
-            async move { Ok::<_, Infallible>(trigger.handle(req, &info).await) }
+            let answer = handle(req, info.clone());
+            async move { Ok::<_, Infallible>(answer.await) }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -101,11 +125,11 @@ pub async fn serve(
     }
 
     drop(listener);
-    tracing::info!("shutting down: no longer accepting; waiting for in-flight requests");
+    tracing::info!(%local, "shutting down: no longer accepting; waiting for in-flight requests");
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = graceful.shutdown() => tracing::info!(%local, "all connections closed"),
         () = tokio::time::sleep(options.grace) => {
-            tracing::warn!(grace = ?options.grace, "grace period over; dropping remaining connections");
+            tracing::warn!(%local, grace = ?options.grace, "grace period over; dropping remaining connections");
         }
     }
     Ok(())

@@ -1,123 +1,40 @@
 //! A loaded app: each function compiled, linked and pre-instantiated once,
-//! with its limits, and the routing table over all of them.
+//! with its limits and grants, and the routing table over all of them.
 //!
 //! A function's code is a [`Version`]; what serves it is its [`Traffic`] (a
-//! stable version and maybe a canary), which [`crate::deploy`] swaps
-//! atomically while requests run.
+//! stable version and maybe a canary), which the deployer swaps atomically
+//! while requests run.
+//!
+//! - [`load`]: the checks a component passes before it serves;
+//! - [`router`]: method + path to a function and its parameters.
+
+mod load;
+pub mod router;
+
+pub use load::LoadError;
 
 use crate::backend::Backends;
 use crate::capability::bindings::QueueFunctionPre;
 use crate::capability::config::ConfigCtx;
 use crate::capability::kv::KvCtx;
 use crate::capability::messaging::MessagingCtx;
+use crate::capability::outbound::OutboundPolicy;
 use crate::engine::Runtime;
 use crate::gateway::Gateway;
-use crate::manifest::{FunctionId, FunctionSpec, HostPattern, Limits, Manifest, QueueSpec, Route};
-use crate::state::HostState;
-use crate::trigger::http::router::Router;
+use crate::manifest::{FunctionId, FunctionSpec, Limits, Manifest, QueueSpec, Route};
+use crate::state::{Grants, HostState};
+use crate::telemetry::FunctionMetrics;
 use arc_swap::{ArcSwap, ArcSwapOption};
+use router::Router;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// The export every HTTP function must have.
 pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
-
-/// Why a function could not be loaded. Each message names the function and
-/// the file, and says what to do.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// The component file does not exist.
-    #[error("function `{function}`: component file {} does not exist{hint}", path.display())]
-    Missing {
-        /// The function.
-        function: FunctionId,
-        /// The file named by `source`.
-        path: PathBuf,
-        /// A hint about building it.
-        hint: String,
-    },
-    /// The file could not be read.
-    #[error("function `{function}`: cannot read {}: {source}", path.display())]
-    Read {
-        /// The function.
-        function: FunctionId,
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not WebAssembly at all.
-    #[error("function `{function}`: {} is not a WebAssembly file", path.display())]
-    NotWasm {
-        /// The function.
-        function: FunctionId,
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file is a core module, not a component.
-    #[error(
-        "function `{function}`: {} is a core wasm module, not a component; build for `wasm32-wasip2`, or run `wasm-tools component new` on it",
-        path.display()
-    )]
-    CoreModule {
-        /// The function.
-        function: FunctionId,
-        /// The file.
-        path: PathBuf,
-    },
-    /// wasmtime rejected the component.
-    #[error("function `{function}`: {} is not a valid component: {message}", path.display())]
-    Invalid {
-        /// The function.
-        function: FunctionId,
-        /// The file.
-        path: PathBuf,
-        /// wasmtime's explanation.
-        message: String,
-    },
-    /// The component imports something the host does not provide.
-    #[error("function `{function}`: {} {message}", path.display())]
-    UnsupportedImport {
-        /// The function.
-        function: FunctionId,
-        /// The file.
-        path: PathBuf,
-        /// wasmtime's explanation, naming the import.
-        message: String,
-    },
-    /// The function has a queue trigger but no message handler.
-    #[error(
-        "function `{function}`: {} does not export `wasi:messaging/incoming-handler@0.2.0-draft`, which a function with `queue` needs (use `#[queue_handler]` from nimbus-sdk)",
-        path.display()
-    )]
-    NoQueueHandler {
-        /// The function.
-        function: FunctionId,
-        /// The file.
-        path: PathBuf,
-    },
-    /// A JWT provider's keys could not be loaded.
-    #[error(transparent)]
-    Auth(crate::gateway::ProviderError),
-    /// The component does not export the HTTP handler.
-    #[error(
-        "function `{function}`: {} does not export `wasi:http/incoming-handler@0.2.x` (it exports: {exports}); an HTTP function must target the `wasi:http/proxy` world",
-        path.display()
-    )]
-    WrongWorld {
-        /// The function.
-        function: FunctionId,
-        /// The file.
-        path: PathBuf,
-        /// What it does export.
-        exports: String,
-    },
-}
 
 /// One version of a function: a component, compiled, linked and
 /// pre-instantiated, ready to serve.
@@ -171,7 +88,7 @@ pub struct Traffic {
 pub struct Function {
     /// The function's id.
     pub id: FunctionId,
-    /// The id as a shared string, for logs.
+    /// The id as a shared string, for logs and metric labels.
     pub id_str: Arc<str>,
     /// The id as the guest's `x-nimbus-function` header, made once.
     pub id_header: Option<http::HeaderValue>,
@@ -179,32 +96,22 @@ pub struct Function {
     pub spec: FunctionSpec,
     /// Its limits.
     pub limits: Limits,
-    /// Environment variables for the guest.
-    pub env: Arc<[(String, String)]>,
-    /// Its key-value grants.
-    pub kv: KvCtx,
-    /// Its configuration.
-    pub config: ConfigCtx,
-    /// Indices of the functions it may call.
-    pub services: Arc<[usize]>,
-    /// Hosts it may reach over the network.
-    pub outbound: Arc<[HostPattern]>,
+    /// What its instances are given: environment, key-value, config,
+    /// messaging and outbound grants, memory cap.
+    pub grants: Grants,
     /// Its own routes, for service calls; a catch-all when it has none, so
     /// an internal-only service is reachable by its callers.
     pub routes: Router,
     /// The queue trigger, if the function has one.
     pub queue: Option<QueueTrigger>,
-    /// Its publishing grants.
-    pub messaging: MessagingCtx,
     /// Permits for `limits.concurrency` instances at once. Shared by all
     /// its versions: a deploy does not double the limit.
     pub slots: Arc<Semaphore>,
+    /// Its metric handles, resolved once (no label lookup per request).
+    pub metrics: FunctionMetrics,
     /// The versions serving it; `None` once the function was removed.
-    /// Swapped atomically by [`crate::deploy`], read lock-free per invocation.
+    /// Swapped atomically by the deployer, read lock-free per invocation.
     traffic: ArcSwapOption<Traffic>,
-    /// What the executor prepared for it: metric handles and, with
-    /// `instance_reuse`, the idle instances.
-    pub instances: crate::executor::Instances,
 }
 
 impl Function {
@@ -313,8 +220,8 @@ impl App {
         let ids: Vec<&FunctionId> = manifest.functions.iter().map(|f| &f.id).collect();
         let mut functions = Vec::with_capacity(manifest.functions.len());
         for spec in &manifest.functions {
-            let bytes = read_component(&spec.id, &spec.source, spec.build.is_some())?;
-            let version = prepare(runtime, &linker, spec, &bytes, &spec.source)?;
+            let bytes = load::read_component(&spec.id, &spec.source, spec.build.is_some())?;
+            let version = load::prepare(runtime, &linker, spec, &bytes, &spec.source)?;
             functions.push(Arc::new(new_function(
                 &manifest.name,
                 &ids,
@@ -357,7 +264,7 @@ impl App {
         bytes: &[u8],
         origin: &Path,
     ) -> Result<App, LoadError> {
-        let version = prepare(&self.runtime, &self.linker, spec, bytes, origin)?;
+        let version = load::prepare(&self.runtime, &self.linker, spec, bytes, origin)?;
         let mut ids: Vec<&FunctionId> = self.functions.iter().map(|f| &f.id).collect();
         ids.push(&spec.id);
         let function = new_function(&self.name, &ids, spec, version, &self.backends);
@@ -410,7 +317,7 @@ impl App {
     /// (through the compile cache) and pre-instantiates it. `origin` names
     /// the bytes in errors. Blocking: compiling can take a second.
     pub fn prepare(&self, index: usize, bytes: &[u8], origin: &Path) -> Result<Version, LoadError> {
-        prepare(
+        load::prepare(
             &self.runtime,
             &self.linker,
             &self.functions[index].spec,
@@ -429,164 +336,52 @@ fn new_function(
     version: Version,
     backends: &Backends,
 ) -> Function {
-    let function = spec.id.clone();
+    let id_str: Arc<str> = spec.id.as_str().into();
     let own_routes: Vec<Route> = if spec.routes.is_empty() {
         vec![Route::parse("/...").expect("a valid route")]
     } else {
         spec.routes.clone()
     };
-    Function {
-        id_str: function.as_str().into(),
-        id_header: http::HeaderValue::from_str(function.as_str()).ok(),
-        id: function,
-        spec: spec.clone(),
-        limits: spec.limits,
+    let services = spec
+        .services
+        .iter()
+        .filter_map(|s| Some((s.as_str().into(), ids.iter().position(|id| *id == s)?)))
+        .collect();
+    let limits = spec.limits;
+    let grants = Grants {
+        function: id_str.clone(),
         env: spec.env.clone().into(),
         kv: KvCtx::new(
             backends.kv.clone(),
             app,
             &spec.kv,
-            spec.limits.kv_key_size,
-            spec.limits.kv_value_size,
+            limits.kv_key_size,
+            limits.kv_value_size,
         ),
         config: ConfigCtx::new(spec.config.clone().into()),
-        services: spec
-            .services
-            .iter()
-            .filter_map(|s| ids.iter().position(|id| *id == s))
-            .collect(),
-        outbound: spec.allowed_outbound_hosts.clone().into(),
+        messaging: MessagingCtx::new(backends.queue.clone(), app, spec.id.as_str(), &spec.publish),
+        outbound: Arc::new(OutboundPolicy {
+            function: id_str.clone(),
+            services,
+            hosts: spec.allowed_outbound_hosts.clone().into(),
+            timeout: limits.outbound_timeout,
+        }),
+        memory: limits.memory,
+    };
+    Function {
+        metrics: FunctionMetrics::new(&id_str),
+        id_header: http::HeaderValue::from_str(&id_str).ok(),
+        id_str,
+        id: spec.id.clone(),
+        spec: spec.clone(),
+        limits,
+        grants,
         routes: Router::new(own_routes.iter().map(|r| (0, r))),
         queue: spec.queue.clone().map(|spec| QueueTrigger { spec }),
-        messaging: MessagingCtx::new(backends.queue.clone(), app, spec.id.as_str(), &spec.publish),
-        slots: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
-        instances: crate::executor::Instances::new(
-            &spec.id,
-            spec.instance_reuse,
-            spec.limits.concurrency,
-        ),
+        slots: Arc::new(Semaphore::new(limits.concurrency as usize)),
         traffic: ArcSwapOption::from_pointee(Traffic {
             stable: Arc::new(version),
             canary: None,
         }),
     }
-}
-
-/// Checks, compiles and pre-instantiates `bytes` as a version of `spec`.
-fn prepare(
-    runtime: &Runtime,
-    linker: &Linker<HostState>,
-    spec: &FunctionSpec,
-    bytes: &[u8],
-    path: &Path,
-) -> Result<Version, LoadError> {
-    let function = spec.id.clone();
-    let path = path.to_owned();
-    if wasmparser::Parser::is_core_wasm(bytes) {
-        return Err(LoadError::CoreModule { function, path });
-    }
-    if !wasmparser::Parser::is_component(bytes) {
-        return Err(LoadError::NotWasm { function, path });
-    }
-    let component = runtime.compile(bytes).map_err(|e| LoadError::Invalid {
-        function: function.clone(),
-        path: path.clone(),
-        message: one_line(&format!("{e:#}")),
-    })?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| LoadError::UnsupportedImport {
-            function: function.clone(),
-            path: path.clone(),
-            message: unsupported_import(&format!("{e:#}")),
-        })?;
-    let queue = match &spec.queue {
-        Some(_) => {
-            Some(
-                QueueFunctionPre::new(pre.clone()).map_err(|_| LoadError::NoQueueHandler {
-                    function: function.clone(),
-                    path: path.clone(),
-                })?,
-            )
-        }
-        None => None,
-    };
-    // HTTP is required unless the function is only a queue consumer.
-    let http = match ProxyPre::new(pre) {
-        Ok(http) => Some(http),
-        Err(_) if queue.is_some() && spec.routes.is_empty() => None,
-        Err(_) => {
-            return Err(LoadError::WrongWorld {
-                exports: export_names(runtime, &component),
-                function,
-                path,
-            });
-        }
-    };
-    Ok(Version {
-        digest: blake3::hash(bytes).to_hex().to_string(),
-        deployed_at: SystemTime::now(),
-        http,
-        queue,
-    })
-}
-
-fn read_component(
-    function: &FunctionId,
-    path: &Path,
-    has_build: bool,
-) -> Result<Vec<u8>, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            LoadError::Missing {
-                function: function.clone(),
-                path: path.to_owned(),
-                hint: if has_build {
-                    "; run `nimbus build` (or `nimbus up --build`) first".into()
-                } else {
-                    String::new()
-                },
-            }
-        } else {
-            LoadError::Read {
-                function: function.clone(),
-                path: path.to_owned(),
-                source,
-            }
-        }
-    })?;
-    Ok(bytes)
-}
-
-fn export_names(runtime: &Runtime, component: &Component) -> String {
-    let names: Vec<String> = component
-        .component_type()
-        .exports(runtime.engine())
-        .map(|(name, _)| name.to_string())
-        .collect();
-    if names.is_empty() {
-        "nothing".into()
-    } else {
-        names.join(", ")
-    }
-}
-
-/// Names the missing import when wasmtime's message does, else passes the
-/// message on.
-fn unsupported_import(message: &str) -> String {
-    let named = message
-        .split_once("imports instance `")
-        .or_else(|| message.split_once("imports function `"))
-        .and_then(|(_, rest)| rest.split_once('`'))
-        .map(|(name, _)| name);
-    match named {
-        Some(name) => format!(
-            "imports `{name}`, which Nimbus does not provide (it provides WASI 0.2 and wasi:http)"
-        ),
-        None => format!("cannot be linked: {}", one_line(message)),
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

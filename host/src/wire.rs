@@ -1,0 +1,48 @@
+//! What crosses the HTTP boundary of the host: the header names Nimbus sets
+//! or reads, the body type of every response the host makes, and the JSON
+//! error body. The names themselves are shared with the guest SDK through
+//! the `nimbus-protocol` crate.
+
+use bytes::Bytes;
+use http::HeaderName;
+use http_body_util::{BodyExt, Full};
+
+/// The body of every response the host sends, the guest's or its own.
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody as Body;
+
+/// The request id header, kept from the caller when valid.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The W3C trace context header, passed along service calls.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Headers starting with this are set by Nimbus only; the caller's are dropped.
+pub const NIMBUS_HEADER_PREFIX: &str = "x-nimbus-";
+/// The function's id.
+pub const HEADER_FUNCTION: HeaderName = HeaderName::from_static("x-nimbus-function");
+/// The matched route's path as written in the manifest.
+pub const HEADER_ROUTE: HeaderName = HeaderName::from_static("x-nimbus-route");
+/// For a `/...` route, the part of the path the wildcard matched.
+pub const HEADER_PATH_INFO: HeaderName = HeaderName::from_static("x-nimbus-path-info");
+/// For a service call, the calling function's id.
+pub const HEADER_CALLER: HeaderName = HeaderName::from_static("x-nimbus-caller");
+/// The caller's `ip:port`.
+pub const HEADER_CLIENT_ADDR: HeaderName = HeaderName::from_static("x-nimbus-client-addr");
+/// Followed by a parameter name: that parameter's value, as in the URL.
+pub const HEADER_PARAM_PREFIX: &str = "x-nimbus-param-";
+/// The provider that verified the caller's token.
+pub const HEADER_AUTH_PROVIDER: HeaderName = HeaderName::from_static("x-nimbus-auth-provider");
+/// The token's `sub`.
+pub const HEADER_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-nimbus-auth-subject");
+/// The token's scopes, space-separated.
+pub const HEADER_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-nimbus-auth-scopes");
+/// The token's roles, space-separated.
+pub const HEADER_AUTH_ROLES: HeaderName = HeaderName::from_static("x-nimbus-auth-roles");
+/// Every claim of the token, as JSON.
+pub const HEADER_AUTH_CLAIMS: HeaderName = HeaderName::from_static("x-nimbus-auth-claims");
+
+/// A complete body in the type the host's responses use.
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
