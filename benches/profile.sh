@@ -15,7 +15,7 @@
 #
 # Settings (environment): REQUESTS (default 2000), NIMBUS_BENCH_REUSE, NIMBUS_LOG (server
 # only; default info, which includes the access log).
-# Reports and annotated profiles go to target/profile/.
+# Reports and annotated profiles go to target/profile/ (under CARGO_TARGET_DIR if set).
 set -euo pipefail
 # Measure what a server runs like: a set RUST_BACKTRACE makes every wasmtime error
 # capture a backtrace, and wasmtime makes one per store even on the happy path.
@@ -37,7 +37,9 @@ readonly VALGRIND_POOL_INSTANCES=3
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly ROOT=$PWD
-readonly OUT=$ROOT/target/profile
+# Where cargo puts what it builds (CARGO_TARGET_DIR, as cargo reads it).
+readonly TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+readonly OUT=$TARGET/profile
 mkdir -p "$OUT"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -87,7 +89,7 @@ version = 1
 [app]
 name = "profile"
 [functions.hello]
-source = "$ROOT/target/$GUEST_TARGET/release/hello.wasm"
+source = "$TARGET/$GUEST_TARGET/release/hello.wasm"
 routes = ["GET /"]
 $reuse_line
 EOF
@@ -95,7 +97,7 @@ EOF
     rm -f "$OUT"/server-"$mode".out*
     : >"$OUT/server-$mode.stdout"
     env -u RUST_BACKTRACE NIMBUS_LOG="${NIMBUS_LOG:-info}" "${CALLGRIND[@]}" --callgrind-out-file="$OUT/server-$mode.out" \
-        "$ROOT/target/release/nimbus" up "$app" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+        "$TARGET/release/nimbus" up "$app" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
         --pool-instances "$VALGRIND_POOL_INSTANCES" --state-dir "$(mktemp -d)" \
         >"$OUT/server-$mode.stdout" 2>"$OUT/server-$mode.log" &
     server_pid=$!

@@ -45,9 +45,15 @@ fn a_circle_through_three_modules_is_found_and_named() {
         std::fs::write(path, text).unwrap();
     };
     write("lib.rs", "pub mod a;\npub mod b;\nmod c;\npub mod d;\n");
-    write("a.rs", "use crate::{b::Thing, d};\n// crate::c is only a comment\n");
+    write(
+        "a.rs",
+        "use crate::{b::Thing, d};\n// crate::c is only a comment\n",
+    );
     write("b/mod.rs", "mod inner;\n");
-    write("b/inner.rs", "fn f() { super::super::c::g(); let s = \"crate::d\"; }\n");
+    write(
+        "b/inner.rs",
+        "fn f() { super::super::c::g(); let s = \"crate::d\"; }\n",
+    );
     write("c.rs", "pub fn g() { crate::a::h() }\n");
     write(
         "d.rs",
@@ -93,9 +99,7 @@ fn graph_of(src: &Path) -> Graph {
             for (target, line) in imports(&code_of(&text), depth) {
                 if target != *module && modules.contains(&target) {
                     let shown = file.strip_prefix(src).unwrap().to_owned();
-                    edges
-                        .entry(target)
-                        .or_insert(Edge { file: shown, line });
+                    edges.entry(target).or_insert(Edge { file: shown, line });
                 }
             }
         }
@@ -304,7 +308,8 @@ fn next_root_path(line: &str, depth: usize) -> Option<(usize, &str)> {
     let mut i = 0;
     while i < line.len() {
         let rest = &line[i..];
-        let boundary = i == 0 || !is_ident_byte(line.as_bytes()[i - 1]) && line.as_bytes()[i - 1] != b'$';
+        let boundary =
+            i == 0 || !is_ident_byte(line.as_bytes()[i - 1]) && line.as_bytes()[i - 1] != b'$';
         if boundary && let Some(after) = rest.strip_prefix("crate::") {
             return Some((i + "crate::".len(), after));
         }

@@ -393,25 +393,6 @@ routes = ["GET /users/:name"]
     }
 
     #[test]
-    fn config_templates_read_the_host_environment() {
-        assert_eq!(expand_env("plain").unwrap(), "plain");
-        let path = std::env::var("PATH").unwrap();
-        assert_eq!(expand_env("a{{ env.PATH }}b").unwrap(), format!("a{path}b"));
-        assert_eq!(expand_env("{{env.PATH}}").unwrap(), path);
-        let err = expand_env("{{ env.NIMBUS_SURELY_UNSET_VAR }}").unwrap_err();
-        assert!(
-            err.contains("`NIMBUS_SURELY_UNSET_VAR`, which is not set"),
-            "{err}"
-        );
-        assert!(
-            expand_env("{{ secret.x }}")
-                .unwrap_err()
-                .contains("not a template")
-        );
-        assert!(expand_env("{{ env.X").unwrap_err().contains("unclosed"));
-    }
-
-    #[test]
     fn services_must_exist() {
         let err = parse(
             r#"

@@ -141,7 +141,10 @@ impl Field<'_> {
     /// An error about `functions.ID.KEY`.
     fn err(&self, key: &str, message: impl Into<String>) -> ManifestError {
         let message = message.into();
-        ManifestError::new(self.file, format!("`functions.{}.{key}`: {message}", self.id))
+        ManifestError::new(
+            self.file,
+            format!("`functions.{}.{key}`: {message}", self.id),
+        )
     }
 }
 
@@ -367,3 +370,26 @@ fn check_route_conflicts(file: &Path, functions: &[FunctionSpec]) -> Result<(), 
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::expand_env;
+
+    #[test]
+    fn config_templates_read_the_host_environment() {
+        assert_eq!(expand_env("plain").unwrap(), "plain");
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(expand_env("a{{ env.PATH }}b").unwrap(), format!("a{path}b"));
+        assert_eq!(expand_env("{{env.PATH}}").unwrap(), path);
+        let err = expand_env("{{ env.NIMBUS_SURELY_UNSET_VAR }}").unwrap_err();
+        assert!(
+            err.contains("`NIMBUS_SURELY_UNSET_VAR`, which is not set"),
+            "{err}"
+        );
+        assert!(
+            expand_env("{{ secret.x }}")
+                .unwrap_err()
+                .contains("not a template")
+        );
+        assert!(expand_env("{{ env.X").unwrap_err().contains("unclosed"));
+    }
+}

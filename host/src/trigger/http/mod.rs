@@ -110,29 +110,7 @@ impl HttpTrigger {
         let function_id = function.map(|f| f.id.as_str());
         let mut response = match result {
             Ok(response) => response,
-            Err(e) => {
-                match &e {
-                    HttpError::Invocation { function, error } => {
-                        log_invocation_error(function, &request_id, error)
-                    }
-                    HttpError::Internal(detail) => {
-                        tracing::error!(request_id = &*request_id, detail, "gateway fault")
-                    }
-                    rejected if rejected.status().is_client_error() => {
-                        if let Some(function) = function_id {
-                            crate::telemetry::metrics()
-                                .rejections
-                                .get_or_create(&crate::telemetry::outcome(
-                                    function,
-                                    rejected.code(),
-                                ))
-                                .inc();
-                        }
-                    }
-                    _ => {}
-                }
-                e.into_response(&request_id)
-            }
+            Err(e) => refusal(e, &request_id, function_id),
         };
         if let Some(cors) = cors {
             cors.decorate(origin.as_ref(), response.headers_mut());
@@ -219,6 +197,30 @@ impl HttpTrigger {
         }
         response
     }
+}
+
+/// The response for a request that ended in `e`, after logging or
+/// counting it: guest failures and gateway faults go to the log, refusals
+/// of a matched function to its rejection counter.
+fn refusal(e: HttpError, request_id: &str, function: Option<&str>) -> Response<Body> {
+    match &e {
+        HttpError::Invocation { function, error } => {
+            log_invocation_error(function, request_id, error)
+        }
+        HttpError::Internal(detail) => {
+            tracing::error!(request_id, detail, "gateway fault")
+        }
+        rejected if rejected.status().is_client_error() => {
+            if let Some(function) = function {
+                crate::telemetry::metrics()
+                    .rejections
+                    .get_or_create(&crate::telemetry::outcome(function, rejected.code()))
+                    .inc();
+            }
+        }
+        _ => {}
+    }
+    e.into_response(request_id)
 }
 
 /// Failures of the guest are the operator's business: they go to the log with
