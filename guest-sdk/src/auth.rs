@@ -30,15 +30,15 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 
 /// The provider that verified the token.
-pub const HEADER_AUTH_PROVIDER: &str = "x-nimbus-auth-provider";
+pub const HEADER_AUTH_PROVIDER: &str = nimbus_protocol::header::AUTH_PROVIDER;
 /// The token's `sub`.
-pub const HEADER_AUTH_SUBJECT: &str = "x-nimbus-auth-subject";
+pub const HEADER_AUTH_SUBJECT: &str = nimbus_protocol::header::AUTH_SUBJECT;
 /// The token's scopes, space-separated.
-pub const HEADER_AUTH_SCOPES: &str = "x-nimbus-auth-scopes";
+pub const HEADER_AUTH_SCOPES: &str = nimbus_protocol::header::AUTH_SCOPES;
 /// The token's roles, space-separated.
-pub const HEADER_AUTH_ROLES: &str = "x-nimbus-auth-roles";
+pub const HEADER_AUTH_ROLES: &str = nimbus_protocol::header::AUTH_ROLES;
 /// Every claim of the token, as a JSON object.
-pub const HEADER_AUTH_CLAIMS: &str = "x-nimbus-auth-claims";
+pub const HEADER_AUTH_CLAIMS: &str = nimbus_protocol::header::AUTH_CLAIMS;
 
 /// A token's claims, verified by the gateway.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,13 +6,15 @@ use std::fmt;
 use ::http::StatusCode;
 use ::http::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue};
 use bytes::Bytes;
+use nimbus_protocol::ErrorBody;
 
 use crate::response::JSON;
 use crate::{IntoResponse, Response};
 
 /// An HTTP error response: a status, a snake_case error code and a message.
 ///
-/// It is sent as `application/json` in the same shape as the host's own errors:
+/// It is sent as `application/json` in the same shape as the host's own errors
+/// (`nimbus_protocol::ErrorBody`):
 ///
 /// ```json
 /// {"status": 404, "error": "not_found", "message": "no user 42", "request_id": "..."}
@@ -264,15 +266,15 @@ impl std::error::Error for Error {}
 impl IntoResponse for Error {
     /// The status, with the JSON body described on [`Error`].
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({
-            "status": self.status.as_u16(),
-            "error": self.code,
-            "message": self.message,
-        });
-        if let Some(request_id) = crate::runtime::current_request_id() {
-            body["request_id"] = request_id.into();
-        }
-        let mut response = Response::new(Bytes::from(format!("{body}\n")));
+        let body = ErrorBody {
+            error: Cow::Borrowed(&self.code),
+            message: Cow::Borrowed(&self.message),
+            request_id: crate::runtime::current_request_id().map(Cow::Owned),
+            status: self.status.as_u16(),
+        };
+        let mut text = serde_json::to_vec(&body).expect("an error body serializes");
+        text.push(b'\n');
+        let mut response = Response::new(Bytes::from(text));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
@@ -375,6 +377,18 @@ mod tests {
             body,
             serde_json::json!({"status": 409, "error": "conflict", "message": "taken"})
         );
+    }
+
+    #[test]
+    fn renders_the_bytes_the_host_renders() {
+        let error = Error::not_found("no \"user\" café\n");
+        let expected = serde_json::json!({
+            "status": 404,
+            "error": "not_found",
+            "message": "no \"user\" café\n",
+        });
+        let response = error.into_response();
+        assert_eq!(response.body().as_ref(), format!("{expected}\n").as_bytes());
     }
 
     #[test]

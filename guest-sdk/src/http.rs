@@ -31,6 +31,7 @@
 use std::fmt;
 
 use ::http::uri::Scheme as UriScheme;
+use nimbus_protocol::ErrorBody;
 use serde::de::DeserializeOwned;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{ErrorCode, OutgoingRequest, Scheme};
@@ -290,15 +291,52 @@ impl<B: AsRef<[u8]>> ResponseExt for Response<B> {
         if !status.is_client_error() && !status.is_server_error() {
             return Ok(self);
         }
-        #[derive(serde::Deserialize)]
-        struct NimbusError {
-            error: String,
-            message: String,
-        }
         let body = self.body().as_ref();
-        Err(match serde_json::from_slice::<NimbusError>(body) {
-            Ok(nimbus) => crate::Error::new(status, nimbus.message).with_code(nimbus.error),
+        Err(match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(nimbus) => {
+                crate::Error::new(status, nimbus.message).with_code(nimbus.error.into_owned())
+            }
             Err(_) => crate::Error::new(status, String::from_utf8_lossy(body).trim_end()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(status: u16, body: &str) -> crate::Error {
+        let mut response: crate::Response = ::http::Response::new(body.to_owned().into());
+        *response.status_mut() = ::http::StatusCode::from_u16(status).unwrap();
+        response.error_for_status().unwrap_err()
+    }
+
+    #[test]
+    fn error_for_status_reads_nimbus_and_other_bodies() {
+        let host = failed(
+            404,
+            r#"{"error":"not_found","message":"no route","request_id":"r","status":404}"#,
+        );
+        assert_eq!((host.code(), host.message()), ("not_found", "no route"));
+        // Another server's error in a similar shape: the code and message
+        // still come from it, whatever else it holds.
+        let other = failed(400, r#"{"error":"invalid_grant","message":"expired"}"#);
+        assert_eq!(
+            (other.code(), other.message()),
+            ("invalid_grant", "expired")
+        );
+        let odd = failed(
+            400,
+            r#"{"error":"e","message":"m","status":"400","request_id":7}"#,
+        );
+        assert_eq!(
+            (odd.status().as_u16(), odd.code(), odd.message()),
+            (400, "e", "m")
+        );
+        let text = failed(503, "down for maintenance\n");
+        assert_eq!(
+            (text.code(), text.message()),
+            ("service_unavailable", "down for maintenance")
+        );
     }
 }

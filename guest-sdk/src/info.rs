@@ -3,55 +3,56 @@
 //! The host drops any `x-nimbus-*` header a caller sends and sets its own, so a
 //! guest can trust them. [`RequestInfo::from_headers`] reads them all at once;
 //! inside a handler, [`RequestExt::info`](crate::RequestExt::info) does it for you.
+//! The names are those of `nimbus-protocol`, the contract the host is built on too.
 
 /// Headers with this prefix come from Nimbus only; callers' are dropped.
 ///
 /// ```
 /// assert!(nimbus_sdk::HEADER_FUNCTION.starts_with(nimbus_sdk::HEADER_PREFIX));
 /// ```
-pub const HEADER_PREFIX: &str = "x-nimbus-";
+pub const HEADER_PREFIX: &str = nimbus_protocol::header::PREFIX;
 /// The id of the function handling the request.
 ///
 /// ```
 /// assert_eq!(nimbus_sdk::HEADER_FUNCTION, "x-nimbus-function");
 /// ```
-pub const HEADER_FUNCTION: &str = "x-nimbus-function";
+pub const HEADER_FUNCTION: &str = nimbus_protocol::header::FUNCTION;
 /// The matched route's path as written in the manifest, e.g. `/hello/:name`.
 ///
 /// ```
 /// assert_eq!(nimbus_sdk::HEADER_ROUTE, "x-nimbus-route");
 /// ```
-pub const HEADER_ROUTE: &str = "x-nimbus-route";
+pub const HEADER_ROUTE: &str = nimbus_protocol::header::ROUTE;
 /// For a `/...` route: the rest of the path it matched, starting with `/`.
 ///
 /// ```
 /// assert_eq!(nimbus_sdk::HEADER_PATH_INFO, "x-nimbus-path-info");
 /// ```
-pub const HEADER_PATH_INFO: &str = "x-nimbus-path-info";
+pub const HEADER_PATH_INFO: &str = nimbus_protocol::header::PATH_INFO;
 /// The caller's `ip:port`.
 ///
 /// ```
 /// assert_eq!(nimbus_sdk::HEADER_CLIENT_ADDR, "x-nimbus-client-addr");
 /// ```
-pub const HEADER_CLIENT_ADDR: &str = "x-nimbus-client-addr";
+pub const HEADER_CLIENT_ADDR: &str = nimbus_protocol::header::CLIENT_ADDR;
 /// For a service call: the id of the calling function.
 ///
 /// ```
 /// assert_eq!(nimbus_sdk::HEADER_CALLER, "x-nimbus-caller");
 /// ```
-pub const HEADER_CALLER: &str = "x-nimbus-caller";
+pub const HEADER_CALLER: &str = nimbus_protocol::header::CALLER;
 /// Followed by a parameter name: its value as in the URL (percent-encoded).
 ///
 /// ```
 /// assert_eq!(format!("{}id", nimbus_sdk::HEADER_PARAM_PREFIX), "x-nimbus-param-id");
 /// ```
-pub const HEADER_PARAM_PREFIX: &str = "x-nimbus-param-";
+pub const HEADER_PARAM_PREFIX: &str = nimbus_protocol::header::PARAM_PREFIX;
 /// The request id, the caller's or one Nimbus made; also on the response.
 ///
 /// ```
 /// assert_eq!(nimbus_sdk::HEADER_REQUEST_ID, "x-request-id");
 /// ```
-pub const HEADER_REQUEST_ID: &str = "x-request-id";
+pub const HEADER_REQUEST_ID: &str = nimbus_protocol::header::REQUEST_ID;
 
 /// What Nimbus tells a guest about a request.
 ///

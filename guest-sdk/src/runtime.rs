@@ -339,9 +339,14 @@ mod tests {
         {
             let _guard = RequestIdGuard::set(Some("r-1".into()));
             assert_eq!(current_request_id().as_deref(), Some("r-1"));
-            let body: serde_json::Value =
-                serde_json::from_slice(Error::not_found("x").into_response().body()).unwrap();
+            let bytes = Error::not_found("x").into_response().into_body();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(body["request_id"], "r-1");
+            assert_eq!(
+                bytes,
+                r#"{"error":"not_found","message":"x","request_id":"r-1","status":404}"#.to_owned()
+                    + "\n"
+            );
         }
         assert_eq!(current_request_id(), None);
     }

@@ -43,13 +43,13 @@ use crate::info::HEADER_REQUEST_ID;
 /// ```
 /// assert_eq!(nimbus_sdk::service::HEADER_TRACEPARENT, "traceparent");
 /// ```
-pub const HEADER_TRACEPARENT: &str = "traceparent";
+pub const HEADER_TRACEPARENT: &str = nimbus_protocol::header::TRACEPARENT;
 /// The W3C trace context header that carries vendor-specific trace state.
 ///
 /// ```
 /// assert_eq!(nimbus_sdk::service::HEADER_TRACESTATE, "tracestate");
 /// ```
-pub const HEADER_TRACESTATE: &str = "tracestate";
+pub const HEADER_TRACESTATE: &str = nimbus_protocol::header::TRACESTATE;
 /// The host name suffix that marks a service call.
 ///
 /// ```

@@ -1,145 +1,20 @@
-//! The embedded backend: one crash-safe `redb` file in the state directory,
-//! holding key-value stores and queues.
+//! The embedded backend's queues: each consumer's messages in the `queue`
+//! table ordered by when they are due, dead letters in `dead`, and the
+//! sequence that numbers them in `meta`.
 //!
-//! redb commits are atomic and, with the default durability, fsynced before
-//! the commit returns, so a `kill -9` at any moment leaves either the old or
-//! the new value, never half of one. Writes are serialized by redb; each runs
-//! on tokio's blocking pool so it never stalls a request thread.
+//! A message published to a topic is copied once per subscribed function, so
+//! each consumer leases, retries and acknowledges its own copy.
 
-use super::queue::now_ms;
-use super::{
-    BackendError, Consumer, DeadLetter, Delivery, KeyPage, KvBackend, Namespace, QueueBackend,
-    QueueMessage, QueueStats, add_counter, parse_counter,
+use super::{DEAD, EmbeddedBackend, META, QUEUE, storage};
+use crate::backend::queue::now_ms;
+use crate::backend::{
+    BackendError, Consumer, DeadLetter, Delivery, QueueBackend, QueueMessage, QueueStats,
 };
 use crate::manifest::TopicPattern;
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
-
-/// Every key-value pair of every app, keyed `app \0 store \0 key`.
-const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
-
-/// Each consumer's messages, keyed `app \0 function \0 due \0 seq` (hex), so
-/// the messages due now are one range scan.
-const QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("queue");
-
-/// Dead letters, keyed `app \0 function \0 seq`.
-const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead");
-
-/// Counters; `seq` numbers queue entries.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-/// Per app, each consuming function and its topic pattern.
-type Subscriptions = HashMap<String, Vec<(String, TopicPattern)>>;
-
-/// The embedded store.
-#[derive(Clone)]
-pub struct EmbeddedBackend {
-    db: Arc<Database>,
-    /// Who consumes which topics, per app; declared at each start.
-    subscriptions: Arc<Mutex<Subscriptions>>,
-    /// Woken when a message becomes deliverable.
-    wake: Arc<Notify>,
-}
-
-impl EmbeddedBackend {
-    /// Opens (or creates) the database file at `path`.
-    pub fn open(path: &Path) -> Result<EmbeddedBackend, BackendError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                BackendError::Storage(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
-        let db = Database::create(path)
-            .map_err(|e| BackendError::Storage(format!("cannot open {}: {e}", path.display())))?;
-        // Create the tables up front so readers never see one missing, and
-        // release the leases of a previous run: whatever it was handling when
-        // it stopped is deliverable again now.
-        let tx = db.begin_write().map_err(storage)?;
-        tx.open_table(KV).map_err(storage)?;
-        tx.open_table(DEAD).map_err(storage)?;
-        tx.open_table(META).map_err(storage)?;
-        let released = release_leases(&tx)?;
-        tx.commit().map_err(storage)?;
-        if released > 0 {
-            tracing::info!(
-                released,
-                "redelivering messages that were in flight when the last run stopped"
-            );
-        }
-        Ok(EmbeddedBackend {
-            db: Arc::new(db),
-            subscriptions: Arc::default(),
-            wake: Arc::new(Notify::new()),
-        })
-    }
-
-    /// Reads the value at `key` and, in the same write transaction, stores
-    /// what `f` returns for it (if anything): an atomic read-modify-write.
-    async fn update<T, F>(&self, key: String, f: F) -> Result<T, BackendError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Option<&[u8]>) -> Result<(Option<Vec<u8>>, T), BackendError> + Send + 'static,
-    {
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            let (write, result) = {
-                let mut table = tx.open_table(KV).map_err(storage)?;
-                let current = table
-                    .get(key.as_str())
-                    .map_err(storage)?
-                    .map(|v| v.value().to_vec());
-                let (write, result) = f(current.as_deref())?;
-                if let Some(value) = &write {
-                    table
-                        .insert(key.as_str(), value.as_slice())
-                        .map_err(storage)?;
-                }
-                (write, result)
-            };
-            if write.is_some() {
-                tx.commit().map_err(storage)?;
-            } else {
-                tx.abort().map_err(storage)?;
-            }
-            Ok(result)
-        })
-        .await
-    }
-
-    /// Removes `key` from `table` in a transaction of its own.
-    async fn remove(
-        &self,
-        table: TableDefinition<'static, &'static str, &'static [u8]>,
-        key: String,
-    ) -> Result<(), BackendError> {
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            tx.open_table(table)
-                .map_err(storage)?
-                .remove(key.as_str())
-                .map_err(storage)?;
-            tx.commit().map_err(storage)
-        })
-        .await
-    }
-
-    async fn blocking<T, F>(&self, f: F) -> Result<T, BackendError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, BackendError> + Send + 'static,
-    {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| BackendError::Storage(e.to_string()))?
-    }
-}
 
 /// A queue entry's bookkeeping; the payload follows it in the stored value.
 #[derive(Debug, Serialize, Deserialize)]
@@ -237,7 +112,7 @@ fn next_seq(tx: &WriteTransaction) -> Result<u64, BackendError> {
 }
 
 /// Makes every leased entry due now; returns how many.
-fn release_leases(tx: &WriteTransaction) -> Result<usize, BackendError> {
+pub(super) fn release_leases(tx: &WriteTransaction) -> Result<usize, BackendError> {
     let mut table = tx.open_table(QUEUE).map_err(storage)?;
     let mut leased = Vec::new();
     for item in table.iter().map_err(storage)? {
@@ -266,114 +141,6 @@ fn release_leases(tx: &WriteTransaction) -> Result<usize, BackendError> {
             .map_err(storage)?;
     }
     Ok(count)
-}
-
-fn storage(e: impl std::fmt::Display) -> BackendError {
-    BackendError::Storage(e.to_string())
-}
-
-fn full_key(ns: &Namespace, key: &str) -> String {
-    format!("{}\0{}\0{key}", ns.app, ns.store)
-}
-
-fn read(db: &Database, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-    let tx = db.begin_read().map_err(storage)?;
-    let table = tx.open_table(KV).map_err(storage)?;
-    Ok(table.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
-}
-
-#[async_trait]
-impl KvBackend for EmbeddedBackend {
-    async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let key = full_key(ns, key);
-        self.blocking(move |db| read(db, &key)).await
-    }
-
-    async fn set(&self, ns: &Namespace, key: &str, value: &[u8]) -> Result<(), BackendError> {
-        let key = full_key(ns, key);
-        let value = value.to_vec();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            tx.open_table(KV)
-                .map_err(storage)?
-                .insert(key.as_str(), value.as_slice())
-                .map_err(storage)?;
-            tx.commit().map_err(storage)
-        })
-        .await
-    }
-
-    async fn delete(&self, ns: &Namespace, key: &str) -> Result<(), BackendError> {
-        self.remove(KV, full_key(ns, key)).await
-    }
-
-    async fn exists(&self, ns: &Namespace, key: &str) -> Result<bool, BackendError> {
-        Ok(self.get(ns, key).await?.is_some())
-    }
-
-    async fn list(
-        &self,
-        ns: &Namespace,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<KeyPage, BackendError> {
-        let base = full_key(ns, "");
-        let start = match after {
-            // Strictly after the cursor: the cursor key plus the smallest suffix.
-            Some(after) if after >= prefix => format!("{base}{after}\0"),
-            _ => format!("{base}{prefix}"),
-        };
-        let full_prefix = format!("{base}{prefix}");
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(storage)?;
-            let table = tx.open_table(KV).map_err(storage)?;
-            let mut keys = Vec::new();
-            let mut more = false;
-            for entry in table.range(start.as_str()..).map_err(storage)? {
-                let (k, _) = entry.map_err(storage)?;
-                let k = k.value();
-                if !k.starts_with(&full_prefix) {
-                    break;
-                }
-                if keys.len() == limit {
-                    more = true;
-                    break;
-                }
-                keys.push(k[base.len()..].to_owned());
-            }
-            Ok(KeyPage { keys, more })
-        })
-        .await
-    }
-
-    async fn increment(&self, ns: &Namespace, key: &str, delta: i64) -> Result<i64, BackendError> {
-        let name = key.to_owned();
-        self.update(full_key(ns, key), move |current| {
-            let next = add_counter(&name, parse_counter(&name, current)?, delta)?;
-            Ok((Some(next.to_string().into_bytes()), next))
-        })
-        .await
-    }
-
-    async fn compare_and_swap(
-        &self,
-        ns: &Namespace,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, BackendError> {
-        let expected = expected.map(<[u8]>::to_vec);
-        let new = new.to_vec();
-        self.update(full_key(ns, key), move |current| {
-            Ok(if current == expected.as_deref() {
-                (Some(new), true)
-            } else {
-                (None, false)
-            })
-        })
-        .await
-    }
 }
 
 #[async_trait]
@@ -738,73 +505,4 @@ fn take_due(
         tx.commit().map_err(storage)?;
     }
     Ok((deliveries, next_due))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ns(app: &str, store: &str) -> Namespace {
-        Namespace {
-            app: app.into(),
-            store: store.into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn round_trip_isolation_listing_and_atomics() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = EmbeddedBackend::open(&dir.path().join("state.redb")).unwrap();
-        let a = ns("shop", "catalog");
-        db.set(&a, "p/1", b"one").await.unwrap();
-        db.set(&a, "p/2", b"two").await.unwrap();
-        db.set(&a, "q/1", b"other").await.unwrap();
-        db.set(&ns("shop", "catalogue"), "p/9", b"x").await.unwrap();
-        db.set(&ns("other", "catalog"), "p/1", b"theirs")
-            .await
-            .unwrap();
-
-        assert_eq!(
-            db.get(&a, "p/1").await.unwrap().as_deref(),
-            Some(&b"one"[..])
-        );
-        assert!(!db.exists(&a, "p/3").await.unwrap());
-        let page = db.list(&a, "p/", None, 10).await.unwrap();
-        assert_eq!(page.keys, ["p/1", "p/2"]);
-        assert!(!page.more);
-        let page = db.list(&a, "", None, 2).await.unwrap();
-        assert_eq!(
-            (page.keys.as_slice(), page.more),
-            (&["p/1".to_string(), "p/2".into()][..], true)
-        );
-        let page = db.list(&a, "", Some("p/2"), 2).await.unwrap();
-        assert_eq!(page.keys, ["q/1"]);
-
-        assert_eq!(db.increment(&a, "n", 5).await.unwrap(), 5);
-        assert_eq!(db.increment(&a, "n", -2).await.unwrap(), 3);
-        assert!(db.increment(&a, "p/1", 1).await.is_err());
-
-        assert!(db.compare_and_swap(&a, "c", None, b"1").await.unwrap());
-        assert!(!db.compare_and_swap(&a, "c", None, b"2").await.unwrap());
-        assert!(
-            db.compare_and_swap(&a, "c", Some(b"1"), b"2")
-                .await
-                .unwrap()
-        );
-        db.delete(&a, "c").await.unwrap();
-        assert_eq!(db.get(&a, "c").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn data_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.redb");
-        let a = ns("app", "s");
-        {
-            let db = EmbeddedBackend::open(&path).unwrap();
-            db.set(&a, "k", b"v").await.unwrap();
-        }
-        let db = EmbeddedBackend::open(&path).unwrap();
-        assert_eq!(db.get(&a, "k").await.unwrap().as_deref(), Some(&b"v"[..]));
-    }
 }
