@@ -6,39 +6,42 @@
 use bytes::Bytes;
 use http::HeaderName;
 use http_body_util::{BodyExt, Full};
+use nimbus_protocol::header;
+
+pub use nimbus_protocol::ErrorBody;
 
 /// The body of every response the host sends, the guest's or its own.
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody as Body;
 
 /// The request id header, kept from the caller when valid.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static(header::REQUEST_ID);
 /// The W3C trace context header, passed along service calls.
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static(header::TRACEPARENT);
 
 /// Headers starting with this are set by Nimbus only; the caller's are dropped.
-pub const NIMBUS_HEADER_PREFIX: &str = "x-nimbus-";
+pub const NIMBUS_HEADER_PREFIX: &str = header::PREFIX;
 /// The function's id.
-pub const HEADER_FUNCTION: HeaderName = HeaderName::from_static("x-nimbus-function");
+pub const HEADER_FUNCTION: HeaderName = HeaderName::from_static(header::FUNCTION);
 /// The matched route's path as written in the manifest.
-pub const HEADER_ROUTE: HeaderName = HeaderName::from_static("x-nimbus-route");
+pub const HEADER_ROUTE: HeaderName = HeaderName::from_static(header::ROUTE);
 /// For a `/...` route, the part of the path the wildcard matched.
-pub const HEADER_PATH_INFO: HeaderName = HeaderName::from_static("x-nimbus-path-info");
+pub const HEADER_PATH_INFO: HeaderName = HeaderName::from_static(header::PATH_INFO);
 /// For a service call, the calling function's id.
-pub const HEADER_CALLER: HeaderName = HeaderName::from_static("x-nimbus-caller");
+pub const HEADER_CALLER: HeaderName = HeaderName::from_static(header::CALLER);
 /// The caller's `ip:port`.
-pub const HEADER_CLIENT_ADDR: HeaderName = HeaderName::from_static("x-nimbus-client-addr");
+pub const HEADER_CLIENT_ADDR: HeaderName = HeaderName::from_static(header::CLIENT_ADDR);
 /// Followed by a parameter name: that parameter's value, as in the URL.
-pub const HEADER_PARAM_PREFIX: &str = "x-nimbus-param-";
+pub const HEADER_PARAM_PREFIX: &str = header::PARAM_PREFIX;
 /// The provider that verified the caller's token.
-pub const HEADER_AUTH_PROVIDER: HeaderName = HeaderName::from_static("x-nimbus-auth-provider");
+pub const HEADER_AUTH_PROVIDER: HeaderName = HeaderName::from_static(header::AUTH_PROVIDER);
 /// The token's `sub`.
-pub const HEADER_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-nimbus-auth-subject");
+pub const HEADER_AUTH_SUBJECT: HeaderName = HeaderName::from_static(header::AUTH_SUBJECT);
 /// The token's scopes, space-separated.
-pub const HEADER_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-nimbus-auth-scopes");
+pub const HEADER_AUTH_SCOPES: HeaderName = HeaderName::from_static(header::AUTH_SCOPES);
 /// The token's roles, space-separated.
-pub const HEADER_AUTH_ROLES: HeaderName = HeaderName::from_static("x-nimbus-auth-roles");
+pub const HEADER_AUTH_ROLES: HeaderName = HeaderName::from_static(header::AUTH_ROLES);
 /// Every claim of the token, as JSON.
-pub const HEADER_AUTH_CLAIMS: HeaderName = HeaderName::from_static("x-nimbus-auth-claims");
+pub const HEADER_AUTH_CLAIMS: HeaderName = HeaderName::from_static(header::AUTH_CLAIMS);
 
 /// A complete body in the type the host's responses use.
 pub fn full(body: impl Into<Bytes>) -> Body {

@@ -5,8 +5,8 @@
 use crate::executor::InvocationError;
 use crate::gateway::{CorsError, TokenError};
 use crate::manifest::format_bytes;
-use crate::wire::Body;
 pub use crate::wire::full;
+use crate::wire::{Body, ErrorBody};
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use std::time::Duration;
 
@@ -153,13 +153,15 @@ impl HttpError {
     /// The response for this error.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
         let status = self.status();
-        let body = serde_json::json!({
-            "status": status.as_u16(),
-            "error": self.code(),
-            "message": self.public_message(),
-            "request_id": request_id,
-        });
-        let mut response = Response::new(full(format!("{body}\n")));
+        let body = ErrorBody {
+            error: self.code().into(),
+            message: self.public_message().into(),
+            request_id: Some(request_id.into()),
+            status: status.as_u16(),
+        };
+        let mut text = serde_json::to_string(&body).expect("an error body serializes");
+        text.push('\n');
+        let mut response = Response::new(full(text));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
