@@ -20,7 +20,7 @@ const EXPECT_WAIT: Duration = Duration::from_secs(5);
 const ABSENT_WAIT: Duration = Duration::from_millis(500);
 
 fn url() -> String {
-    std::env::var("NIMBUS_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    std::env::var("NIMBUS_TEST_NATS_URL").unwrap_or_else(|_| nimbus_tests::NATS_URL.into())
 }
 
 /// A prefix of its own for each test, and its streams deleted on drop.
