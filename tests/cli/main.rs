@@ -9,4 +9,5 @@ mod commands;
 mod crash;
 mod deploy_commands;
 mod queue_commands;
+mod readme;
 mod support;

@@ -375,16 +375,25 @@ pub fn eventually_blocking<T>(
     limit: Duration,
     mut check: impl FnMut() -> Option<T>,
 ) -> T {
+    retry_blocking(limit, || check().ok_or(()))
+        .unwrap_or_else(|()| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Tries `attempt` until it succeeds, pausing [`POLL_INTERVAL`] between
+/// tries, for at most `limit`; returns the success, or the last failure
+/// once `limit` has passed, for a test whose failure message shows what it
+/// saw last (see [`eventually_blocking`] for one that needs none).
+pub fn retry_blocking<T, E>(
+    limit: Duration,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
     let deadline = std::time::Instant::now() + limit;
     loop {
-        if let Some(found) = check() {
-            return found;
+        match attempt() {
+            Ok(found) => return Ok(found),
+            Err(last) if std::time::Instant::now() >= deadline => return Err(last),
+            Err(_) => std::thread::sleep(POLL_INTERVAL),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(POLL_INTERVAL);
     }
 }
 
