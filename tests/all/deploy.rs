@@ -6,13 +6,15 @@
 
 use nimbus::manifest::Manifest;
 use nimbus::node::{self, Listeners, Node, NodeConfig};
-use nimbus_tests::{client, guest, json, loopback, runtime, write_manifest};
+use nimbus_tests::{
+    EVENTUALLY, client, eventually, guest, json, loopback, runtime, write_manifest,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const APP: &str = r#"
@@ -38,9 +40,14 @@ const NEW: &str = "Hello from wstd!\n";
 /// 200/s the issue asks for, low enough for a debug build on two cores.
 const LOAD_RATE: u64 = 300;
 
-/// How long the load keeps running after a change took effect, so responses
-/// of the new version are seen.
-const LOAD_AFTER: Duration = Duration::from_millis(800);
+/// Responses of the old version the load waits for before the change (about
+/// a third of a second of load), so requests are in flight when it lands.
+const LOAD_BEFORE: usize = 100;
+
+/// Responses to requests sent after the change took effect that the load
+/// waits for before it stops (about two thirds of a second), so the new
+/// version is seen at the full rate.
+const LOAD_AFTER: usize = 200;
 
 /// A running app with its admin API and deployments in `dir/.nimbus`.
 struct Ops {
@@ -154,8 +161,9 @@ struct Seen {
 }
 
 /// Sends GET /hello at [`LOAD_RATE`] per second, each request on its own
-/// task, until `stop` is set; returns every response.
-async fn load(url: String, stop: Arc<AtomicBool>) -> Vec<Seen> {
+/// task, until `stop` is set; each response goes into `seen` as it comes,
+/// and the load ends once every request has been answered.
+async fn load(url: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Vec<Seen>>>) {
     let client = client();
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / LOAD_RATE));
     let mut tasks = Vec::new();
@@ -163,9 +171,10 @@ async fn load(url: String, stop: Arc<AtomicBool>) -> Vec<Seen> {
         ticker.tick().await;
         let client = client.clone();
         let url = url.clone();
+        let seen = seen.clone();
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            match client.get(&url).send().await {
+            let response = match client.get(&url).send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let body = response.text().await.unwrap_or_default();
@@ -176,14 +185,18 @@ async fn load(url: String, stop: Arc<AtomicBool>) -> Vec<Seen> {
                     status: 0,
                     body: e.to_string(),
                 },
-            }
+            };
+            seen.lock().unwrap().push(response);
         }));
     }
-    let mut seen = Vec::with_capacity(tasks.len());
     for task in tasks {
-        seen.push(task.await.unwrap());
+        task.await.unwrap();
     }
-    seen
+}
+
+/// How many of the responses seen so far match `what`.
+fn count(seen: &Mutex<Vec<Seen>>, what: impl Fn(&Seen) -> bool) -> usize {
+    seen.lock().unwrap().iter().filter(|s| what(s)).count()
 }
 
 /// Runs `change` while the load runs; checks that no request failed, that
@@ -194,16 +207,26 @@ where
     F: Future<Output = (u16, Value)>,
 {
     let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
-    let load = tokio::spawn(load(ops.url("/hello"), stop.clone()));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let load = tokio::spawn(load(ops.url("/hello"), stop.clone(), seen.clone()));
+    eventually("the load to see the old version", EVENTUALLY, || async {
+        (count(&seen, |s| s.body == before) >= LOAD_BEFORE).then_some(())
+    })
+    .await;
     let change_sent = Instant::now();
     let (status, answer) = change.await;
     let changed = Instant::now();
     assert_eq!(status, 200, "{answer}");
-    tokio::time::sleep(LOAD_AFTER).await;
+    eventually(
+        "answers to requests sent after the change",
+        EVENTUALLY,
+        || async { (count(&seen, |s| s.sent > changed) >= LOAD_AFTER).then_some(()) },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
-    let seen = load.await.unwrap();
+    load.await.unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let elapsed = started.elapsed().as_secs_f64();
 
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();

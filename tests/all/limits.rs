@@ -1,7 +1,7 @@
 //! Limits: each failure mode gets its one status code, and the server keeps
 //! answering afterwards.
 
-use nimbus_tests::{TestApp, json};
+use nimbus_tests::{EVENTUALLY, TestApp, eventually, json};
 use std::time::{Duration, Instant};
 
 const APP: &str = r#"
@@ -131,17 +131,12 @@ async fn over_concurrency_is_503_with_retry_after() {
             tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
         })
         .collect();
-    // ...and a third waits its 100 ms, then is turned away.
-    let mut rejected = None;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...and a third, once they do, waits its 100 ms, then is turned away.
+    let response = eventually("a third request to be turned away", EVENTUALLY, || async {
         let response = app.get("/sleep?ms=1").await;
-        if response.status() == 503 {
-            rejected = Some(response);
-            break;
-        }
-    }
-    let response = rejected.expect("a third request was never rejected");
+        (response.status() == 503).then_some(response)
+    })
+    .await;
     assert_eq!(response.headers()["retry-after"], "1");
     assert_eq!(json(response).await["error"], "overloaded");
     for task in slow {

@@ -1,5 +1,7 @@
 //! Integration tests: real HTTP over loopback against the Nimbus server on
-//! port 0, with real components compiled from `functions/`.
+//! port 0, started through the library in this process, with real
+//! components compiled from `functions/`, and the backends against real
+//! brokers. The tests that run the `nimbus` executable are in `tests/cli`.
 
 mod cache;
 mod config;
@@ -11,6 +13,7 @@ mod kv;
 mod layering;
 mod limits;
 mod logs;
+mod nats;
 mod outbound;
 mod queue;
 mod reuse;

@@ -4,7 +4,7 @@
 
 use nimbus::backend::{Consumer, Namespace};
 use nimbus::trigger::http::ServeOptions;
-use nimbus_tests::{Broker, NATS_URL, TestApp, json};
+use nimbus_tests::{Broker, EVENTUALLY, NATS_URL, TestApp, eventually, json};
 use std::time::{Duration, Instant};
 
 /// Runs each named test once per broker, as `queue::embedded::NAME` and
@@ -114,38 +114,22 @@ async fn kv_get(app: &TestApp, store: &str, key: &str) -> Option<String> {
         .map(|v| String::from_utf8(v).unwrap())
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, for at most 20 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn every_subscriber_gets_each_message(broker: Broker) {
     let app = start(&broker).await;
     let id = publish(&app, "jobs.ok", "ok").await;
     let key = format!("count/{id}");
-    eventually("the worker's delivery", || async {
+    eventually("the worker's delivery", EVENTUALLY, || async {
         kv_get(&app, "deliveries", &key).await
     })
     .await;
-    eventually("the auditor's delivery", || async {
+    eventually("the auditor's delivery", EVENTUALLY, || async {
         kv_get(&app, "audit", &key).await
     })
     .await;
     // A topic only the wider pattern matches reaches only the auditor.
     let id = publish(&app, "jobs.eu.ok", "ok").await;
     let key = format!("count/{id}");
-    eventually("the auditor's delivery", || async {
+    eventually("the auditor's delivery", EVENTUALLY, || async {
         kv_get(&app, "audit", &key).await
     })
     .await;
@@ -162,7 +146,7 @@ async fn a_failing_handler_is_retried_with_backoff_then_dead_lettered(broker: Br
     let app = start(&broker).await;
     let id = publish(&app, "jobs.bad", "fail please").await;
     let queue = app.app.backends().queue.clone();
-    let dead = eventually("a dead letter", || async {
+    let dead = eventually("a dead letter", EVENTUALLY, || async {
         queue
             .dead_letters(&consumer("worker"))
             .await
@@ -191,7 +175,7 @@ async fn traps_and_timeouts_are_failures_too(broker: Broker) {
     let trap = publish(&app, "jobs.trap", "trap now").await;
     let spin = publish(&app, "jobs.spin", "spin forever").await;
     let queue = app.app.backends().queue.clone();
-    let dead = eventually("two dead letters", || async {
+    let dead = eventually("two dead letters", EVENTUALLY, || async {
         let dead = queue.dead_letters(&consumer("worker")).await.unwrap();
         (dead.len() == 2).then_some(dead)
     })
@@ -216,7 +200,7 @@ async fn replay_delivers_again_once_the_handler_is_fixed(broker: Broker) {
     let app = start(&broker).await;
     let id = publish(&app, "jobs.later", "until-fixed").await;
     let queue = app.app.backends().queue.clone();
-    eventually("a dead letter", || async {
+    eventually("a dead letter", EVENTUALLY, || async {
         let dead = queue.dead_letters(&consumer("worker")).await.unwrap();
         (!dead.is_empty()).then_some(())
     })
@@ -233,7 +217,7 @@ async fn replay_delivers_again_once_the_handler_is_fixed(broker: Broker) {
         queue.replay(&consumer("worker"), Some(&id)).await.unwrap(),
         1
     );
-    eventually("the replayed delivery to succeed", || async {
+    eventually("the replayed delivery to succeed", EVENTUALLY, || async {
         let stats = queue.stats(&consumer("worker")).await.unwrap();
         let count = kv_get(&app, "deliveries", &format!("count/{id}")).await;
         (stats.dead == 0
@@ -270,12 +254,16 @@ async fn publishing_needs_a_grant(broker: Broker) {
     assert_eq!(allowed.status(), 202);
     // It reached the subscriber: the auditor counts every jobs.> message.
     let queue = app.app.backends().queue.clone();
-    eventually("the published message to be consumed", || async {
-        let stats = queue.stats(&consumer("auditor")).await.unwrap();
-        let seen = json(app.get("/worker/seen?prefix=jobs.from-http/").await).await;
-        (stats.ready + stats.in_flight == 0 && seen.as_array().is_some_and(|a| !a.is_empty()))
-            .then_some(())
-    })
+    eventually(
+        "the published message to be consumed",
+        EVENTUALLY,
+        || async {
+            let stats = queue.stats(&consumer("auditor")).await.unwrap();
+            let seen = json(app.get("/worker/seen?prefix=jobs.from-http/").await).await;
+            (stats.ready + stats.in_flight == 0 && seen.as_array().is_some_and(|a| !a.is_empty()))
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -321,17 +309,13 @@ queue = { topic = "bench.noop", concurrency = 16 }
             p.await.unwrap();
         }
         let published = started.elapsed();
-        loop {
+        // Ample for 2,000 messages even in a debug build.
+        let limit = Duration::from_secs(300);
+        eventually("the queue to drain", limit, || async {
             let stats = queue.stats(&consumer("noop")).await.unwrap();
-            if stats.ready + stats.delayed + stats.in_flight == 0 {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(300),
-                "not drained: {stats:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (stats.ready + stats.delayed + stats.in_flight == 0).then_some(())
+        })
+        .await;
         let drained = started.elapsed();
         println!(
             "{broker:?}: published {MESSAGES} in {published:?} ({:.0}/s); handled all in {drained:?} ({:.0} msgs/s end to end)",

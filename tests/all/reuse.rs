@@ -7,8 +7,7 @@
 //! request finds it there and the counts below are exact.
 
 use nimbus::executor::REUSE_IDLE_TIMEOUT;
-use nimbus_tests::{TestApp, json};
-use std::time::{Duration, Instant};
+use nimbus_tests::{EVENTUALLY, TestApp, eventually, json};
 
 const APP: &str = r#"
 version = 1
@@ -162,18 +161,23 @@ async fn idle_instances_are_counted_and_dropped_after_the_idle_timeout() {
     assert_eq!(app.idle("probe"), 0);
     served(&app, "/probe/").await;
     // The instance goes back to the pool just after its response.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.idle("probe") == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        "the instance to be back in the pool",
+        EVENTUALLY,
+        || async { (app.idle("probe") > 0).then_some(()) },
+    )
+    .await;
     assert_eq!(app.idle("probe"), 1);
     served(&app, "/fresh/").await;
     assert_eq!(app.idle("probe-fresh"), 0);
-    // Unused for longer than the idle timeout, the instance is dropped.
-    let deadline = Instant::now() + REUSE_IDLE_TIMEOUT * 10;
-    while app.idle("probe") > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Unused for longer than the idle timeout, the instance is dropped
+    // (the sweep may run up to one timeout late, so allow ten).
+    eventually(
+        "the idle instance to be dropped",
+        REUSE_IDLE_TIMEOUT * 10,
+        || async { (app.idle("probe") == 0).then_some(()) },
+    )
+    .await;
     assert_eq!(
         app.idle("probe"),
         0,

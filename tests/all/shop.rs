@@ -3,11 +3,8 @@
 //! stock, orders behind bearer tokens that reserve stock through an in-process
 //! service call, and the `orders.created` events two queue functions handle.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
-
 use nimbus::backend::Consumer;
-use nimbus_tests::{TestApp, captured_logs, json};
+use nimbus_tests::{EVENTUALLY, TestApp, captured_logs, eventually, json};
 use serde_json::{Value, json};
 
 /// The signing key the tests use in place of `{{ env.SHOP_SIGNING_KEY }}`.
@@ -18,30 +15,6 @@ const SIGNING_KEY: &str = "shop-test-signing-key";
 /// written into `dir` with its schema files. Its admin is the user `admin`.
 fn manifest(dir: &std::path::Path) -> String {
     nimbus_tests::example_manifest("shop", dir, &[("{{ env.SHOP_SIGNING_KEY }}", SIGNING_KEY)])
-}
-
-/// How long asynchronous effects (a queue function handling an order's event,
-/// or five attempts ending in a dead letter) may take before a test fails: the
-/// five attempts' backoff adds up to 3 s at most.
-const EVENTUALLY: Duration = Duration::from_secs(10);
-/// How often [`eventually`] looks again.
-const POLL: Duration = Duration::from_millis(50);
-
-/// Polls `check` every [`POLL`] until it returns `Some`, for at most
-/// [`EVENTUALLY`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// The queue function `function` of the shop, as the broker knows it.
@@ -176,10 +149,14 @@ impl Shop {
     /// delayed for a retry or being handled.
     async fn drained(&self, function: &str) {
         let queue = self.app.app.backends().queue.clone();
-        eventually(&format!("`{function}` to handle every message"), || async {
-            let stats = queue.stats(&consumer(function)).await.unwrap();
-            (stats.ready + stats.delayed + stats.in_flight == 0).then_some(())
-        })
+        eventually(
+            &format!("`{function}` to handle every message"),
+            EVENTUALLY,
+            || async {
+                let stats = queue.stats(&consumer(function)).await.unwrap();
+                (stats.ready + stats.delayed + stats.in_flight == 0).then_some(())
+            },
+        )
         .await;
     }
 
@@ -670,15 +647,17 @@ async fn placed_orders_reach_inventory_and_notifier_asynchronously() {
     let second = json(shop.order(&token, &tea["id"], 2).await).await;
     let third = json(shop.order(&token, &mug["id"], 1).await).await;
 
-    eventually("inventory to record both tea orders", || async {
-        (shop.reserved(&tea).await == 5).then_some(())
-    })
+    eventually(
+        "inventory to record both tea orders",
+        EVENTUALLY,
+        || async { (shop.reserved(&tea).await == 5).then_some(()) },
+    )
     .await;
-    eventually("inventory to record the mug order", || async {
+    eventually("inventory to record the mug order", EVENTUALLY, || async {
         (shop.reserved(&mug).await == 1).then_some(())
     })
     .await;
-    let notifications = eventually("a notification for each order", || async {
+    let notifications = eventually("a notification for each order", EVENTUALLY, || async {
         let notifications = shop.notifications("ivo_events").await;
         (notifications.len() == 3).then_some(notifications)
     })
@@ -729,14 +708,18 @@ async fn a_bouncing_mailbox_ends_in_dead_letters_and_the_order_still_stands() {
 
     // The notifier fails all five attempts; the message is kept with the error.
     let queue = shop.app.app.backends().queue.clone();
-    let dead = eventually("the notification to be dead-lettered", || async {
-        queue
-            .dead_letters(&consumer("notifier"))
-            .await
-            .unwrap()
-            .into_iter()
-            .next()
-    })
+    let dead = eventually(
+        "the notification to be dead-lettered",
+        EVENTUALLY,
+        || async {
+            queue
+                .dead_letters(&consumer("notifier"))
+                .await
+                .unwrap()
+                .into_iter()
+                .next()
+        },
+    )
     .await;
     assert_eq!(dead.attempts, 5);
     assert_eq!(dead.message.topic, "orders.created");
@@ -750,7 +733,7 @@ async fn a_bouncing_mailbox_ends_in_dead_letters_and_the_order_still_stands() {
     assert_eq!(shop.notifications("bounce").await, Vec::<Value>::new());
 
     // Inventory, a separate subscriber, handled the same event.
-    eventually("inventory to record the order", || async {
+    eventually("inventory to record the order", EVENTUALLY, || async {
         (shop.reserved(&pen).await == 2).then_some(())
     })
     .await;

@@ -1,26 +1,44 @@
 //! Graceful shutdown: in-flight requests finish; new connections are refused.
 
 use nimbus::trigger::http::ServeOptions;
-use nimbus_tests::TestApp;
+use nimbus_tests::{EVENTUALLY, TestApp, eventually, in_flight};
 use std::time::Duration;
 
-const APP: &str = r#"
+/// An app whose function `id` sleeps as long as a request asks. Each test
+/// names its function differently, so that it can wait for its own request
+/// to be in flight (the gauge is per function id, across the process).
+fn app(id: &str) -> String {
+    format!(
+        r#"
 version = 1
 [app]
 name = "shutdown"
 
-[functions.sleeper]
+[functions.{id}]
 source = "guest:sleeper"
 routes = ["/sleep"]
-"#;
+"#
+    )
+}
+
+/// Waits until the function `id` runs a request.
+async fn until_in_flight(id: &str) {
+    eventually(
+        &format!("a request to be in flight in `{id}`"),
+        EVENTUALLY,
+        || async { (in_flight(id) > 0).then_some(()) },
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn in_flight_requests_finish_after_shutdown_begins() {
-    let mut app = TestApp::start(APP).await;
+    let id = "sleeper-in-flight";
+    let mut app = TestApp::start(&app(id)).await;
     let client = app.client.clone();
     let url = app.url("/sleep?ms=700");
     let in_flight = tokio::spawn(async move { client.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_in_flight(id).await;
 
     let server = app.begin_shutdown();
     let response = in_flight
@@ -51,11 +69,12 @@ async fn the_grace_period_bounds_shutdown() {
         grace: Duration::from_millis(300),
         ..ServeOptions::default()
     };
-    let mut app = TestApp::start_with(APP, options).await;
+    let id = "sleeper-grace";
+    let mut app = TestApp::start_with(&app(id), options).await;
     let client = app.client.clone();
     let url = app.url("/sleep?ms=10000");
     let in_flight = tokio::spawn(async move { client.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_in_flight(id).await;
 
     let server = app.begin_shutdown();
     tokio::time::timeout(Duration::from_secs(3), server)

@@ -312,3 +312,83 @@ pub fn captured_logs() -> Logs {
     })
     .clone()
 }
+
+/// How long a test waits by default for something that happens on its own
+/// time (a message handled, a server up, a file written, an instance
+/// returned to its pool): far longer than any of it takes on a quiet
+/// machine, so that only a real failure, not a debug build on a busy
+/// two-core machine, runs into it.
+pub const EVENTUALLY: Duration = Duration::from_secs(20);
+
+/// The pause between two looks of [`eventually`] and [`eventually_blocking`]:
+/// short beside any wait a test makes, long enough not to spin a core.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Looks with `check` until it finds something (`Some`), pausing
+/// [`POLL_INTERVAL`] between looks, and returns it. Panics naming `what`
+/// once `limit` has passed: tests wait for a condition, never a fixed time.
+///
+/// ```text
+/// let body = eventually("the inventory to count the order", EVENTUALLY, || async {
+///     let body = app.get("/inventory/1").await.text().await.ok()?;
+///     body.contains("\"reserved\":3").then_some(body)
+/// })
+/// .await;
+/// ```
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// [`eventually`] for a test without an async runtime (the CLI tests, which
+/// drive processes): `check` may block, and the pause is a thread sleep.
+pub fn eventually_blocking<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    retry_blocking(limit, || check().ok_or(()))
+        .unwrap_or_else(|()| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Tries `attempt` until it succeeds, pausing [`POLL_INTERVAL`] between
+/// tries, for at most `limit`; returns the success, or the last failure
+/// once `limit` has passed, for a test whose failure message shows what it
+/// saw last (see [`eventually_blocking`] for one that needs none).
+pub fn retry_blocking<T, E>(
+    limit: Duration,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match attempt() {
+            Ok(found) => return Ok(found),
+            Err(last) if std::time::Instant::now() >= deadline => return Err(last),
+            Err(_) => std::thread::sleep(POLL_INTERVAL),
+        }
+    }
+}
+
+/// Component instances of the function `id` running now, in this process
+/// (the `nimbus_instances_in_flight` gauge). The gauge is per function id
+/// across every app of the process, so a test that reads it gives its
+/// function an id no other test uses.
+pub fn in_flight(id: &str) -> i64 {
+    nimbus::telemetry::metrics()
+        .in_flight
+        .get_or_create(&nimbus::telemetry::function(id))
+        .get()
+}

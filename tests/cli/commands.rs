@@ -1,9 +1,8 @@
-//! The `nimbus` binary as an operator uses it: real processes, real signals,
-//! real HTTP over loopback.
+//! `nimbus check`, `up` and `build`: what each prints, its exit status, its
+//! signals, its flags and environment variables, its logs and metrics.
 
-mod common;
-
-use common::{Server, app_dir, get, nimbus, up_command};
+use crate::support::{Server, app_dir, get, nimbus, up_command};
+use nimbus_tests::{EVENTUALLY, eventually};
 use std::time::Duration;
 
 #[test]
@@ -48,7 +47,13 @@ fn up_prints_its_address_serves_and_stops_gracefully_on_sigterm() {
 
         // SIGTERM while a request is in flight: it still completes.
         let slow = tokio::spawn(client.get(format!("{}/sleep?ms=800", server.url)).send());
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sleeper = format!("{}/v1/functions/sleeper", server.admin);
+        eventually("the slow request to be in flight", EVENTUALLY, || async {
+            let answer: serde_json::Value =
+                client.get(&sleeper).send().await.ok()?.json().await.ok()?;
+            (answer["in_flight"] == 1).then_some(())
+        })
+        .await;
         server.terminate();
         let slow = slow.await.unwrap().expect("in-flight request finished");
         assert_eq!(slow.status(), 200);

@@ -2,9 +2,7 @@
 //! `nimbus up`, as an operator types them: real processes, real HTTP over
 //! loopback, the token from the environment.
 
-mod common;
-
-use common::{Server, app_dir, get, nimbus, up_command};
+use crate::support::{Server, app_dir, get, nimbus, up_command};
 use std::process::Output;
 use std::time::Duration;
 

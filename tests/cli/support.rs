@@ -1,12 +1,12 @@
-//! Helpers shared by the binary's tests: an app folder, the command, and a
+//! Helpers shared by the CLI tests: an app folder, the command, and a
 //! running server that is killed if a test ends early.
-
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use nimbus_tests::eventually_blocking;
 
 pub const NIMBUS: &str = env!("CARGO_BIN_EXE_nimbus");
 
@@ -111,18 +111,9 @@ impl Server {
         self.signal("-TERM");
     }
 
+    /// Waits for the process to exit, at most `limit`.
     pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nimbus did not exit in {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually_blocking("nimbus to exit", limit, || self.child.try_wait().unwrap())
     }
 }
 
