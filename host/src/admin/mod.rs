@@ -39,6 +39,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -162,7 +163,7 @@ impl Admin {
         let method = req.method().clone();
         match (&method, segments.as_slice()) {
             (&Method::GET, ["v1", "health"]) => {
-                Ok(ok(json!({"status": "ok", "app": self.app().name})))
+                Ok(ok(&json!({"status": "ok", "app": self.app().name})))
             }
             (&Method::GET, ["metrics"]) => {
                 let mut response = Response::new(full(crate::telemetry::metrics().encode()));
@@ -191,7 +192,7 @@ impl Admin {
                     .replay(&consumer, query_id.as_deref())
                     .await
                     .map_err(internal)?;
-                Ok(ok(json!({"replayed": n})))
+                Ok(ok(&json!({"replayed": n})))
             }
             (&Method::DELETE, ["v1", "queues", function, "dead-letters"]) => {
                 let consumer = self.consumer(function)?;
@@ -202,7 +203,7 @@ impl Admin {
                     .purge(&consumer, query_id.as_deref())
                     .await
                     .map_err(internal)?;
-                Ok(ok(json!({"purged": n})))
+                Ok(ok(&json!({"purged": n})))
             }
             (&Method::GET, ["v1", "functions"]) => self.deploying(|d| Ok(d.list())).await,
             (&Method::GET, ["v1", "functions", id]) => {
@@ -278,13 +279,13 @@ impl Admin {
     }
 
     /// Runs a deployment operation off the async workers: it may compile.
-    async fn deploying(
+    async fn deploying<T: Serialize + Send + 'static>(
         &self,
-        operation: impl FnOnce(&Deployer) -> Result<Value, DeployError> + Send + 'static,
+        operation: impl FnOnce(&Deployer) -> Result<T, DeployError> + Send + 'static,
     ) -> Result<Response<HyperOutgoingBody>, (StatusCode, String)> {
         let deployer = self.deployer.clone();
         match tokio::task::spawn_blocking(move || operation(&deployer)).await {
-            Ok(Ok(answer)) => Ok(ok(answer)),
+            Ok(Ok(answer)) => Ok(ok(&answer)),
             Ok(Err(e)) => Err((e.status(), e.to_string())),
             Err(e) => Err((
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -344,7 +345,7 @@ impl Admin {
                 "dead": dead,
             }));
         }
-        Ok(ok(Value::Array(out)))
+        Ok(ok(&Value::Array(out)))
     }
 
     async fn publish(
@@ -382,7 +383,7 @@ impl Admin {
             .queue_published
             .get_or_create(&crate::telemetry::function("admin"))
             .inc();
-        let mut response = ok(json!({"id": id, "topic": topic}));
+        let mut response = ok(&json!({"id": id, "topic": topic}));
         *response.status_mut() = StatusCode::ACCEPTED;
         Ok(response)
     }
@@ -415,7 +416,7 @@ impl Admin {
                 })
             })
             .collect();
-        Ok(ok(Value::Array(out)))
+        Ok(ok(&Value::Array(out)))
     }
 }
 
@@ -447,8 +448,10 @@ fn internal(e: crate::backend::BackendError) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-fn ok(body: Value) -> Response<HyperOutgoingBody> {
-    let mut response = Response::new(full(Bytes::from(format!("{body}\n"))));
+fn ok(body: &impl Serialize) -> Response<HyperOutgoingBody> {
+    let mut text = serde_json::to_vec(body).expect("a view serializes");
+    text.push(b'\n');
+    let mut response = Response::new(full(Bytes::from(text)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -457,7 +460,7 @@ fn ok(body: Value) -> Response<HyperOutgoingBody> {
 }
 
 fn error(status: StatusCode, message: &str) -> Response<HyperOutgoingBody> {
-    let mut response = ok(json!({"status": status.as_u16(), "message": message}));
+    let mut response = ok(&json!({"status": status.as_u16(), "message": message}));
     *response.status_mut() = status;
     response
 }

@@ -29,20 +29,40 @@
 //! manifest loads. If the manifest's component changed since the
 //! deployments were made, the manifest wins and the function's deployments
 //! are forgotten.
+//!
+//! Every operation answers with a typed view, the JSON the admin API sends:
+//! [`FunctionView`] for a function as it is, [`ChangeView`] for a change
+//! (the function, its [`Action`] and the version it replaced).
+//!
+//! # Layout
+//!
+//! - this module: [`Deployer`] and its operations, each decided on the
+//!   function as it is and committed under one lock (recorded, then in
+//!   effect);
+//! - `entry`: a new function's manifest entry, read and checked;
+//! - `persist`: what goes to the state folder and comes back from it: the
+//!   record applied at start, a function's record, components kept and
+//!   loaded again;
+//! - `metrics`: the serving versions and the changes, in the metrics;
+//! - `view`: the typed answers;
+//! - `error`: [`DeployError`], each refusal with its HTTP status;
+//! - [`store`]: the files in the state folder.
 
 mod entry;
 mod error;
-mod restore;
+mod metrics;
+mod persist;
 pub mod store;
+mod view;
 
 pub use error::{DeployError, parse_percent};
+pub use view::{Action, CanaryView, ChangeView, FunctionView, LimitsView, TriggerKind};
 
 use crate::app::{App, Canary, LiveApp, SHORT_DIGEST_LEN, Traffic, Version};
-use crate::manifest::format_bytes;
 use entry::parse_entry;
 use error::check_percent;
-use restore::function_record;
-use serde_json::{Value, json};
+use metrics::count;
+use persist::function_record;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -117,7 +137,7 @@ impl Past {
 struct Change {
     traffic: Option<Traffic>,
     history: VecDeque<Past>,
-    kind: &'static str,
+    action: Action,
     previous: Option<String>,
 }
 
@@ -255,7 +275,7 @@ impl Deployer {
     /// Makes `bytes` the stable version of function `id`; the current one
     /// goes into the history. Deploying the version that already serves
     /// changes nothing. Blocking: the component is compiled.
-    pub fn deploy(&self, id: &str, bytes: &[u8]) -> Result<Value, DeployError> {
+    pub fn deploy(&self, id: &str, bytes: &[u8]) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         let version = self.prepare(index, bytes)?;
         self.change(index, |now| {
@@ -273,7 +293,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(Arc::new(version), None),
                 history,
-                kind: "deploy",
+                action: Action::Deploy,
                 previous: now.stable_digest(),
             }))
         })
@@ -282,7 +302,7 @@ impl Deployer {
     /// Serves the newest version of the history again, dropping the current
     /// one. After [`remove`](Self::remove) it brings the removed version back.
     /// Blocking when the version has to be loaded from disk.
-    pub fn rollback(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn rollback(&self, id: &str) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         self.change(index, |now| {
             if let Some(current) = &now.traffic {
@@ -295,7 +315,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(self.resolve(now.base, index, &past)?, None),
                 history,
-                kind: "rollback",
+                action: Action::Rollback,
                 previous: now.stable_digest(),
             }))
         })
@@ -304,7 +324,7 @@ impl Deployer {
     /// Starts a canary: `bytes` serves `percent` of the invocations of
     /// function `id`, next to the stable version; a running canary is
     /// replaced. Blocking: the component is compiled.
-    pub fn canary(&self, id: &str, bytes: &[u8], percent: u8) -> Result<Value, DeployError> {
+    pub fn canary(&self, id: &str, bytes: &[u8], percent: u8) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         check_percent(percent)?;
         let version = self.prepare(index, bytes)?;
@@ -320,14 +340,14 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(current.stable.clone(), Some((Arc::new(version), percent))),
                 history: now.history.clone(),
-                kind: "canary",
+                action: Action::Canary,
                 previous: current.canary.as_ref().map(|c| c.version.digest.clone()),
             }))
         })
     }
 
     /// Changes the share of the running canary of function `id`.
-    pub fn set_canary_percent(&self, id: &str, percent: u8) -> Result<Value, DeployError> {
+    pub fn set_canary_percent(&self, id: &str, percent: u8) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         check_percent(percent)?;
         self.change(index, |now| {
@@ -335,7 +355,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(current.stable.clone(), Some((canary, percent))),
                 history: now.history.clone(),
-                kind: "canary_percent",
+                action: Action::CanaryPercent,
                 previous: None,
             }))
         })
@@ -343,7 +363,7 @@ impl Deployer {
 
     /// Makes the canary of function `id` its stable version; the old stable
     /// version goes into the history.
-    pub fn promote(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn promote(&self, id: &str) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         self.change(index, |now| {
             let (current, canary) = now.canary(id)?;
@@ -352,7 +372,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(canary, None),
                 history,
-                kind: "promote",
+                action: Action::Promote,
                 previous: now.stable_digest(),
             }))
         })
@@ -360,14 +380,14 @@ impl Deployer {
 
     /// Stops the canary of function `id`; the stable version takes all the
     /// traffic again.
-    pub fn abort(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn abort(&self, id: &str) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         self.change(index, |now| {
             let (current, canary) = now.canary(id)?;
             Ok(Some(Change {
                 traffic: serving(current.stable.clone(), None),
                 history: now.history.clone(),
-                kind: "abort",
+                action: Action::Abort,
                 previous: Some(canary.digest.clone()),
             }))
         })
@@ -375,7 +395,7 @@ impl Deployer {
 
     /// Stops serving function `id`: its routes answer 404 until a deploy or
     /// a rollback (which brings this version back).
-    pub fn remove(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn remove(&self, id: &str) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         if let Some(queue) = &self.app().functions[index].queue {
             return Err(DeployError::QueueFunction {
@@ -391,7 +411,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: None,
                 history,
-                kind: "remove",
+                action: Action::Remove,
                 previous: now.stable_digest(),
             }))
         })
@@ -404,7 +424,7 @@ impl Deployer {
     /// checked with the manifest's rules against the whole app (its routes
     /// may not clash with others'); a queue function can only come from
     /// nimbus.toml. Blocking: the component is compiled.
-    pub fn add(&self, id: &str, entry: &str, bytes: &[u8]) -> Result<Value, DeployError> {
+    pub fn add(&self, id: &str, entry: &str, bytes: &[u8]) -> Result<ChangeView, DeployError> {
         let mut control = self.lock();
         if self.app().index_of(id).is_some() {
             return Err(DeployError::Exists(id.to_owned()));
@@ -422,9 +442,13 @@ impl Deployer {
         }
         control.record = record;
         let index = self.install(&mut control, app, track);
-        tracing::info!(function = id, action = "add", "function added");
-        count(id, "add");
-        Ok(self.describe(&control, index, "add", None))
+        tracing::info!(
+            function = id,
+            action = Action::Add.as_str(),
+            "function added"
+        );
+        count(id, Action::Add.as_str());
+        Ok(self.answer(&control, index, Action::Add, None))
     }
 
     /// Publishes an app made by [`Self::with_function`]; returns the new
@@ -444,7 +468,7 @@ impl Deployer {
         &self,
         index: usize,
         decide: impl FnOnce(&Now<'_>) -> Result<Option<Change>, DeployError>,
-    ) -> Result<Value, DeployError> {
+    ) -> Result<ChangeView, DeployError> {
         let mut control = self.lock();
         let track = &control.tracks[index];
         let now = Now {
@@ -454,24 +478,22 @@ impl Deployer {
         };
         match decide(&now)? {
             Some(change) => self.commit(&mut control, index, change),
-            None => Ok(self.describe(&control, index, "unchanged", now.stable_digest())),
+            None => Ok(self.answer(&control, index, Action::Unchanged, now.stable_digest())),
         }
     }
 
     /// Every function, as `GET /v1/functions` shows it.
-    pub fn list(&self) -> Value {
+    pub fn list(&self) -> Vec<FunctionView> {
         let control = self.lock();
-        Value::Array(
-            (0..self.app().functions.len())
-                .map(|index| self.describe(&control, index, "none", None))
-                .collect(),
-        )
+        (0..self.app().functions.len())
+            .map(|index| self.describe(&control, index))
+            .collect()
     }
 
     /// One function, as `GET /v1/functions/{id}` shows it.
-    pub fn get(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn get(&self, id: &str) -> Result<FunctionView, DeployError> {
         let index = self.index(id)?;
-        Ok(self.describe(&self.lock(), index, "none", None))
+        Ok(self.describe(&self.lock(), index))
     }
 
     fn prepare(&self, index: usize, bytes: &[u8]) -> Result<Version, DeployError> {
@@ -485,46 +507,6 @@ impl Deployer {
             })
     }
 
-    fn keep_component(&self, digest: &str, bytes: &[u8]) -> Result<(), DeployError> {
-        if let Some(store) = &self.store {
-            store.put_component(digest, bytes)?;
-        }
-        Ok(())
-    }
-
-    /// An earlier version, loaded from disk when it was restored unloaded.
-    fn resolve(
-        &self,
-        base: &Arc<Version>,
-        index: usize,
-        past: &Past,
-    ) -> Result<Arc<Version>, DeployError> {
-        if let Some(version) = &past.version {
-            return Ok(version.clone());
-        }
-        if past.digest == base.digest {
-            return Ok(base.clone());
-        }
-        let unavailable = |message: String| DeployError::Unavailable {
-            function: self.app().functions[index].id.to_string(),
-            digest: short(&past.digest).to_owned(),
-            message,
-        };
-        let store = self
-            .store
-            .as_ref()
-            .ok_or_else(|| unavailable("no state folder".into()))?;
-        let bytes = store
-            .get_component(&past.digest)
-            .map_err(|e| unavailable(e.to_string()))?;
-        let mut version = self
-            .app()
-            .prepare(index, &bytes, Path::new(UPLOAD_ORIGIN))
-            .map_err(|e| unavailable(e.to_string()))?;
-        version.deployed_at = past.deployed_at;
-        Ok(Arc::new(version))
-    }
-
     /// Records the change on disk, then makes it take effect. If recording
     /// fails, nothing changes.
     fn commit(
@@ -532,7 +514,7 @@ impl Deployer {
         control: &mut Control,
         index: usize,
         change: Change,
-    ) -> Result<Value, DeployError> {
+    ) -> Result<ChangeView, DeployError> {
         let app = self.app();
         let function = &app.functions[index];
         let mut record = control.record.clone();
@@ -565,110 +547,43 @@ impl Deployer {
         }
         tracing::info!(
             function = %function.id,
-            action = change.kind,
+            action = change.action.as_str(),
             version = serving.as_deref().unwrap_or("removed"),
             canary = canary.as_ref().map(|(d, p)| format!("{d} at {p}%")),
             previous = change.previous.as_deref().map(short),
             "deployment changed"
         );
-        count(function.id.as_str(), change.kind);
+        count(function.id.as_str(), change.action.as_str());
         self.show_versions(control, index);
         if let Some(store) = &self.store {
             store.collect_garbage(&control.record);
         }
-        Ok(self.describe(control, index, change.kind, change.previous))
-    }
-
-    /// Publishes the serving versions of `functions[index]` as the
-    /// `nimbus_function_version_percent` gauge.
-    fn show_versions(&self, control: &mut Control, index: usize) {
-        let app = self.app();
-        let function = &app.functions[index];
-        let family = &crate::telemetry::metrics().function_version;
-        for old in control.tracks[index].shown.drain(..) {
-            family.remove(&old);
-        }
-        let Some(traffic) = function.traffic() else {
-            return;
-        };
-        let canary_share = traffic.canary.as_ref().map_or(0, |c| c.percent);
-        let mut shown = vec![(
-            crate::telemetry::VersionLabels {
-                function: function.id.to_string(),
-                digest: traffic.stable.short_digest().to_owned(),
-                track: "stable".into(),
-            },
-            MAX_PERCENT - canary_share,
-        )];
-        if let Some(canary) = &traffic.canary {
-            shown.push((
-                crate::telemetry::VersionLabels {
-                    function: function.id.to_string(),
-                    digest: canary.version.short_digest().to_owned(),
-                    track: "canary".into(),
-                },
-                canary.percent,
-            ));
-        }
-        for (labels, percent) in shown {
-            family.get_or_create(&labels).set(i64::from(percent));
-            control.tracks[index].shown.push(labels);
-        }
+        Ok(self.answer(control, index, change.action, change.previous))
     }
 
     /// A function as the admin API shows it.
-    fn describe(
+    fn describe(&self, control: &Control, index: usize) -> FunctionView {
+        let track = &control.tracks[index];
+        FunctionView::of(
+            &self.app().functions[index],
+            &track.base.digest,
+            track.history.len(),
+        )
+    }
+
+    /// The answer to a change of `functions[index]`.
+    fn answer(
         &self,
         control: &Control,
         index: usize,
-        action: &str,
+        action: Action,
         previous: Option<String>,
-    ) -> Value {
-        let app = self.app();
-        let function = &app.functions[index];
-        let traffic = function.traffic();
-        let spec = &function.spec;
-        let limits = &function.limits;
-        let mut triggers = Vec::new();
-        if !spec.routes.is_empty() || function.queue.is_none() {
-            triggers.push("http");
+    ) -> ChangeView {
+        ChangeView {
+            function: self.describe(control, index),
+            action,
+            previous,
         }
-        if function.queue.is_some() {
-            triggers.push("queue");
-        }
-        let in_flight = crate::telemetry::metrics()
-            .in_flight
-            .get_or_create(&crate::telemetry::function(function.id.as_str()))
-            .get();
-        let mut info = json!({
-            "id": function.id.as_str(),
-            "routes": spec.routes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "triggers": triggers,
-            "topic": function.queue.as_ref().map(|q| q.spec.topic.to_string()),
-            "removed": traffic.is_none(),
-            "version": traffic.as_ref().map(|t| t.stable.digest.clone()),
-            "deployed_at": traffic.as_ref().map(|t| rfc3339(t.stable.deployed_at)),
-            "manifest_version": control.tracks[index].base.digest,
-            "canary": traffic.as_ref().and_then(|t| t.canary.as_ref()).map(|c| json!({
-                "version": c.version.digest,
-                "percent": c.percent,
-                "deployed_at": rfc3339(c.version.deployed_at),
-            })),
-            "history": control.tracks[index].history.len(),
-            "in_flight": in_flight,
-            "limits": {
-                "timeout": humantime::format_duration(limits.timeout).to_string(),
-                "memory": format_bytes(limits.memory),
-                "concurrency": limits.concurrency,
-                "queue_timeout": humantime::format_duration(limits.queue_timeout).to_string(),
-                "max_body": format_bytes(limits.max_body),
-            },
-        });
-        if action != "none" {
-            info["action"] = json!(action);
-            info["previous"] = json!(previous);
-        }
-        info
     }
 }
 
@@ -679,17 +594,6 @@ fn push_bounded(history: &mut VecDeque<Past>, past: Past) {
     }
 }
 
-fn count(function: &str, kind: &str) {
-    crate::telemetry::metrics()
-        .deployments
-        .get_or_create(&crate::telemetry::outcome(function, kind))
-        .inc();
-}
-
 fn short(digest: &str) -> &str {
     &digest[..SHORT_DIGEST_LEN.min(digest.len())]
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }

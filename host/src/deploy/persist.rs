@@ -1,16 +1,61 @@
-//! Applying the record at startup, and the record of a function as it
-//! serves: the conversions between the deployer's bookkeeping and the
-//! [`store`](super::store) records.
+//! What goes to the state folder and comes back from it: the record applied
+//! at startup, the record of a function as it serves (the conversions
+//! between the deployer's bookkeeping and the [`store`](super::store)
+//! records), and components kept and loaded again.
 
 use super::entry::parse_entry;
 use super::store::{CanaryRecord, FunctionRecord, Record, StoreError, VersionRecord};
-use super::{Control, DeployError, Deployer, HISTORY_LIMIT, MAX_PERCENT, Past, Track, short};
+use super::{
+    Control, DeployError, Deployer, HISTORY_LIMIT, MAX_PERCENT, Past, Track, UPLOAD_ORIGIN, short,
+};
 use crate::app::{Canary, Traffic, Version};
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 impl Deployer {
+    /// Keeps a component's bytes in the state folder, if there is one.
+    pub(super) fn keep_component(&self, digest: &str, bytes: &[u8]) -> Result<(), DeployError> {
+        if let Some(store) = &self.store {
+            store.put_component(digest, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// An earlier version, loaded from disk when it was restored unloaded.
+    pub(super) fn resolve(
+        &self,
+        base: &Arc<Version>,
+        index: usize,
+        past: &Past,
+    ) -> Result<Arc<Version>, DeployError> {
+        if let Some(version) = &past.version {
+            return Ok(version.clone());
+        }
+        if past.digest == base.digest {
+            return Ok(base.clone());
+        }
+        let unavailable = |message: String| DeployError::Unavailable {
+            function: self.app().functions[index].id.to_string(),
+            digest: short(&past.digest).to_owned(),
+            message,
+        };
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| unavailable("no state folder".into()))?;
+        let bytes = store
+            .get_component(&past.digest)
+            .map_err(|e| unavailable(e.to_string()))?;
+        let mut version = self
+            .app()
+            .prepare(index, &bytes, Path::new(UPLOAD_ORIGIN))
+            .map_err(|e| unavailable(e.to_string()))?;
+        version.deployed_at = past.deployed_at;
+        Ok(Arc::new(version))
+    }
+
     /// Applies a record read at startup; see [`Deployer::open`].
     pub(super) fn restore(&self, record: Record) -> Result<(), StoreError> {
         let mut control = self.lock();
