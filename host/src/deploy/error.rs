@@ -108,6 +108,26 @@ impl DeployError {
             }
         }
     }
+
+    /// A stable machine-readable name for the refusal, the `error` field of
+    /// the admin API's answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeployError::UnknownFunction(_) => "unknown_function",
+            DeployError::Exists(_) => "function_exists",
+            DeployError::Manifest { .. } => "invalid_manifest_entry",
+            DeployError::Removed(_) => "removed",
+            DeployError::Rejected(_) => "rejected",
+            DeployError::NoHistory(_) => "no_history",
+            DeployError::CanaryRunning { .. } => "canary_running",
+            DeployError::NoCanary(_) => "no_canary",
+            DeployError::CanaryIsStable { .. } => "canary_is_stable",
+            DeployError::Percent(_) => "invalid_percent",
+            DeployError::QueueFunction { .. } => "queue_function",
+            DeployError::Unavailable { .. } => "version_unavailable",
+            DeployError::Store(_) => "store",
+        }
+    }
 }
 
 /// Parses a canary percentage: a whole number from 0 to [`MAX_PERCENT`].
