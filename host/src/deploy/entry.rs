@@ -6,10 +6,20 @@ use super::{Control, DeployError, Deployer, Track, UPLOAD_ORIGIN, count};
 use crate::app::App;
 use crate::manifest::{FunctionId, FunctionSpec, Manifest};
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Keys of a function's manifest entry that make no sense for an upload.
 const UPLOAD_FORBIDDEN_KEYS: [&str; 3] = ["source", "build", "workdir"];
+
+/// The app's manifest file and its TOML, read again to check new entries
+/// against; why not, when it cannot be read.
+pub(super) fn read_manifest(file: &Path) -> Result<(PathBuf, toml::Table), String> {
+    let unreadable =
+        |e: &dyn std::fmt::Display| format!("cannot read {} again: {e}", file.display());
+    let text = std::fs::read_to_string(file).map_err(|e| unreadable(&e))?;
+    let table = toml::from_str::<toml::Table>(&text).map_err(|e| unreadable(&e))?;
+    Ok((file.to_owned(), table))
+}
 
 /// Reads a manifest entry sent with an upload.
 pub(super) fn parse_entry(id: &str, text: &str) -> Result<toml::Table, DeployError> {

@@ -59,7 +59,7 @@ pub use error::{DeployError, parse_percent};
 pub use view::{Action, CanaryView, ChangeView, FunctionView, LimitsView, TriggerKind};
 
 use crate::app::{App, Canary, LiveApp, SHORT_DIGEST_LEN, Traffic, Version};
-use entry::parse_entry;
+use entry::{parse_entry, read_manifest};
 use error::check_percent;
 use metrics::count;
 use persist::function_record;
@@ -225,17 +225,9 @@ impl Deployer {
                 fragment: None,
             })
             .collect();
-        let file = app.manifest_file().to_owned();
-        let manifest = std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {} again: {e}", file.display()))
-            .and_then(|text| {
-                toml::from_str::<toml::Table>(&text)
-                    .map_err(|e| format!("cannot read {} again: {e}", file.display()))
-            })
-            .map(|table| (file, table));
         let deployer = Deployer {
             live,
-            manifest,
+            manifest: read_manifest(app.manifest_file()),
             store,
             control: Mutex::new(Control {
                 tracks,

@@ -60,62 +60,7 @@ impl Deployer {
     pub(super) fn restore(&self, record: Record) -> Result<(), StoreError> {
         let mut control = self.lock();
         for (id, entry) in &record.functions {
-            if let Some(fragment) = &entry.fragment {
-                if self.app().index_of(id).is_some() {
-                    tracing::info!(
-                        function = id,
-                        "nimbus.toml now defines this function, which was added through the admin API; the manifest wins"
-                    );
-                    continue;
-                }
-                if let Err(e) = self.add_again(&mut control, id, fragment, entry) {
-                    tracing::warn!(function = id, error = %e, "cannot add this function again");
-                    continue;
-                }
-            }
-            let Some(index) = self.app().index_of(id) else {
-                tracing::info!(
-                    function = id,
-                    "the manifest no longer has this function; forgetting its deployments"
-                );
-                continue;
-            };
-            let base = control.tracks[index].base.clone();
-            if entry.base != base.digest {
-                tracing::info!(
-                    function = id,
-                    manifest = short(&base.digest),
-                    deployed_over = short(&entry.base),
-                    "the manifest's component changed since the last deploy; the manifest wins and the function's deploy history starts over"
-                );
-                continue;
-            }
-            match self.restore_function(&base, index, entry) {
-                Ok((traffic, history)) => {
-                    control.tracks[index].history = history;
-                    control.record.functions.insert(id.clone(), entry.clone());
-                    let removed = traffic.is_none();
-                    self.app().functions[index].set_traffic(traffic);
-                    if removed {
-                        self.live.replace(Arc::new(self.app().rerouted()));
-                    }
-                    self.show_versions(&mut control, index);
-                    tracing::info!(
-                        function = id,
-                        version = entry
-                            .stable
-                            .as_ref()
-                            .map_or("removed", |v| short(&v.digest)),
-                        canary = entry.canary.as_ref().map(|c| short(&c.version.digest)),
-                        "restored deployed version"
-                    );
-                }
-                Err(e) => tracing::warn!(
-                    function = id,
-                    error = %e,
-                    "cannot restore the deployed version; serving the manifest's component"
-                ),
-            }
+            self.restore_entry(&mut control, id, entry);
         }
         if let Some(store) = &self.store {
             if control.record.functions != record.functions {
@@ -124,6 +69,70 @@ impl Deployer {
             store.collect_garbage(&control.record);
         }
         Ok(())
+    }
+
+    /// Applies the record of function `id`; one that no longer fits the
+    /// app is logged and forgotten.
+    fn restore_entry(&self, control: &mut Control, id: &str, entry: &FunctionRecord) {
+        if let Some(fragment) = &entry.fragment {
+            if self.app().index_of(id).is_some() {
+                tracing::info!(
+                    function = id,
+                    "nimbus.toml now defines this function, which was added through the admin API; the manifest wins"
+                );
+                return;
+            }
+            if let Err(e) = self.add_again(control, id, fragment, entry) {
+                tracing::warn!(function = id, error = %e, "cannot add this function again");
+                return;
+            }
+        }
+        let Some(index) = self.app().index_of(id) else {
+            tracing::info!(
+                function = id,
+                "the manifest no longer has this function; forgetting its deployments"
+            );
+            return;
+        };
+        let base = control.tracks[index].base.clone();
+        if entry.base != base.digest {
+            tracing::info!(
+                function = id,
+                manifest = short(&base.digest),
+                deployed_over = short(&entry.base),
+                "the manifest's component changed since the last deploy; the manifest wins and the function's deploy history starts over"
+            );
+            return;
+        }
+        match self.restore_function(&base, index, entry) {
+            Ok((traffic, history)) => {
+                control.tracks[index].history = history;
+                control
+                    .record
+                    .functions
+                    .insert(id.to_owned(), entry.clone());
+                let removed = traffic.is_none();
+                self.app().functions[index].set_traffic(traffic);
+                if removed {
+                    self.live.replace(Arc::new(self.app().rerouted()));
+                }
+                self.show_versions(control, index);
+                tracing::info!(
+                    function = id,
+                    version = entry
+                        .stable
+                        .as_ref()
+                        .map_or("removed", |v| short(&v.digest)),
+                    canary = entry.canary.as_ref().map(|c| short(&c.version.digest)),
+                    "restored deployed version"
+                );
+            }
+            Err(e) => tracing::warn!(
+                function = id,
+                error = %e,
+                "cannot restore the deployed version; serving the manifest's component"
+            ),
+        }
     }
 
     /// Adds a function recorded as added through the admin API.
