@@ -1,14 +1,38 @@
 //! A client for the admin API, used by the operator commands of the CLI
 //! (`nimbus publish`, `queues`, `dead-letters`, `deploy`, `ls`, `rollback`,
-//! `canary`, `rm`).
+//! `canary`, `rm`). Each endpoint has a method that answers with the view
+//! the server sent; [`call`](AdminClient::call) sends any request and
+//! answers with the JSON as it came.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), nimbus::admin::client::ClientError> {
+//! use nimbus::admin::client::AdminClient;
+//!
+//! let admin = AdminClient::new("http://127.0.0.1:3001", None);
+//! for function in admin.functions().await? {
+//!     println!("{} {:?}", function.id, function.version);
+//! }
+//! let change = admin.rollback("hello").await?;
+//! println!("{:?}, was {:?}", change.action, change.previous);
+//! # Ok(())
+//! # }
+//! ```
 
+use super::view::{
+    DeadLetterView, ErrorView, HealthView, PublishedView, PurgedView, QueueView, ReplayedView,
+};
+use crate::deploy::{ChangeView, FunctionView, MANIFEST_HEADER};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// The content type of an uploaded component.
+const WASM: &str = "application/wasm";
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +56,9 @@ pub enum ClientError {
     Status {
         /// The status.
         status: StatusCode,
+        /// The refusal's stable name (`no_history`, ...), when the server
+        /// sent one.
+        code: Option<String>,
         /// Its message.
         message: String,
     },
@@ -54,7 +81,133 @@ impl AdminClient {
         }
     }
 
-    /// Sends a request and returns the JSON answer, or the API's error.
+    /// `GET /v1/health`
+    pub async fn health(&self) -> Result<HealthView, ClientError> {
+        self.get("/v1/health").await
+    }
+
+    /// `GET /v1/functions`: every function.
+    pub async fn functions(&self) -> Result<Vec<FunctionView>, ClientError> {
+        self.get("/v1/functions").await
+    }
+
+    /// `GET /v1/functions/{id}`
+    pub async fn function(&self, id: &str) -> Result<FunctionView, ClientError> {
+        self.get(&format!("/v1/functions/{id}")).await
+    }
+
+    /// `PUT /v1/functions/{id}`: `component` becomes the stable version of
+    /// function `id`; with `manifest_entry` (the keys of its manifest table
+    /// as a TOML inline table), a new function is added.
+    pub async fn deploy(
+        &self,
+        id: &str,
+        component: Bytes,
+        manifest_entry: Option<&str>,
+    ) -> Result<ChangeView, ClientError> {
+        let headers: Vec<(&str, &str)> = manifest_entry
+            .map(|entry| (MANIFEST_HEADER, entry))
+            .into_iter()
+            .collect();
+        let path = format!("/v1/functions/{id}");
+        self.send(Method::PUT, &path, Some((component, WASM)), &headers)
+            .await
+    }
+
+    /// `POST /v1/functions/{id}/rollback`
+    pub async fn rollback(&self, id: &str) -> Result<ChangeView, ClientError> {
+        self.change(Method::POST, &format!("/v1/functions/{id}/rollback"))
+            .await
+    }
+
+    /// `DELETE /v1/functions/{id}`: the function stops serving.
+    pub async fn remove(&self, id: &str) -> Result<ChangeView, ClientError> {
+        self.change(Method::DELETE, &format!("/v1/functions/{id}"))
+            .await
+    }
+
+    /// `PUT /v1/functions/{id}/canary?percent=N`: `component` takes
+    /// `percent` of the invocations.
+    pub async fn canary(
+        &self,
+        id: &str,
+        component: Bytes,
+        percent: u8,
+    ) -> Result<ChangeView, ClientError> {
+        let path = format!("/v1/functions/{id}/canary?percent={percent}");
+        self.send(Method::PUT, &path, Some((component, WASM)), &[])
+            .await
+    }
+
+    /// `PUT /v1/functions/{id}/canary?percent=N` without a body: the running
+    /// canary's new share.
+    pub async fn set_canary_percent(
+        &self,
+        id: &str,
+        percent: u8,
+    ) -> Result<ChangeView, ClientError> {
+        self.change(
+            Method::PUT,
+            &format!("/v1/functions/{id}/canary?percent={percent}"),
+        )
+        .await
+    }
+
+    /// `POST /v1/functions/{id}/canary/promote`
+    pub async fn promote(&self, id: &str) -> Result<ChangeView, ClientError> {
+        self.change(Method::POST, &format!("/v1/functions/{id}/canary/promote"))
+            .await
+    }
+
+    /// `POST /v1/functions/{id}/canary/abort`
+    pub async fn abort(&self, id: &str) -> Result<ChangeView, ClientError> {
+        self.change(Method::POST, &format!("/v1/functions/{id}/canary/abort"))
+            .await
+    }
+
+    /// `GET /v1/queues`: every queue function.
+    pub async fn queues(&self) -> Result<Vec<QueueView>, ClientError> {
+        self.get("/v1/queues").await
+    }
+
+    /// `POST /v1/topics/{topic}/messages`: publishes `body`.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<PublishedView, ClientError> {
+        let path = format!("/v1/topics/{topic}/messages");
+        self.send(Method::POST, &path, Some((body, content_type)), &[])
+            .await
+    }
+
+    /// `GET /v1/queues/{function}/dead-letters`
+    pub async fn dead_letters(&self, function: &str) -> Result<Vec<DeadLetterView>, ClientError> {
+        self.get(&format!("/v1/queues/{function}/dead-letters"))
+            .await
+    }
+
+    /// `POST /v1/queues/{function}/dead-letters/replay[?id=ID]`: one dead
+    /// letter back in the queue, or all of them.
+    pub async fn replay(
+        &self,
+        function: &str,
+        id: Option<&str>,
+    ) -> Result<ReplayedView, ClientError> {
+        let path = format!("/v1/queues/{function}/dead-letters/replay{}", id_query(id));
+        self.send(Method::POST, &path, None, &[]).await
+    }
+
+    /// `DELETE /v1/queues/{function}/dead-letters[?id=ID]`: one dead letter
+    /// deleted, or all of them.
+    pub async fn purge(&self, function: &str, id: Option<&str>) -> Result<PurgedView, ClientError> {
+        let path = format!("/v1/queues/{function}/dead-letters{}", id_query(id));
+        self.send(Method::DELETE, &path, None, &[]).await
+    }
+
+    /// Sends a request and returns the JSON answer as it came, or the API's
+    /// error.
     pub async fn call(
         &self,
         method: Method,
@@ -109,12 +262,40 @@ impl AdminClient {
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|e| ClientError::Read(e.to_string()))?;
         if status.is_success() {
-            Ok(value)
-        } else {
-            Err(ClientError::Status {
-                status,
-                message: value["message"].as_str().unwrap_or("no message").to_owned(),
-            })
+            return Ok(value);
         }
+        let refusal = serde_json::from_value::<ErrorView>(value).ok();
+        Err(ClientError::Status {
+            status,
+            code: refusal.as_ref().and_then(|r| r.error.clone()),
+            message: refusal.map_or_else(|| "no message".to_owned(), |r| r.message),
+        })
     }
+
+    /// A `GET` answered with a `T`.
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    /// A change without a body, answered with its view.
+    async fn change(&self, method: Method, path: &str) -> Result<ChangeView, ClientError> {
+        self.send(method, path, None, &[]).await
+    }
+
+    /// [`call_with`](Self::call_with), its answer read as a `T`.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &str)>,
+        headers: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        let value = self.call_with(method, path, body, headers).await?;
+        serde_json::from_value(value).map_err(|e| ClientError::Read(e.to_string()))
+    }
+}
+
+/// `?id=ID` for one dead letter, nothing for all.
+fn id_query(id: Option<&str>) -> String {
+    id.map(|id| format!("?id={id}")).unwrap_or_default()
 }

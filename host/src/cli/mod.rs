@@ -11,7 +11,6 @@ pub mod operator;
 pub mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use http::Method;
 use nimbus::admin::client::AdminClient;
 use nimbus::manifest::Manifest;
 use std::path::PathBuf;
@@ -286,14 +285,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             admin,
         } => operator::deploy(&id, &file, manifest.as_deref(), &output, &admin).await,
         Command::Ls { output, admin } => operator::ls(&output, &admin).await,
-        Command::Rollback { id, output, admin } => {
-            let path = format!("/v1/functions/{id}/rollback");
-            operator::change(Method::POST, &path, &output, &admin).await
-        }
-        Command::Rm { id, output, admin } => {
-            let path = format!("/v1/functions/{id}");
-            operator::change(Method::DELETE, &path, &output, &admin).await
-        }
+        Command::Rollback { id, output, admin } => operator::rollback(&id, &output, &admin).await,
+        Command::Rm { id, output, admin } => operator::remove(&id, &output, &admin).await,
         Command::Canary {
             action,
             id,

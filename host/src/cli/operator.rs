@@ -1,10 +1,13 @@
-//! The operator commands: each calls a running node's admin API and prints
-//! its answer as a table or a line (or, with `--json`, the answer itself).
+//! The operator commands: each calls a running node's admin API through
+//! [`AdminClient`](nimbus::admin::client::AdminClient) and prints its typed
+//! answer as a table or a line (or, with `--json`, as the API's JSON).
 
 use super::{AdminArgs, CanaryAction, DeadLetterAction, OutputArgs};
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
-use http::Method;
+use nimbus::admin::{DeadLetterView, QueueView};
+use nimbus::deploy::{Action, ChangeView, FunctionView};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// `nimbus publish TOPIC`
@@ -21,40 +24,18 @@ pub async fn publish(
         (None, Some(file)) => read_file(&file)?,
         (None, None) => unreachable!("clap requires one of them"),
     };
-    let path = format!("/v1/topics/{topic}/messages");
-    let answer = admin
-        .client()
-        .call(Method::POST, &path, Some((body, content_type)))
-        .await?;
-    println!(
-        "published {} to {topic}",
-        answer["id"].as_str().unwrap_or("?")
-    );
+    let published = admin.client().publish(topic, body, content_type).await?;
+    println!("published {} to {topic}", published.id);
     Ok(())
 }
 
 /// `nimbus queues`
 pub async fn queues(json: bool, admin: &AdminArgs) -> anyhow::Result<()> {
-    let answer = admin.client().call(Method::GET, "/v1/queues", None).await?;
+    let queues = admin.client().queues().await?;
     if json {
-        println!("{answer:#}");
-        return Ok(());
+        return print_json(&queues);
     }
-    println!(
-        "{:<20} {:<28} {:>7} {:>7} {:>9} {:>6}",
-        "FUNCTION", "TOPIC", "READY", "DELAYED", "IN-FLIGHT", "DEAD"
-    );
-    for q in answer.as_array().into_iter().flatten() {
-        println!(
-            "{:<20} {:<28} {:>7} {:>7} {:>9} {:>6}",
-            q["function"].as_str().unwrap_or(""),
-            q["topic"].as_str().unwrap_or(""),
-            q["ready"],
-            q["delayed"],
-            q["in_flight"],
-            q["dead"]
-        );
-    }
+    print_queues(&queues);
     Ok(())
 }
 
@@ -68,48 +49,28 @@ pub async fn deploy(
 ) -> anyhow::Result<()> {
     let body = read_file(file)?;
     let entry = manifest.map(manifest_entry).transpose()?;
-    let headers: Vec<(&str, &str)> = entry
-        .as_deref()
-        .map(|e| (nimbus::deploy::MANIFEST_HEADER, e))
-        .into_iter()
-        .collect();
-    let answer = admin
-        .client()
-        .call_with(
-            Method::PUT,
-            &format!("/v1/functions/{id}"),
-            Some((body, "application/wasm")),
-            &headers,
-        )
-        .await?;
-    print_change(output, &answer);
-    Ok(())
+    let change = admin.client().deploy(id, body, entry.as_deref()).await?;
+    print_change(output, &change)
 }
 
 /// `nimbus ls`
 pub async fn ls(output: &OutputArgs, admin: &AdminArgs) -> anyhow::Result<()> {
-    let answer = admin
-        .client()
-        .call(Method::GET, "/v1/functions", None)
-        .await?;
+    let functions = admin.client().functions().await?;
     if output.json {
-        println!("{answer:#}");
-    } else {
-        print_functions(&answer);
+        return print_json(&functions);
     }
+    print_functions(&functions);
     Ok(())
 }
 
-/// A deployment change without a body (`rollback`, `rm`), and its line.
-pub async fn change(
-    method: Method,
-    path: &str,
-    output: &OutputArgs,
-    admin: &AdminArgs,
-) -> anyhow::Result<()> {
-    let answer = admin.client().call(method, path, None).await?;
-    print_change(output, &answer);
-    Ok(())
+/// `nimbus rollback ID`
+pub async fn rollback(id: &str, output: &OutputArgs, admin: &AdminArgs) -> anyhow::Result<()> {
+    print_change(output, &admin.client().rollback(id).await?)
+}
+
+/// `nimbus rm ID`
+pub async fn remove(id: &str, output: &OutputArgs, admin: &AdminArgs) -> anyhow::Result<()> {
+    print_change(output, &admin.client().remove(id).await?)
 }
 
 /// `nimbus canary ...`
@@ -121,39 +82,60 @@ pub async fn canary(
     output: OutputArgs,
     admin: AdminArgs,
 ) -> anyhow::Result<()> {
-    let (answer, output) = match action {
+    let (change, output) = match action {
         Some(CanaryAction::Promote { id, output, admin }) => {
-            let path = format!("/v1/functions/{id}/canary/promote");
-            (
-                admin.client().call(Method::POST, &path, None).await?,
-                output,
-            )
+            (admin.client().promote(&id).await?, output)
         }
         Some(CanaryAction::Abort { id, output, admin }) => {
-            let path = format!("/v1/functions/{id}/canary/abort");
-            (
-                admin.client().call(Method::POST, &path, None).await?,
-                output,
-            )
+            (admin.client().abort(&id).await?, output)
         }
         None => {
             let (Some(id), Some(percent)) = (id, percent) else {
                 unreachable!("clap requires the id and --percent");
             };
             let percent = nimbus::deploy::parse_percent(&percent)?;
-            let body = match &file {
-                Some(file) => read_file(file)?,
-                None => Bytes::new(),
+            let client = admin.client();
+            let change = match &file {
+                Some(file) => client.canary(&id, read_file(file)?, percent).await?,
+                None => client.set_canary_percent(&id, percent).await?,
             };
-            let path = format!("/v1/functions/{id}/canary?percent={percent}");
-            let answer = admin
-                .client()
-                .call(Method::PUT, &path, Some((body, "application/wasm")))
-                .await?;
-            (answer, output)
+            (change, output)
         }
     };
-    print_change(&output, &answer);
+    print_change(&output, &change)
+}
+
+/// `nimbus dead-letters ...`
+pub async fn dead_letters(action: DeadLetterAction) -> anyhow::Result<()> {
+    match action {
+        DeadLetterAction::List {
+            function,
+            json,
+            admin,
+        } => {
+            let letters = admin.client().dead_letters(&function).await?;
+            if json {
+                return print_json(&letters);
+            }
+            print_dead_letters(&function, &letters);
+        }
+        DeadLetterAction::Replay {
+            function,
+            id,
+            admin,
+        } => {
+            let answer = admin.client().replay(&function, id.as_deref()).await?;
+            println!("replayed {} message(s)", answer.replayed);
+        }
+        DeadLetterAction::Purge {
+            function,
+            id,
+            admin,
+        } => {
+            let answer = admin.client().purge(&function, id.as_deref()).await?;
+            println!("purged {} message(s)", answer.purged);
+        }
+    }
     Ok(())
 }
 
@@ -176,132 +158,107 @@ fn read_file(file: &Path) -> anyhow::Result<Bytes> {
 /// Characters of a digest shown in tables.
 const TABLE_DIGEST_LEN: usize = 12;
 
-fn short_digest(value: &serde_json::Value) -> &str {
-    let digest = value.as_str().unwrap_or("-");
+/// The start of `digest`, or `-` without one.
+fn short_digest(digest: Option<&str>) -> &str {
+    let digest = digest.unwrap_or("-");
     &digest[..TABLE_DIGEST_LEN.min(digest.len())]
 }
 
-/// One line about what a deployment change did, or its JSON.
-fn print_change(output: &OutputArgs, answer: &serde_json::Value) {
-    if output.json {
-        println!("{answer:#}");
-        return;
-    }
-    let id = answer["id"].as_str().unwrap_or("?");
-    let version = short_digest(&answer["version"]);
-    let previous = short_digest(&answer["previous"]);
-    let canary = &answer["canary"];
-    match answer["action"].as_str().unwrap_or("") {
-        "unchanged" => println!("{id}: version {version} already serves; nothing changed"),
-        "add" => println!("{id}: added, version {version}"),
-        "remove" => {
-            println!("{id}: removed (was {previous}); `nimbus rollback {id}` brings it back")
-        }
-        "canary" | "canary_percent" => println!(
-            "{id}: canary {} takes {}% of the traffic; stable is {version}",
-            short_digest(&canary["version"]),
-            canary["percent"]
-        ),
-        "abort" => println!("{id}: canary {previous} aborted; {version} serves everything"),
-        action => println!("{id}: {action}: now {version} (was {previous})"),
-    }
+/// An answer as JSON (`--json`): the view carries every field the API
+/// sent; printed as before, pretty, its keys sorted.
+fn print_json(answer: &impl Serialize) -> anyhow::Result<()> {
+    println!("{:#}", serde_json::to_value(answer)?);
+    Ok(())
 }
 
-fn print_functions(answer: &serde_json::Value) {
+/// One line about what a deployment change did, or its JSON.
+fn print_change(output: &OutputArgs, change: &ChangeView) -> anyhow::Result<()> {
+    if output.json {
+        return print_json(change);
+    }
+    let function = &change.function;
+    let id = &function.id;
+    let version = short_digest(function.version.as_deref());
+    let previous = short_digest(change.previous.as_deref());
+    match change.action {
+        Action::Unchanged => println!("{id}: version {version} already serves; nothing changed"),
+        Action::Add => println!("{id}: added, version {version}"),
+        Action::Remove => {
+            println!("{id}: removed (was {previous}); `nimbus rollback {id}` brings it back")
+        }
+        Action::Canary | Action::CanaryPercent => {
+            let canary = function.canary.as_ref();
+            println!(
+                "{id}: canary {} takes {}% of the traffic; stable is {version}",
+                short_digest(canary.map(|c| c.version.as_str())),
+                canary.map_or(0, |c| c.percent)
+            )
+        }
+        Action::Abort => println!("{id}: canary {previous} aborted; {version} serves everything"),
+        Action::Deploy | Action::Rollback | Action::Promote => println!(
+            "{id}: {}: now {version} (was {previous})",
+            change.action.as_str()
+        ),
+    }
+    Ok(())
+}
+
+// The counts in the tables below are printed unpadded, under headers that
+// are: the output has always looked so, and scripts and tests read it.
+
+fn print_functions(functions: &[FunctionView]) {
     println!(
         "{:<20} {:<12} {:<24} {:<18} {:>7} {:>9}  ROUTES",
         "FUNCTION", "VERSION", "DEPLOYED", "CANARY", "HISTORY", "IN-FLIGHT"
     );
-    for f in answer.as_array().into_iter().flatten() {
-        let version = if f["removed"].as_bool() == Some(true) {
+    for f in functions {
+        let version = if f.removed {
             "(removed)".to_owned()
         } else {
-            short_digest(&f["version"]).to_owned()
+            short_digest(f.version.as_deref()).to_owned()
         };
-        let canary = match f["canary"].as_object() {
-            Some(c) => format!(
-                "{} {}%",
-                short_digest(&c["version"]),
-                c["percent"].as_u64().unwrap_or(0)
-            ),
+        let canary = match &f.canary {
+            Some(c) => format!("{} {}%", short_digest(Some(&c.version)), c.percent),
             None => "-".into(),
         };
-        let mut routes: Vec<String> = f["routes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.as_str().map(str::to_owned))
-            .collect();
-        if let Some(topic) = f["topic"].as_str() {
+        let mut routes = f.routes.clone();
+        if let Some(topic) = &f.topic {
             routes.push(format!("queue:{topic}"));
         }
         println!(
-            "{:<20} {:<12} {:<24} {:<18} {:>7} {:>9}  {}",
-            f["id"].as_str().unwrap_or(""),
+            "{:<20} {:<12} {:<24} {:<18} {} {}  {}",
+            f.id,
             version,
-            f["deployed_at"].as_str().unwrap_or("-"),
+            f.deployed_at.as_deref().unwrap_or("-"),
             canary,
-            f["history"],
-            f["in_flight"],
+            f.history,
+            f.in_flight,
             routes.join(" ")
         );
     }
 }
 
-/// `nimbus dead-letters ...`
-pub async fn dead_letters(action: DeadLetterAction) -> anyhow::Result<()> {
-    match action {
-        DeadLetterAction::List {
-            function,
-            json,
-            admin,
-        } => {
-            let path = format!("/v1/queues/{function}/dead-letters");
-            let answer = admin.client().call(Method::GET, &path, None).await?;
-            if json {
-                println!("{answer:#}");
-                return Ok(());
-            }
-            let letters = answer.as_array().cloned().unwrap_or_default();
-            if letters.is_empty() {
-                println!("no dead letters for `{function}`");
-            }
-            for d in letters {
-                println!(
-                    "{}  {}  attempts={}  error: {}",
-                    d["id"].as_str().unwrap_or(""),
-                    d["topic"].as_str().unwrap_or(""),
-                    d["attempts"],
-                    d["error"].as_str().unwrap_or("")
-                );
-            }
-            Ok(())
-        }
-        DeadLetterAction::Replay {
-            function,
-            id,
-            admin,
-        } => {
-            let path = match &id {
-                Some(id) => format!("/v1/queues/{function}/dead-letters/replay?id={id}"),
-                None => format!("/v1/queues/{function}/dead-letters/replay"),
-            };
-            let answer = admin.client().call(Method::POST, &path, None).await?;
-            println!("replayed {} message(s)", answer["replayed"]);
-            Ok(())
-        }
-        DeadLetterAction::Purge {
-            function,
-            id,
-            admin,
-        } => {
-            let path = match &id {
-                Some(id) => format!("/v1/queues/{function}/dead-letters?id={id}"),
-                None => format!("/v1/queues/{function}/dead-letters"),
-            };
-            let answer = admin.client().call(Method::DELETE, &path, None).await?;
-            println!("purged {} message(s)", answer["purged"]);
-            Ok(())
-        }
+fn print_queues(queues: &[QueueView]) {
+    println!(
+        "{:<20} {:<28} {:>7} {:>7} {:>9} {:>6}",
+        "FUNCTION", "TOPIC", "READY", "DELAYED", "IN-FLIGHT", "DEAD"
+    );
+    for q in queues {
+        println!(
+            "{:<20} {:<28} {} {} {} {}",
+            q.function, q.topic, q.ready, q.delayed, q.in_flight, q.dead
+        );
+    }
+}
+
+fn print_dead_letters(function: &str, letters: &[DeadLetterView]) {
+    if letters.is_empty() {
+        println!("no dead letters for `{function}`");
+    }
+    for d in letters {
+        println!(
+            "{}  {}  attempts={}  error: {}",
+            d.id, d.topic, d.attempts, d.error
+        );
     }
 }

@@ -29,18 +29,45 @@
 //! manifest loads. If the manifest's component changed since the
 //! deployments were made, the manifest wins and the function's deployments
 //! are forgotten.
+//!
+//! Every operation answers with a typed view, the JSON the admin API sends:
+//! [`FunctionView`] for a function as it is, [`ChangeView`] for a change
+//! (the function, its [`Action`] and the version it replaced).
+//!
+//! # Layout
+//!
+//! - this module: [`Deployer`] and its operations, each decided on the
+//!   function as it is and committed under one lock (recorded, then in
+//!   effect);
+//! - `entry`: a new function's manifest entry, read and checked;
+//! - `persist`: what goes to the state folder and comes back from it: the
+//!   record applied at start, a function's record, components kept and
+//!   loaded again;
+//! - `metrics`: the serving versions and the changes, in the metrics;
+//! - `view`: the typed answers;
+//! - `error`: [`DeployError`], each refusal with its HTTP status;
+//! - [`store`]: the files in the state folder.
 
+mod entry;
+mod error;
+mod metrics;
+mod persist;
 pub mod store;
+mod view;
 
-use crate::app::{App, Canary, LiveApp, LoadError, SHORT_DIGEST_LEN, Traffic, Version};
-use crate::manifest::{FunctionId, Manifest, format_bytes};
-use http::StatusCode;
-use serde_json::{Value, json};
+pub use error::{DeployError, parse_percent};
+pub use view::{Action, CanaryView, ChangeView, FunctionView, LimitsView, TriggerKind};
+
+use crate::app::{App, Canary, LiveApp, SHORT_DIGEST_LEN, Traffic, Version};
+use entry::{parse_entry, read_manifest};
+use error::check_percent;
+use metrics::count;
+use persist::function_record;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use store::{CanaryRecord, DeployStore, FunctionRecord, Record, StoreError, VersionRecord};
+use std::time::SystemTime;
+use store::{DeployStore, Record, StoreError};
 
 /// Earlier versions kept per function for rollback. Ten covers a bad day of
 /// deploys; each kept version costs its compiled code (memory-mapped) and
@@ -53,124 +80,8 @@ pub const MAX_PERCENT: u8 = 100;
 /// The request header that carries a new function's manifest entry.
 pub const MANIFEST_HEADER: &str = "nimbus-manifest";
 
-/// Keys of a function's manifest entry that make no sense for an upload.
-const UPLOAD_FORBIDDEN_KEYS: [&str; 3] = ["source", "build", "workdir"];
-
 /// How an uploaded component is named in errors.
 pub const UPLOAD_ORIGIN: &str = "the uploaded component";
-
-/// Why a deployment operation was refused. Nothing changed when one is
-/// returned: the function serves what it served before.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DeployError {
-    /// The app has no such function.
-    #[error(
-        "no function `{0}` in this app; to add it, send its manifest entry in a `{MANIFEST_HEADER}` header, e.g. `routes = [\"GET /path\"]`"
-    )]
-    UnknownFunction(String),
-    /// A manifest entry came for a function that already exists.
-    #[error(
-        "function `{0}` already exists; a deploy replaces its component only (change its manifest entry in nimbus.toml)"
-    )]
-    Exists(String),
-    /// A new function's manifest entry is not valid.
-    #[error("the manifest entry of new function `{function}`: {message}")]
-    Manifest {
-        /// The function.
-        function: String,
-        /// What is wrong, naming the key.
-        message: String,
-    },
-    /// The function was removed, and the operation needs it serving.
-    #[error("function `{0}` was removed; deploy a component or roll back to bring it back")]
-    Removed(String),
-    /// The component failed the checks.
-    #[error(transparent)]
-    Rejected(#[from] LoadError),
-    /// There is nothing to roll back to.
-    #[error("function `{0}` has no earlier version to roll back to")]
-    NoHistory(String),
-    /// A canary is running and must be settled first.
-    #[error(
-        "function `{function}` has a canary running (version {digest}); promote or abort it first"
-    )]
-    CanaryRunning {
-        /// The function.
-        function: String,
-        /// The canary's short digest.
-        digest: String,
-    },
-    /// No canary is running.
-    #[error("function `{0}` has no canary running")]
-    NoCanary(String),
-    /// The canary would be the stable version.
-    #[error("version {digest} already is the stable version of `{function}`")]
-    CanaryIsStable {
-        /// The function.
-        function: String,
-        /// The short digest.
-        digest: String,
-    },
-    /// The percentage is out of range.
-    #[error("canary percent {0} is out of range; give a whole number from 0 to 100")]
-    Percent(String),
-    /// A queue function cannot be removed while its consumer runs.
-    #[error(
-        "function `{function}` consumes topic `{topic}`; remove it from nimbus.toml to stop it (removing it here would send its messages to dead letters)"
-    )]
-    QueueFunction {
-        /// The function.
-        function: String,
-        /// Its topic.
-        topic: String,
-    },
-    /// A version in the history can no longer be loaded.
-    #[error("version {digest} of `{function}` cannot be loaded again: {message}")]
-    Unavailable {
-        /// The function.
-        function: String,
-        /// The short digest.
-        digest: String,
-        /// Why.
-        message: String,
-    },
-    /// The state folder could not be written; nothing changed.
-    #[error("cannot record the deployment: {0}")]
-    Store(#[from] StoreError),
-}
-
-impl DeployError {
-    /// The HTTP status the admin API answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            DeployError::UnknownFunction(_) => StatusCode::NOT_FOUND,
-            DeployError::Rejected(_) | DeployError::Manifest { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            DeployError::Exists(_) => StatusCode::CONFLICT,
-            DeployError::Percent(_) => StatusCode::BAD_REQUEST,
-            DeployError::Removed(_)
-            | DeployError::NoHistory(_)
-            | DeployError::CanaryRunning { .. }
-            | DeployError::NoCanary(_)
-            | DeployError::CanaryIsStable { .. }
-            | DeployError::QueueFunction { .. } => StatusCode::CONFLICT,
-            DeployError::Unavailable { .. } | DeployError::Store(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-}
-
-/// Parses a canary percentage: a whole number from 0 to [`MAX_PERCENT`].
-pub fn parse_percent(text: &str) -> Result<u8, DeployError> {
-    text.trim()
-        .parse::<u8>()
-        .ok()
-        .filter(|p| *p <= MAX_PERCENT)
-        .ok_or_else(|| DeployError::Percent(text.to_owned()))
-}
 
 /// Changes what serves an app's functions.
 pub struct Deployer {
@@ -226,7 +137,7 @@ impl Past {
 struct Change {
     traffic: Option<Traffic>,
     history: VecDeque<Past>,
-    kind: &'static str,
+    action: Action,
     previous: Option<String>,
 }
 
@@ -268,13 +179,6 @@ fn no_canary(id: &str, traffic: &Traffic) -> Result<(), DeployError> {
         }),
         None => Ok(()),
     }
-}
-
-fn check_percent(percent: u8) -> Result<(), DeployError> {
-    if percent > MAX_PERCENT {
-        return Err(DeployError::Percent(percent.to_string()));
-    }
-    Ok(())
 }
 
 /// `stable`, with `canary` (a version and its percent) if given.
@@ -321,17 +225,9 @@ impl Deployer {
                 fragment: None,
             })
             .collect();
-        let file = app.manifest_file().to_owned();
-        let manifest = std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {} again: {e}", file.display()))
-            .and_then(|text| {
-                toml::from_str::<toml::Table>(&text)
-                    .map_err(|e| format!("cannot read {} again: {e}", file.display()))
-            })
-            .map(|table| (file, table));
         let deployer = Deployer {
             live,
-            manifest,
+            manifest: read_manifest(app.manifest_file()),
             store,
             control: Mutex::new(Control {
                 tracks,
@@ -371,7 +267,7 @@ impl Deployer {
     /// Makes `bytes` the stable version of function `id`; the current one
     /// goes into the history. Deploying the version that already serves
     /// changes nothing. Blocking: the component is compiled.
-    pub fn deploy(&self, id: &str, bytes: &[u8]) -> Result<Value, DeployError> {
+    pub fn deploy(&self, id: &str, bytes: &[u8]) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         let version = self.prepare(index, bytes)?;
         self.change(index, |now| {
@@ -389,7 +285,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(Arc::new(version), None),
                 history,
-                kind: "deploy",
+                action: Action::Deploy,
                 previous: now.stable_digest(),
             }))
         })
@@ -398,7 +294,7 @@ impl Deployer {
     /// Serves the newest version of the history again, dropping the current
     /// one. After [`remove`](Self::remove) it brings the removed version back.
     /// Blocking when the version has to be loaded from disk.
-    pub fn rollback(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn rollback(&self, id: &str) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         self.change(index, |now| {
             if let Some(current) = &now.traffic {
@@ -411,7 +307,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(self.resolve(now.base, index, &past)?, None),
                 history,
-                kind: "rollback",
+                action: Action::Rollback,
                 previous: now.stable_digest(),
             }))
         })
@@ -420,7 +316,7 @@ impl Deployer {
     /// Starts a canary: `bytes` serves `percent` of the invocations of
     /// function `id`, next to the stable version; a running canary is
     /// replaced. Blocking: the component is compiled.
-    pub fn canary(&self, id: &str, bytes: &[u8], percent: u8) -> Result<Value, DeployError> {
+    pub fn canary(&self, id: &str, bytes: &[u8], percent: u8) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         check_percent(percent)?;
         let version = self.prepare(index, bytes)?;
@@ -436,14 +332,14 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(current.stable.clone(), Some((Arc::new(version), percent))),
                 history: now.history.clone(),
-                kind: "canary",
+                action: Action::Canary,
                 previous: current.canary.as_ref().map(|c| c.version.digest.clone()),
             }))
         })
     }
 
     /// Changes the share of the running canary of function `id`.
-    pub fn set_canary_percent(&self, id: &str, percent: u8) -> Result<Value, DeployError> {
+    pub fn set_canary_percent(&self, id: &str, percent: u8) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         check_percent(percent)?;
         self.change(index, |now| {
@@ -451,7 +347,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(current.stable.clone(), Some((canary, percent))),
                 history: now.history.clone(),
-                kind: "canary_percent",
+                action: Action::CanaryPercent,
                 previous: None,
             }))
         })
@@ -459,7 +355,7 @@ impl Deployer {
 
     /// Makes the canary of function `id` its stable version; the old stable
     /// version goes into the history.
-    pub fn promote(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn promote(&self, id: &str) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         self.change(index, |now| {
             let (current, canary) = now.canary(id)?;
@@ -468,7 +364,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: serving(canary, None),
                 history,
-                kind: "promote",
+                action: Action::Promote,
                 previous: now.stable_digest(),
             }))
         })
@@ -476,14 +372,14 @@ impl Deployer {
 
     /// Stops the canary of function `id`; the stable version takes all the
     /// traffic again.
-    pub fn abort(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn abort(&self, id: &str) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         self.change(index, |now| {
             let (current, canary) = now.canary(id)?;
             Ok(Some(Change {
                 traffic: serving(current.stable.clone(), None),
                 history: now.history.clone(),
-                kind: "abort",
+                action: Action::Abort,
                 previous: Some(canary.digest.clone()),
             }))
         })
@@ -491,7 +387,7 @@ impl Deployer {
 
     /// Stops serving function `id`: its routes answer 404 until a deploy or
     /// a rollback (which brings this version back).
-    pub fn remove(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn remove(&self, id: &str) -> Result<ChangeView, DeployError> {
         let index = self.index(id)?;
         if let Some(queue) = &self.app().functions[index].queue {
             return Err(DeployError::QueueFunction {
@@ -507,7 +403,7 @@ impl Deployer {
             Ok(Some(Change {
                 traffic: None,
                 history,
-                kind: "remove",
+                action: Action::Remove,
                 previous: now.stable_digest(),
             }))
         })
@@ -520,7 +416,7 @@ impl Deployer {
     /// checked with the manifest's rules against the whole app (its routes
     /// may not clash with others'); a queue function can only come from
     /// nimbus.toml. Blocking: the component is compiled.
-    pub fn add(&self, id: &str, entry: &str, bytes: &[u8]) -> Result<Value, DeployError> {
+    pub fn add(&self, id: &str, entry: &str, bytes: &[u8]) -> Result<ChangeView, DeployError> {
         let mut control = self.lock();
         if self.app().index_of(id).is_some() {
             return Err(DeployError::Exists(id.to_owned()));
@@ -538,53 +434,13 @@ impl Deployer {
         }
         control.record = record;
         let index = self.install(&mut control, app, track);
-        tracing::info!(function = id, action = "add", "function added");
-        count(id, "add");
-        Ok(self.describe(&control, index, "add", None))
-    }
-
-    /// A new app with function `id` added, and its bookkeeping; nothing
-    /// changes yet.
-    fn with_function(
-        &self,
-        control: &Control,
-        id: &str,
-        entry: &toml::Table,
-        bytes: &[u8],
-    ) -> Result<(App, Track), DeployError> {
-        let bad = |message: String| DeployError::Manifest {
-            function: id.to_owned(),
-            message,
-        };
-        let function = FunctionId::parse(id).map_err(|e| bad(format!("the id: {e}")))?;
-        let spec = self.check_entry(control, &function, entry)?;
-        if spec.queue.is_some() {
-            return Err(bad(
-                "`queue`: a queue function is added in nimbus.toml, so its consumer starts with the app".into(),
-            ));
-        }
-        let app = self
-            .app()
-            .with_function(&spec, bytes, Path::new(UPLOAD_ORIGIN))
-            .map_err(|e| {
-                tracing::warn!(function = id, error = %e, "deployment refused");
-                count(id, "rejected");
-                DeployError::Rejected(e)
-            })?;
-        let base = app
-            .functions
-            .last()
-            .and_then(|f| f.traffic())
-            .expect("the added function serves")
-            .stable
-            .clone();
-        let track = Track {
-            base,
-            history: VecDeque::new(),
-            shown: Vec::new(),
-            fragment: Some(entry.clone()),
-        };
-        Ok((app, track))
+        tracing::info!(
+            function = id,
+            action = Action::Add.as_str(),
+            "function added"
+        );
+        count(id, Action::Add.as_str());
+        Ok(self.answer(&control, index, Action::Add, None))
     }
 
     /// Publishes an app made by [`Self::with_function`]; returns the new
@@ -597,47 +453,6 @@ impl Deployer {
         index
     }
 
-    /// Checks a new function's manifest entry with the manifest's own rules,
-    /// against the whole app: nimbus.toml plus the functions added before.
-    fn check_entry(
-        &self,
-        control: &Control,
-        id: &FunctionId,
-        entry: &toml::Table,
-    ) -> Result<crate::manifest::FunctionSpec, DeployError> {
-        let bad = |message: String| DeployError::Manifest {
-            function: id.to_string(),
-            message,
-        };
-        let (file, manifest) = self.manifest.as_ref().map_err(|e| bad(e.clone()))?;
-        let mut document = manifest.clone();
-        let functions = document
-            .entry("functions")
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(functions) = functions else {
-            return Err(bad("`functions` in nimbus.toml is not a table".into()));
-        };
-        let app = self.app();
-        let added = control
-            .tracks
-            .iter()
-            .zip(app.functions.iter())
-            .filter_map(|(t, f)| t.fragment.as_ref().map(|e| (f.id.as_str(), e)));
-        for (other, entry) in added.chain([(id.as_str(), entry)]) {
-            let mut entry = entry.clone();
-            // Not read: the component comes with the upload.
-            entry.insert("source".into(), UPLOAD_ORIGIN.into());
-            functions.insert(other.to_owned(), toml::Value::Table(entry));
-        }
-        let text = toml::to_string(&document).map_err(|e| bad(e.to_string()))?;
-        let manifest = Manifest::parse(file, &text).map_err(|e| bad(e.message))?;
-        manifest
-            .functions
-            .into_iter()
-            .find(|f| f.id == *id)
-            .ok_or_else(|| bad("it was not read back".into()))
-    }
-
     /// Runs one operation on `functions[index]` under the lock: `decide`
     /// sees the function as it is and returns the change to make, or `None`
     /// for none; the change is recorded, then takes effect.
@@ -645,7 +460,7 @@ impl Deployer {
         &self,
         index: usize,
         decide: impl FnOnce(&Now<'_>) -> Result<Option<Change>, DeployError>,
-    ) -> Result<Value, DeployError> {
+    ) -> Result<ChangeView, DeployError> {
         let mut control = self.lock();
         let track = &control.tracks[index];
         let now = Now {
@@ -655,24 +470,22 @@ impl Deployer {
         };
         match decide(&now)? {
             Some(change) => self.commit(&mut control, index, change),
-            None => Ok(self.describe(&control, index, "unchanged", now.stable_digest())),
+            None => Ok(self.answer(&control, index, Action::Unchanged, now.stable_digest())),
         }
     }
 
     /// Every function, as `GET /v1/functions` shows it.
-    pub fn list(&self) -> Value {
+    pub fn list(&self) -> Vec<FunctionView> {
         let control = self.lock();
-        Value::Array(
-            (0..self.app().functions.len())
-                .map(|index| self.describe(&control, index, "none", None))
-                .collect(),
-        )
+        (0..self.app().functions.len())
+            .map(|index| self.describe(&control, index))
+            .collect()
     }
 
     /// One function, as `GET /v1/functions/{id}` shows it.
-    pub fn get(&self, id: &str) -> Result<Value, DeployError> {
+    pub fn get(&self, id: &str) -> Result<FunctionView, DeployError> {
         let index = self.index(id)?;
-        Ok(self.describe(&self.lock(), index, "none", None))
+        Ok(self.describe(&self.lock(), index))
     }
 
     fn prepare(&self, index: usize, bytes: &[u8]) -> Result<Version, DeployError> {
@@ -686,46 +499,6 @@ impl Deployer {
             })
     }
 
-    fn keep_component(&self, digest: &str, bytes: &[u8]) -> Result<(), DeployError> {
-        if let Some(store) = &self.store {
-            store.put_component(digest, bytes)?;
-        }
-        Ok(())
-    }
-
-    /// An earlier version, loaded from disk when it was restored unloaded.
-    fn resolve(
-        &self,
-        base: &Arc<Version>,
-        index: usize,
-        past: &Past,
-    ) -> Result<Arc<Version>, DeployError> {
-        if let Some(version) = &past.version {
-            return Ok(version.clone());
-        }
-        if past.digest == base.digest {
-            return Ok(base.clone());
-        }
-        let unavailable = |message: String| DeployError::Unavailable {
-            function: self.app().functions[index].id.to_string(),
-            digest: short(&past.digest).to_owned(),
-            message,
-        };
-        let store = self
-            .store
-            .as_ref()
-            .ok_or_else(|| unavailable("no state folder".into()))?;
-        let bytes = store
-            .get_component(&past.digest)
-            .map_err(|e| unavailable(e.to_string()))?;
-        let mut version = self
-            .app()
-            .prepare(index, &bytes, Path::new(UPLOAD_ORIGIN))
-            .map_err(|e| unavailable(e.to_string()))?;
-        version.deployed_at = past.deployed_at;
-        Ok(Arc::new(version))
-    }
-
     /// Records the change on disk, then makes it take effect. If recording
     /// fails, nothing changes.
     fn commit(
@@ -733,7 +506,7 @@ impl Deployer {
         control: &mut Control,
         index: usize,
         change: Change,
-    ) -> Result<Value, DeployError> {
+    ) -> Result<ChangeView, DeployError> {
         let app = self.app();
         let function = &app.functions[index];
         let mut record = control.record.clone();
@@ -766,311 +539,44 @@ impl Deployer {
         }
         tracing::info!(
             function = %function.id,
-            action = change.kind,
+            action = change.action.as_str(),
             version = serving.as_deref().unwrap_or("removed"),
             canary = canary.as_ref().map(|(d, p)| format!("{d} at {p}%")),
             previous = change.previous.as_deref().map(short),
             "deployment changed"
         );
-        count(function.id.as_str(), change.kind);
+        count(function.id.as_str(), change.action.as_str());
         self.show_versions(control, index);
         if let Some(store) = &self.store {
             store.collect_garbage(&control.record);
         }
-        Ok(self.describe(control, index, change.kind, change.previous))
-    }
-
-    /// Applies a record read at startup; see [`Deployer::open`].
-    fn restore(&self, record: Record) -> Result<(), StoreError> {
-        let mut control = self.lock();
-        for (id, entry) in &record.functions {
-            if let Some(fragment) = &entry.fragment {
-                if self.app().index_of(id).is_some() {
-                    tracing::info!(
-                        function = id,
-                        "nimbus.toml now defines this function, which was added through the admin API; the manifest wins"
-                    );
-                    continue;
-                }
-                if let Err(e) = self.add_again(&mut control, id, fragment, entry) {
-                    tracing::warn!(function = id, error = %e, "cannot add this function again");
-                    continue;
-                }
-            }
-            let Some(index) = self.app().index_of(id) else {
-                tracing::info!(
-                    function = id,
-                    "the manifest no longer has this function; forgetting its deployments"
-                );
-                continue;
-            };
-            let base = control.tracks[index].base.clone();
-            if entry.base != base.digest {
-                tracing::info!(
-                    function = id,
-                    manifest = short(&base.digest),
-                    deployed_over = short(&entry.base),
-                    "the manifest's component changed since the last deploy; the manifest wins and the function's deploy history starts over"
-                );
-                continue;
-            }
-            match self.restore_function(&base, index, entry) {
-                Ok((traffic, history)) => {
-                    control.tracks[index].history = history;
-                    control.record.functions.insert(id.clone(), entry.clone());
-                    let removed = traffic.is_none();
-                    self.app().functions[index].set_traffic(traffic);
-                    if removed {
-                        self.live.replace(Arc::new(self.app().rerouted()));
-                    }
-                    self.show_versions(&mut control, index);
-                    tracing::info!(
-                        function = id,
-                        version = entry
-                            .stable
-                            .as_ref()
-                            .map_or("removed", |v| short(&v.digest)),
-                        canary = entry.canary.as_ref().map(|c| short(&c.version.digest)),
-                        "restored deployed version"
-                    );
-                }
-                Err(e) => tracing::warn!(
-                    function = id,
-                    error = %e,
-                    "cannot restore the deployed version; serving the manifest's component"
-                ),
-            }
-        }
-        if let Some(store) = &self.store {
-            if control.record.functions != record.functions {
-                store.save(&control.record)?;
-            }
-            store.collect_garbage(&control.record);
-        }
-        Ok(())
-    }
-
-    /// Adds a function recorded as added through the admin API.
-    fn add_again(
-        &self,
-        control: &mut Control,
-        id: &str,
-        fragment: &str,
-        entry: &FunctionRecord,
-    ) -> Result<(), DeployError> {
-        let store = self
-            .store
-            .as_ref()
-            .ok_or_else(|| DeployError::Unavailable {
-                function: id.to_owned(),
-                digest: short(&entry.base).to_owned(),
-                message: "no state folder".into(),
-            })?;
-        let bytes = store.get_component(&entry.base)?;
-        let fragment = parse_entry(id, fragment)?;
-        let (app, track) = self.with_function(control, id, &fragment, &bytes)?;
-        self.install(control, app, track);
-        Ok(())
-    }
-
-    fn restore_function(
-        &self,
-        base: &Arc<Version>,
-        index: usize,
-        entry: &FunctionRecord,
-    ) -> Result<(Option<Traffic>, VecDeque<Past>), DeployError> {
-        let past = |v: &VersionRecord| Past {
-            digest: v.digest.clone(),
-            deployed_at: from_ms(v.deployed_ms),
-            version: None,
-        };
-        let traffic = match &entry.stable {
-            None => None,
-            Some(stable) => Some(Traffic {
-                stable: self.resolve(base, index, &past(stable))?,
-                canary: match &entry.canary {
-                    Some(c) => Some(Canary {
-                        version: self.resolve(base, index, &past(&c.version))?,
-                        percent: c.percent.min(MAX_PERCENT),
-                    }),
-                    None => None,
-                },
-            }),
-        };
-        let history = entry
-            .history
-            .iter()
-            .rev()
-            .take(HISTORY_LIMIT)
-            .rev()
-            .map(past)
-            .collect();
-        Ok((traffic, history))
-    }
-
-    /// Publishes the serving versions of `functions[index]` as the
-    /// `nimbus_function_version_percent` gauge.
-    fn show_versions(&self, control: &mut Control, index: usize) {
-        let app = self.app();
-        let function = &app.functions[index];
-        let family = &crate::telemetry::metrics().function_version;
-        for old in control.tracks[index].shown.drain(..) {
-            family.remove(&old);
-        }
-        let Some(traffic) = function.traffic() else {
-            return;
-        };
-        let canary_share = traffic.canary.as_ref().map_or(0, |c| c.percent);
-        let mut shown = vec![(
-            crate::telemetry::VersionLabels {
-                function: function.id.to_string(),
-                digest: traffic.stable.short_digest().to_owned(),
-                track: "stable".into(),
-            },
-            MAX_PERCENT - canary_share,
-        )];
-        if let Some(canary) = &traffic.canary {
-            shown.push((
-                crate::telemetry::VersionLabels {
-                    function: function.id.to_string(),
-                    digest: canary.version.short_digest().to_owned(),
-                    track: "canary".into(),
-                },
-                canary.percent,
-            ));
-        }
-        for (labels, percent) in shown {
-            family.get_or_create(&labels).set(i64::from(percent));
-            control.tracks[index].shown.push(labels);
-        }
+        Ok(self.answer(control, index, change.action, change.previous))
     }
 
     /// A function as the admin API shows it.
-    fn describe(
+    fn describe(&self, control: &Control, index: usize) -> FunctionView {
+        let track = &control.tracks[index];
+        FunctionView::of(
+            &self.app().functions[index],
+            &track.base.digest,
+            track.history.len(),
+        )
+    }
+
+    /// The answer to a change of `functions[index]`.
+    fn answer(
         &self,
         control: &Control,
         index: usize,
-        action: &str,
+        action: Action,
         previous: Option<String>,
-    ) -> Value {
-        let app = self.app();
-        let function = &app.functions[index];
-        let traffic = function.traffic();
-        let spec = &function.spec;
-        let limits = &function.limits;
-        let mut triggers = Vec::new();
-        if !spec.routes.is_empty() || function.queue.is_none() {
-            triggers.push("http");
+    ) -> ChangeView {
+        ChangeView {
+            function: self.describe(control, index),
+            action,
+            previous,
         }
-        if function.queue.is_some() {
-            triggers.push("queue");
-        }
-        let in_flight = crate::telemetry::metrics()
-            .in_flight
-            .get_or_create(&crate::telemetry::function(function.id.as_str()))
-            .get();
-        let mut info = json!({
-            "id": function.id.as_str(),
-            "routes": spec.routes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "triggers": triggers,
-            "topic": function.queue.as_ref().map(|q| q.spec.topic.to_string()),
-            "removed": traffic.is_none(),
-            "version": traffic.as_ref().map(|t| t.stable.digest.clone()),
-            "deployed_at": traffic.as_ref().map(|t| rfc3339(t.stable.deployed_at)),
-            "manifest_version": control.tracks[index].base.digest,
-            "canary": traffic.as_ref().and_then(|t| t.canary.as_ref()).map(|c| json!({
-                "version": c.version.digest,
-                "percent": c.percent,
-                "deployed_at": rfc3339(c.version.deployed_at),
-            })),
-            "history": control.tracks[index].history.len(),
-            "in_flight": in_flight,
-            "limits": {
-                "timeout": humantime::format_duration(limits.timeout).to_string(),
-                "memory": format_bytes(limits.memory),
-                "concurrency": limits.concurrency,
-                "queue_timeout": humantime::format_duration(limits.queue_timeout).to_string(),
-                "max_body": format_bytes(limits.max_body),
-            },
-        });
-        if action != "none" {
-            info["action"] = json!(action);
-            info["previous"] = json!(previous);
-        }
-        info
     }
-}
-
-/// The record of one function, or `None` when it serves just the manifest's
-/// component and has no history (nothing to remember).
-fn function_record(
-    track: &Track,
-    traffic: Option<&Traffic>,
-    history: &VecDeque<Past>,
-) -> Option<FunctionRecord> {
-    let base = &track.base;
-    let plain = traffic.is_some_and(|t| t.canary.is_none() && t.stable.digest == base.digest)
-        && history.is_empty()
-        && track.fragment.is_none();
-    if plain {
-        return None;
-    }
-    let version = |v: &Version| VersionRecord {
-        digest: v.digest.clone(),
-        deployed_ms: to_ms(v.deployed_at),
-    };
-    Some(FunctionRecord {
-        base: base.digest.clone(),
-        fragment: track
-            .fragment
-            .as_ref()
-            .map(|f| toml::Value::Table(f.clone()).to_string()),
-        stable: traffic.map(|t| version(&t.stable)),
-        canary: traffic
-            .and_then(|t| t.canary.as_ref())
-            .map(|c| CanaryRecord {
-                version: version(&c.version),
-                percent: c.percent,
-            }),
-        history: history
-            .iter()
-            .map(|p| VersionRecord {
-                digest: p.digest.clone(),
-                deployed_ms: to_ms(p.deployed_at),
-            })
-            .collect(),
-    })
-}
-
-/// Reads a manifest entry sent with an upload.
-fn parse_entry(id: &str, text: &str) -> Result<toml::Table, DeployError> {
-    let bad = |message: String| DeployError::Manifest {
-        function: id.to_owned(),
-        message,
-    };
-    let inner = text.trim();
-    let inner = inner
-        .strip_prefix('{')
-        .and_then(|t| t.strip_suffix('}'))
-        .unwrap_or(inner);
-    let document: toml::Table = toml::from_str(&format!("entry = {{ {inner} }}")).map_err(|e| {
-        bad(format!(
-            "invalid TOML (write the keys of its table inline, e.g. `routes = [\"GET /x\"], limits = {{ timeout = \"5s\" }}`): {}",
-            e.message().split_whitespace().collect::<Vec<_>>().join(" ")
-        ))
-    })?;
-    let Some(toml::Value::Table(entry)) = document.get("entry") else {
-        return Err(bad("is not a table".into()));
-    };
-    if let Some(key) = UPLOAD_FORBIDDEN_KEYS
-        .iter()
-        .find(|k| entry.contains_key(**k))
-    {
-        return Err(bad(format!(
-            "`{key}`: leave it out; the component is the request body"
-        )));
-    }
-    Ok(entry.clone())
 }
 
 fn push_bounded(history: &mut VecDeque<Past>, past: Past) {
@@ -1080,43 +586,6 @@ fn push_bounded(history: &mut VecDeque<Past>, past: Past) {
     }
 }
 
-fn count(function: &str, kind: &str) {
-    crate::telemetry::metrics()
-        .deployments
-        .get_or_create(&crate::telemetry::outcome(function, kind))
-        .inc();
-}
-
 fn short(digest: &str) -> &str {
     &digest[..SHORT_DIGEST_LEN.min(digest.len())]
-}
-
-fn to_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn from_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentages_are_whole_numbers_up_to_100() {
-        assert_eq!(parse_percent("20").unwrap(), 20);
-        assert_eq!(parse_percent("0").unwrap(), 0);
-        assert_eq!(parse_percent("100").unwrap(), 100);
-        for bad in ["101", "-1", "12.5", "", "x"] {
-            let e = parse_percent(bad).unwrap_err();
-            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
-            assert!(e.to_string().contains("0 to 100"), "{e}");
-        }
-    }
 }

@@ -1,0 +1,144 @@
+//! Every refusal of the admin API, mapped to one status code in one place,
+//! with the body `{"status": N, "error": "code", "message": "..."}`.
+
+use super::MAX_COMPONENT_SIZE;
+use super::view::ErrorView;
+use crate::backend::BackendError;
+use crate::deploy::{DeployError, MANIFEST_HEADER};
+use crate::manifest::format_bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Why the admin API refused a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// No token, or not the admin token.
+    #[error("a valid admin token is required")]
+    Unauthorized,
+    /// No endpoint has this method and path.
+    #[error("no admin endpoint {method} {path}")]
+    NoEndpoint {
+        /// Request method.
+        method: Method,
+        /// Request path.
+        path: String,
+    },
+    /// A queue endpoint names a function the app does not have.
+    #[error("no function `{0}`")]
+    NoFunction(String),
+    /// A queue endpoint names a function without a queue trigger.
+    #[error("function `{0}` has no queue trigger")]
+    NoQueueTrigger(String),
+    /// The topic to publish to is not a valid topic; the message says why.
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// The message to publish could not be read whole (over
+    /// [`MAX_PUBLISH_BODY`](super::MAX_PUBLISH_BODY), or cut off).
+    #[error("reading the message: {0}")]
+    Message(String),
+    /// The uploaded component is over [`MAX_COMPONENT_SIZE`].
+    #[error(
+        "the component is larger than the limit of {}",
+        format_bytes(MAX_COMPONENT_SIZE as u64)
+    )]
+    ComponentTooLarge,
+    /// The uploaded component could not be read.
+    #[error("reading the component: {0}")]
+    Component(String),
+    /// The new function's manifest entry header is not text.
+    #[error("the `{MANIFEST_HEADER}` header is not UTF-8")]
+    ManifestHeader,
+    /// A canary upload without `?percent=N`.
+    #[error("say how much traffic the canary takes: ?percent=N (0 to 100)")]
+    NoPercent,
+    /// The deployer refused the change.
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// The queue backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The blocking task that ran a deployment operation failed.
+    #[error("the deployment task failed: {0}")]
+    Task(String),
+}
+
+impl AdminError {
+    /// The status code for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::NoEndpoint { .. }
+            | AdminError::NoFunction(_)
+            | AdminError::NoQueueTrigger(_) => StatusCode::NOT_FOUND,
+            AdminError::InvalidTopic(_)
+            | AdminError::Component(_)
+            | AdminError::ManifestHeader
+            | AdminError::NoPercent => StatusCode::BAD_REQUEST,
+            AdminError::Message(_) | AdminError::ComponentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::Deploy(e) => e.status(),
+            AdminError::Backend(_) | AdminError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable name for the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminError::Unauthorized => "unauthorized",
+            AdminError::NoEndpoint { .. } => "not_found",
+            AdminError::NoFunction(_) => "unknown_function",
+            AdminError::NoQueueTrigger(_) => "no_queue_trigger",
+            AdminError::InvalidTopic(_) => "invalid_topic",
+            AdminError::Message(_) | AdminError::ComponentTooLarge => "payload_too_large",
+            AdminError::Component(_) => "bad_request",
+            AdminError::ManifestHeader => "invalid_manifest_header",
+            AdminError::NoPercent => "missing_percent",
+            AdminError::Deploy(e) => e.code(),
+            AdminError::Backend(_) => "backend",
+            AdminError::Task(_) => "internal",
+        }
+    }
+
+    /// The response for this error.
+    pub fn into_response(self) -> Response<HyperOutgoingBody> {
+        let status = self.status();
+        let body = ErrorView {
+            status: status.as_u16(),
+            error: Some(self.code().to_owned()),
+            message: self.to_string(),
+        };
+        let mut response = super::json(status, &body);
+        if let AdminError::Unauthorized = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_of_the_deployer_keeps_its_status_and_code() {
+        let e = AdminError::from(DeployError::NoHistory("hello".into()));
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        assert_eq!(e.code(), "no_history");
+        assert_eq!(
+            e.to_string(),
+            "function `hello` has no earlier version to roll back to"
+        );
+    }
+
+    #[test]
+    fn the_component_limit_is_named_in_its_unit() {
+        let e = AdminError::ComponentTooLarge;
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            e.to_string(),
+            "the component is larger than the limit of 128 MiB"
+        );
+    }
+}
