@@ -6,8 +6,8 @@ use super::view::ErrorView;
 use crate::backend::BackendError;
 use crate::deploy::{DeployError, MANIFEST_HEADER};
 use crate::manifest::format_bytes;
+use crate::wire::Body;
 use http::{HeaderValue, Method, Response, StatusCode, header};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Why the admin API refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,7 @@ impl AdminError {
     }
 
     /// The response for this error.
-    pub fn into_response(self) -> Response<HyperOutgoingBody> {
+    pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let body = ErrorView {
             status: status.as_u16(),

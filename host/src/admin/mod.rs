@@ -53,21 +53,14 @@ pub use view::{
 
 use crate::app::App;
 use crate::deploy::Deployer;
-use crate::trigger::http::error::full;
+use crate::wire::{Body, full};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use route::Endpoint;
 use serde::Serialize;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Default admin listener: loopback only, so no token is needed by default.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3001";
@@ -80,8 +73,9 @@ pub const MAX_PUBLISH_BODY: usize = 4 * 1024 * 1024;
 /// The whole body is held in memory while it is checked and compiled.
 pub const MAX_COMPONENT_SIZE: usize = 128 * 1024 * 1024;
 
-/// How long the admin listener waits for its requests at shutdown.
-const ADMIN_GRACE: Duration = Duration::from_secs(5);
+/// How long the admin listener waits for its requests at shutdown:
+/// operator calls are short, and a deploy in flight finishes in the background.
+pub const ADMIN_GRACE: Duration = Duration::from_secs(5);
 
 /// The admin API for one app.
 pub struct Admin {
@@ -90,7 +84,7 @@ pub struct Admin {
 }
 
 /// What a handler answers: a response, or the refusal to render.
-type Answer = Result<Response<HyperOutgoingBody>, AdminError>;
+type Answer = Result<Response<Body>, AdminError>;
 
 impl Admin {
     /// An API over the app that `deployer` changes, requiring `token` when given.
@@ -103,49 +97,11 @@ impl Admin {
         self.deployer.app()
     }
 
-    /// Serves until `shutdown` resolves.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-    ) -> std::io::Result<()> {
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, _) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "admin accept failed");
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let admin = self.clone();
-            let service = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(req).await) }
-            });
-            let conn = graceful.watch(
-                builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned(),
-            );
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-        let _ = tokio::time::timeout(ADMIN_GRACE, graceful.shutdown()).await;
-        Ok(())
-    }
-
     /// Handles one admin request. A refusal of a request with a body (a
     /// component upload refused before it was read, say) closes the
     /// connection: the unread body would otherwise be taken for the next
     /// request, and a client reusing the connection would see it dropped.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let has_body = !http_body::Body::is_end_stream(req.body());
         let mut response = match self.authorized(&req) {
             Ok(()) => self.route(req).await,
@@ -213,7 +169,7 @@ impl Admin {
 }
 
 /// `GET /metrics`
-fn metrics() -> Response<HyperOutgoingBody> {
+fn metrics() -> Response<Body> {
     let mut response = Response::new(full(crate::telemetry::metrics().encode()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -223,12 +179,12 @@ fn metrics() -> Response<HyperOutgoingBody> {
 }
 
 /// A `200` answer with `body` as JSON.
-fn ok(body: &impl Serialize) -> Response<HyperOutgoingBody> {
+fn ok(body: &impl Serialize) -> Response<Body> {
     json(StatusCode::OK, body)
 }
 
 /// An answer with `body` as JSON, on one line.
-fn json(status: StatusCode, body: &impl Serialize) -> Response<HyperOutgoingBody> {
+fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     // Views are structs of strings, numbers and lists: they always serialize.
     let mut text = serde_json::to_vec(body).unwrap_or_default();
     text.push(b'\n');

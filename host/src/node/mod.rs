@@ -11,7 +11,7 @@
 //!
 //! See the crate root for an example.
 
-use crate::admin::Admin;
+use crate::admin::{ADMIN_GRACE, Admin};
 use crate::app::{App, LiveApp, LoadError};
 use crate::backend::embedded::EmbeddedBackend;
 use crate::backend::nats::NatsBackend;
@@ -27,7 +27,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -40,10 +40,6 @@ pub const STATE_FILE: &str = "state.redb";
 
 /// The default prefix of the NATS streams and subjects a node creates.
 pub const DEFAULT_BROKER_PREFIX: &str = "nimbus";
-
-/// How long the admin listener waits for its requests at shutdown: operator
-/// calls are short, and a deploy in flight finishes in the background.
-const ADMIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Where a node's queues live.
 #[derive(Debug, Clone, PartialEq, Eq)]

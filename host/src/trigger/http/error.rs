@@ -5,8 +5,7 @@
 use crate::executor::InvocationError;
 use crate::gateway::{CorsError, TokenError};
 use crate::manifest::format_bytes;
-pub use crate::wire::full;
-use crate::wire::{Body, ErrorBody};
+use crate::wire::{Body, ErrorBody, full};
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use std::time::Duration;
 
