@@ -1,5 +1,6 @@
-//! Builds every guest crate under `functions/` for `wasm32-wasip2` and writes
-//! `$OUT_DIR/guests.rs`: a table from each guest's folder name to its component's path.
+//! Builds every guest crate under `functions/` (`functions/<group>/<name>`) for
+//! `wasm32-wasip2` and writes `$OUT_DIR/guests.rs`: a table from each guest's folder name
+//! (`<name>`, without the group) to its component's path.
 //!
 //! The guests are built by one nested `cargo build` of the same workspace. It gets a
 //! target directory of its own (`<target>/guests`) because the outer cargo holds the lock
@@ -100,17 +101,22 @@ fn check_target_installed() {
     }
 }
 
-/// A crate under `functions/`.
+/// A guest crate, `functions/<group>/<folder>`.
 struct Guest {
     /// The package name, for `cargo build -p`.
     name: String,
     /// The package id, which cargo's JSON messages name artifacts by.
     id: String,
-    /// The folder under `functions/`, which tests name guests by.
+    /// The leaf folder, which tests name guests by: the group is left out, so a guest
+    /// can move between groups without a test changing.
     folder: String,
+    /// `<group>/<folder>`, relative to `functions/`, for messages.
+    path: String,
 }
 
-/// Every workspace package whose manifest is `functions/<folder>/Cargo.toml`.
+/// Every workspace package whose manifest is `functions/<group>/<folder>/Cargo.toml`,
+/// sorted by folder. Panics if two groups hold the same folder name, since tests could
+/// not tell those guests apart, or if a package sits under `functions/` outside a group.
 fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> Vec<Guest> {
     let mut command = nested_cargo(cargo, workspace_root);
     command.args(["metadata", "--no-deps", "--format-version=1"]);
@@ -119,23 +125,47 @@ fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> Vec<Guest> {
         serde_json::from_slice(&output.stdout).expect("`cargo metadata` prints JSON");
 
     let functions_dir = canonical(&workspace_root.join("functions"));
-    let mut guests: Vec<_> = metadata["packages"]
+    let mut guests = Vec::new();
+    for package in metadata["packages"]
         .as_array()
         .expect("`cargo metadata` lists packages")
-        .iter()
-        .filter_map(|package| {
-            let folder = canonical(Path::new(package["manifest_path"].as_str()?).parent()?);
-            if folder.parent()? != functions_dir {
-                return None;
-            }
-            Some(Guest {
-                name: package["name"].as_str()?.to_owned(),
-                id: package["id"].as_str()?.to_owned(),
-                folder: folder.file_name()?.to_str()?.to_owned(),
-            })
-        })
-        .collect();
-    guests.sort_by(|a, b| a.folder.cmp(&b.folder));
+    {
+        let manifest = package["manifest_path"]
+            .as_str()
+            .expect("every package has a manifest path");
+        let folder = canonical(Path::new(manifest).parent().expect("a manifest's folder"));
+        let Ok(path) = folder.strip_prefix(&functions_dir) else {
+            continue;
+        };
+        let parts: Vec<&str> = path
+            .iter()
+            .map(|part| part.to_str().expect("UTF-8 folder names"))
+            .collect();
+        let path = parts.join("/");
+        let folder = match parts[..] {
+            [_group, folder] => folder.to_owned(),
+            _ => panic!(
+                "functions/{path} is a workspace package outside a group: guests live in \
+                 functions/<group>/<name> (samples/ or probes/, see functions/README.md)"
+            ),
+        };
+        guests.push(Guest {
+            name: package["name"].as_str().expect("a name").to_owned(),
+            id: package["id"].as_str().expect("an id").to_owned(),
+            folder,
+            path,
+        });
+    }
+    guests.sort_by(|a, b| a.folder.cmp(&b.folder).then_with(|| a.path.cmp(&b.path)));
+    for pair in guests.windows(2) {
+        if pair[0].folder == pair[1].folder {
+            panic!(
+                "two guests are named `{}`: functions/{} and functions/{}; tests name a \
+                 guest by its folder alone, so rename one of them",
+                pair[0].folder, pair[0].path, pair[1].path
+            );
+        }
+    }
     assert!(
         !guests.is_empty(),
         "no guest crates under {}",
@@ -218,7 +248,7 @@ fn build_guests(
             "building guest `{}` (functions/{}) produced no .wasm file; \
              a guest must be a `cdylib` library or a binary",
             guest.name,
-            guest.folder,
+            guest.path,
         );
     }
     components
