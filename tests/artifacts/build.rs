@@ -69,7 +69,7 @@ fn main() {
     }
 
     check_target_installed();
-    let guests = guest_packages(&cargo, &workspace_root);
+    let (guests, libraries) = guest_packages(&cargo, &workspace_root);
     let target_dir = guest_target_dir(&out_dir);
     let components = build_guests(&cargo, &workspace_root, &target_dir, &guests);
 
@@ -79,6 +79,12 @@ fn main() {
         writeln!(generated, "    ({folder:?}, {component:?}),").expect("write to a String");
     }
     generated.push_str("];\n");
+    // Only this crate's unit tests need the libraries, to account for every folder.
+    writeln!(
+        generated,
+        "#[cfg(test)]\npub const LIBRARIES: &[&str] = &{libraries:?};"
+    )
+    .expect("write to a String");
     let guests_rs = out_dir.join("guests.rs");
     fs::write(&guests_rs, generated)
         .unwrap_or_else(|err| panic!("cannot write {}: {err}", guests_rs.display()));
@@ -114,10 +120,12 @@ struct Guest {
     path: String,
 }
 
-/// Every workspace package whose manifest is `functions/<group>/<folder>/Cargo.toml`,
-/// sorted by folder. Panics if two groups hold the same folder name, since tests could
-/// not tell those guests apart, or if a package sits under `functions/` outside a group.
-fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> Vec<Guest> {
+/// Every workspace package whose manifest is `functions/<group>/<folder>/Cargo.toml`
+/// and that builds a component (a `cdylib` or a binary), sorted by folder; and, apart,
+/// the folders of the others there, libraries the guests share (`probes/probe-util`).
+/// Panics if two groups hold the same guest folder name, since tests could not tell
+/// those guests apart, or if a package sits under `functions/` outside a group.
+fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> (Vec<Guest>, Vec<String>) {
     let mut command = nested_cargo(cargo, workspace_root);
     command.args(["metadata", "--no-deps", "--format-version=1"]);
     let output = run(&mut command);
@@ -126,6 +134,7 @@ fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> Vec<Guest> {
 
     let functions_dir = canonical(&workspace_root.join("functions"));
     let mut guests = Vec::new();
+    let mut libraries = Vec::new();
     for package in metadata["packages"]
         .as_array()
         .expect("`cargo metadata` lists packages")
@@ -149,6 +158,10 @@ fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> Vec<Guest> {
                  functions/<group>/<name> (samples/ or probes/, see functions/README.md)"
             ),
         };
+        if !builds_a_component(package) {
+            libraries.push(folder);
+            continue;
+        }
         guests.push(Guest {
             name: package["name"].as_str().expect("a name").to_owned(),
             id: package["id"].as_str().expect("an id").to_owned(),
@@ -171,7 +184,19 @@ fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> Vec<Guest> {
         "no guest crates under {}",
         functions_dir.display()
     );
-    guests
+    libraries.sort();
+    (guests, libraries)
+}
+
+/// Whether `package` (from `cargo metadata`) has a target that compiles to a component
+/// for the guest target: a `cdylib` (a wasi:http handler) or a binary (a command).
+fn builds_a_component(package: &serde_json::Value) -> bool {
+    package["targets"]
+        .as_array()
+        .expect("`cargo metadata` lists a package's targets")
+        .iter()
+        .flat_map(|target| target["kind"].as_array().into_iter().flatten())
+        .any(|kind| kind == "cdylib" || kind == "bin")
 }
 
 /// `<target>/guests`, next to the outer build's profile directories. `OUT_DIR` is
