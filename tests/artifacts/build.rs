@@ -69,7 +69,11 @@ fn main() {
     }
 
     check_target_installed();
-    let (guests, libraries) = guest_packages(&cargo, &workspace_root);
+    let FunctionCrates {
+        guests,
+        libraries,
+        default_members,
+    } = function_crates(&cargo, &workspace_root);
     let target_dir = guest_target_dir(&out_dir);
     let components = build_guests(&cargo, &workspace_root, &target_dir, &guests);
 
@@ -79,10 +83,11 @@ fn main() {
         writeln!(generated, "    ({folder:?}, {component:?}),").expect("write to a String");
     }
     generated.push_str("];\n");
-    // Only this crate's unit tests need the libraries, to account for every folder.
+    // Only this crate's unit tests need these, to account for every folder.
     writeln!(
         generated,
-        "#[cfg(test)]\npub const LIBRARIES: &[&str] = &{libraries:?};"
+        "#[cfg(test)]\npub const LIBRARIES: &[&str] = &{libraries:?};\n\
+         #[cfg(test)]\npub const DEFAULT_MEMBERS: &[&str] = &{default_members:?};"
     )
     .expect("write to a String");
     let guests_rs = out_dir.join("guests.rs");
@@ -120,12 +125,21 @@ struct Guest {
     path: String,
 }
 
-/// Every workspace package whose manifest is `functions/<group>/<folder>/Cargo.toml`
-/// and that builds a component (a `cdylib` or a binary), sorted by folder; and, apart,
-/// the folders of the others there, libraries the guests share (`probes/probe-util`).
+/// The workspace packages under `functions/`.
+struct FunctionCrates {
+    /// Those that build a component, sorted by folder.
+    guests: Vec<Guest>,
+    /// The folders of the others, libraries the guests share (`probes/probe-util`).
+    libraries: Vec<String>,
+    /// The folders of those, guests or libraries, that are default members of the
+    /// workspace, so that a plain `cargo test` runs their unit tests.
+    default_members: Vec<String>,
+}
+
+/// Every workspace package whose manifest is `functions/<group>/<folder>/Cargo.toml`.
 /// Panics if two groups hold the same guest folder name, since tests could not tell
 /// those guests apart, or if a package sits under `functions/` outside a group.
-fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> (Vec<Guest>, Vec<String>) {
+fn function_crates(cargo: &OsStr, workspace_root: &Path) -> FunctionCrates {
     let mut command = nested_cargo(cargo, workspace_root);
     command.args(["metadata", "--no-deps", "--format-version=1"]);
     let output = run(&mut command);
@@ -135,6 +149,13 @@ fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> (Vec<Guest>, Vec<Stri
     let functions_dir = canonical(&workspace_root.join("functions"));
     let mut guests = Vec::new();
     let mut libraries = Vec::new();
+    let mut default_members = Vec::new();
+    let default_member_ids: Vec<&str> = metadata["workspace_default_members"]
+        .as_array()
+        .expect("`cargo metadata` lists the default members")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
     for package in metadata["packages"]
         .as_array()
         .expect("`cargo metadata` lists packages")
@@ -158,13 +179,17 @@ fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> (Vec<Guest>, Vec<Stri
                  functions/<group>/<name> (samples/ or probes/, see functions/README.md)"
             ),
         };
+        let id = package["id"].as_str().expect("an id");
+        if default_member_ids.contains(&id) {
+            default_members.push(folder.clone());
+        }
         if !builds_a_component(package) {
             libraries.push(folder);
             continue;
         }
         guests.push(Guest {
             name: package["name"].as_str().expect("a name").to_owned(),
-            id: package["id"].as_str().expect("an id").to_owned(),
+            id: id.to_owned(),
             folder,
             path,
         });
@@ -185,7 +210,12 @@ fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> (Vec<Guest>, Vec<Stri
         functions_dir.display()
     );
     libraries.sort();
-    (guests, libraries)
+    default_members.sort();
+    FunctionCrates {
+        guests,
+        libraries,
+        default_members,
+    }
 }
 
 /// Whether `package` (from `cargo metadata`) has a target that compiles to a component
