@@ -1,6 +1,6 @@
-//! The unit tests, and the checks that keep `functions/` and the workspace in step:
-//! every crate folder is accounted for, and every crate with unit tests is run by a
-//! plain `cargo test`.
+//! The unit tests, and the checks that keep `functions/` and the tests in step:
+//! every crate folder is accounted for, every guest is used by a test, and every
+//! crate with unit tests is run by a plain `cargo test`.
 
 use super::*;
 
@@ -143,6 +143,127 @@ fn crates_under_functions_with_unit_tests_are_default_members() {
          wasm32, as nimbus-sdk's macros make them)",
         skipped.concat()
     );
+}
+
+/// Every guest needs a host test: wasmtime's rule, and convention 10 of STYLE.md.
+/// A guest counts as used where a test names it, in a file under `tests/`,
+/// `host/tests/` or `host/benches/` (at any depth, so files may move between them),
+/// as `guest("NAME")`, `"guest:NAME"`, `@NAME@` (the CLI tests' placeholder) or
+/// `guest(CONST)` with `const CONST: &str = "NAME"`; or where an example's
+/// `nimbus.toml` builds it (`-p NAME`) or serves it (`NAME.wasm`), since the tests run
+/// the examples.
+#[test]
+fn every_guest_is_used_by_a_test() {
+    let root = workspace_root();
+    // This crate names guests in its own docs and tests; that is no use.
+    let this_crate = root.join("tests/artifacts");
+    let sources: Vec<String> = ["tests", "host/tests", "host/benches"]
+        .iter()
+        .flat_map(|dir| rust_files(&root.join(dir)))
+        .filter(|file| !file.starts_with(&this_crate))
+        .map(|file| read(&file))
+        .collect();
+    assert!(
+        !sources.is_empty(),
+        "no test sources under {}",
+        root.display()
+    );
+    let manifests: Vec<String> = subfolders(&root.join("examples"))
+        .into_iter()
+        .map(|(_, dir)| dir.join("nimbus.toml"))
+        .filter(|manifest| manifest.is_file())
+        .map(|manifest| read(&manifest))
+        .collect();
+
+    let unused: Vec<String> = guest_folders()
+        .into_iter()
+        .filter(|(name, _)| {
+            !sources.iter().any(|source| test_uses(source, name))
+                && !manifests
+                    .iter()
+                    .any(|manifest| manifest_uses(manifest, name))
+        })
+        .map(|(name, path)| {
+            format!(
+                "\n  no test uses guest `{name}` (functions/{path}): write a test under tests/ \
+                 that runs it, as `guest(\"{name}\")`, `source = \"guest:{name}\"` or, in a \
+                 CLI test, `@{name}@`; or delete the folder if nothing needs it"
+            )
+        })
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "every guest needs a host test:{}",
+        unused.concat()
+    );
+}
+
+/// Whether the Rust `source` names guest `name` the ways tests do.
+fn test_uses(source: &str, name: &str) -> bool {
+    let quoted = format!("\"{name}\"");
+    if [
+        format!("guest({quoted})"),
+        format!("\"guest:{name}\""),
+        format!("@{name}@"),
+    ]
+    .iter()
+    .any(|form| source.contains(form.as_str()))
+    {
+        return true;
+    }
+    // `const HELLO: &str = "hello";` and `guest(HELLO)`.
+    source.lines().any(|line| {
+        line.trim_start()
+            .strip_prefix("const ")
+            .and_then(|rest| rest.strip_suffix(&format!(": &str = {quoted};")))
+            .is_some_and(|constant| source.contains(&format!("guest({constant})")))
+    })
+}
+
+/// Whether an example's manifest builds (`-p NAME`) or serves (`.../NAME.wasm`) guest
+/// `name`, as a whole name: `hello.wasm` is not `wstd-hello.wasm`.
+fn manifest_uses(manifest: &str, name: &str) -> bool {
+    let part_of_a_name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let built = manifest
+        .match_indices(&format!("-p {name}"))
+        .any(|(at, found)| {
+            !manifest[at + found.len()..]
+                .chars()
+                .next()
+                .is_some_and(part_of_a_name)
+        });
+    let served = manifest
+        .match_indices(&format!("{name}.wasm"))
+        .any(|(at, _)| {
+            !manifest[..at]
+                .chars()
+                .next_back()
+                .is_some_and(part_of_a_name)
+        });
+    built || served
+}
+
+#[test]
+fn guest_uses_are_found_in_every_form() {
+    for source in [
+        r#"let path = guest("sleeper");"#,
+        r#"source = "guest:sleeper""#,
+        "source = @sleeper@",
+        "const SLOW: &str = \"sleeper\";\nfn f() { guest(SLOW); }",
+    ] {
+        assert!(test_uses(source, "sleeper"), "{source}");
+        assert!(!test_uses(source, "sleep"), "{source}");
+    }
+    assert!(!test_uses(r#"let name = "sleeper";"#, "sleeper"));
+
+    let manifest = "source = \"../../target/wasm32-wasip2/release/wstd-hello.wasm\"\n\
+                    build = \"cargo build -p users -p catalog\"";
+    assert!(manifest_uses(manifest, "wstd-hello"));
+    assert!(manifest_uses(manifest, "users"));
+    assert!(manifest_uses(manifest, "catalog"));
+    assert!(!manifest_uses(manifest, "hello"));
+    assert!(!manifest_uses(manifest, "user"));
+    assert!(!manifest_uses(manifest, "cat"));
 }
 
 #[test]
