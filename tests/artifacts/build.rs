@@ -1,5 +1,6 @@
-//! Builds every guest crate under `functions/` for `wasm32-wasip2` and writes
-//! `$OUT_DIR/guests.rs`: a table from each guest's folder name to its component's path.
+//! Builds every guest crate under `functions/` (`functions/<group>/<name>`) for
+//! `wasm32-wasip2` and writes `$OUT_DIR/guests.rs`: a table from each guest's folder name
+//! (`<name>`, without the group) to its component's path.
 //!
 //! The guests are built by one nested `cargo build` of the same workspace. It gets a
 //! target directory of its own (`<target>/guests`) because the outer cargo holds the lock
@@ -68,7 +69,11 @@ fn main() {
     }
 
     check_target_installed();
-    let guests = guest_packages(&cargo, &workspace_root);
+    let FunctionCrates {
+        guests,
+        libraries,
+        default_members,
+    } = function_crates(&cargo, &workspace_root);
     let target_dir = guest_target_dir(&out_dir);
     let components = build_guests(&cargo, &workspace_root, &target_dir, &guests);
 
@@ -78,6 +83,13 @@ fn main() {
         writeln!(generated, "    ({folder:?}, {component:?}),").expect("write to a String");
     }
     generated.push_str("];\n");
+    // Only this crate's unit tests need these, to account for every folder.
+    writeln!(
+        generated,
+        "#[cfg(test)]\npub const LIBRARIES: &[&str] = &{libraries:?};\n\
+         #[cfg(test)]\npub const DEFAULT_MEMBERS: &[&str] = &{default_members:?};"
+    )
+    .expect("write to a String");
     let guests_rs = out_dir.join("guests.rs");
     fs::write(&guests_rs, generated)
         .unwrap_or_else(|err| panic!("cannot write {}: {err}", guests_rs.display()));
@@ -100,18 +112,34 @@ fn check_target_installed() {
     }
 }
 
-/// A crate under `functions/`.
+/// A guest crate, `functions/<group>/<folder>`.
 struct Guest {
     /// The package name, for `cargo build -p`.
     name: String,
     /// The package id, which cargo's JSON messages name artifacts by.
     id: String,
-    /// The folder under `functions/`, which tests name guests by.
+    /// The leaf folder, which tests name guests by: the group is left out, so a guest
+    /// can move between groups without a test changing.
     folder: String,
+    /// `<group>/<folder>`, relative to `functions/`, for messages.
+    path: String,
 }
 
-/// Every workspace package whose manifest is `functions/<folder>/Cargo.toml`.
-fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> Vec<Guest> {
+/// The workspace packages under `functions/`.
+struct FunctionCrates {
+    /// Those that build a component, sorted by folder.
+    guests: Vec<Guest>,
+    /// The folders of the others, libraries the guests share (`probes/probe-util`).
+    libraries: Vec<String>,
+    /// The folders of those, guests or libraries, that are default members of the
+    /// workspace, so that a plain `cargo test` runs their unit tests.
+    default_members: Vec<String>,
+}
+
+/// Every workspace package whose manifest is `functions/<group>/<folder>/Cargo.toml`.
+/// Panics if two groups hold the same guest folder name, since tests could not tell
+/// those guests apart, or if a package sits under `functions/` outside a group.
+fn function_crates(cargo: &OsStr, workspace_root: &Path) -> FunctionCrates {
     let mut command = nested_cargo(cargo, workspace_root);
     command.args(["metadata", "--no-deps", "--format-version=1"]);
     let output = run(&mut command);
@@ -119,29 +147,86 @@ fn guest_packages(cargo: &OsStr, workspace_root: &Path) -> Vec<Guest> {
         serde_json::from_slice(&output.stdout).expect("`cargo metadata` prints JSON");
 
     let functions_dir = canonical(&workspace_root.join("functions"));
-    let mut guests: Vec<_> = metadata["packages"]
+    let mut guests = Vec::new();
+    let mut libraries = Vec::new();
+    let mut default_members = Vec::new();
+    let default_member_ids: Vec<&str> = metadata["workspace_default_members"]
+        .as_array()
+        .expect("`cargo metadata` lists the default members")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    for package in metadata["packages"]
         .as_array()
         .expect("`cargo metadata` lists packages")
-        .iter()
-        .filter_map(|package| {
-            let folder = canonical(Path::new(package["manifest_path"].as_str()?).parent()?);
-            if folder.parent()? != functions_dir {
-                return None;
-            }
-            Some(Guest {
-                name: package["name"].as_str()?.to_owned(),
-                id: package["id"].as_str()?.to_owned(),
-                folder: folder.file_name()?.to_str()?.to_owned(),
-            })
-        })
-        .collect();
-    guests.sort_by(|a, b| a.folder.cmp(&b.folder));
+    {
+        let manifest = package["manifest_path"]
+            .as_str()
+            .expect("every package has a manifest path");
+        let folder = canonical(Path::new(manifest).parent().expect("a manifest's folder"));
+        let Ok(path) = folder.strip_prefix(&functions_dir) else {
+            continue;
+        };
+        let parts: Vec<&str> = path
+            .iter()
+            .map(|part| part.to_str().expect("UTF-8 folder names"))
+            .collect();
+        let path = parts.join("/");
+        let folder = match parts[..] {
+            [_group, folder] => folder.to_owned(),
+            _ => panic!(
+                "functions/{path} is a workspace package outside a group: guests live in \
+                 functions/<group>/<name> (samples/ or probes/, see functions/README.md)"
+            ),
+        };
+        let id = package["id"].as_str().expect("an id");
+        if default_member_ids.contains(&id) {
+            default_members.push(folder.clone());
+        }
+        if !builds_a_component(package) {
+            libraries.push(folder);
+            continue;
+        }
+        guests.push(Guest {
+            name: package["name"].as_str().expect("a name").to_owned(),
+            id: id.to_owned(),
+            folder,
+            path,
+        });
+    }
+    guests.sort_by(|a, b| a.folder.cmp(&b.folder).then_with(|| a.path.cmp(&b.path)));
+    for pair in guests.windows(2) {
+        if pair[0].folder == pair[1].folder {
+            panic!(
+                "two guests are named `{}`: functions/{} and functions/{}; tests name a \
+                 guest by its folder alone, so rename one of them",
+                pair[0].folder, pair[0].path, pair[1].path
+            );
+        }
+    }
     assert!(
         !guests.is_empty(),
         "no guest crates under {}",
         functions_dir.display()
     );
-    guests
+    libraries.sort();
+    default_members.sort();
+    FunctionCrates {
+        guests,
+        libraries,
+        default_members,
+    }
+}
+
+/// Whether `package` (from `cargo metadata`) has a target that compiles to a component
+/// for the guest target: a `cdylib` (a wasi:http handler) or a binary (a command).
+fn builds_a_component(package: &serde_json::Value) -> bool {
+    package["targets"]
+        .as_array()
+        .expect("`cargo metadata` lists a package's targets")
+        .iter()
+        .flat_map(|target| target["kind"].as_array().into_iter().flatten())
+        .any(|kind| kind == "cdylib" || kind == "bin")
 }
 
 /// `<target>/guests`, next to the outer build's profile directories. `OUT_DIR` is
@@ -218,7 +303,7 @@ fn build_guests(
             "building guest `{}` (functions/{}) produced no .wasm file; \
              a guest must be a `cdylib` library or a binary",
             guest.name,
-            guest.folder,
+            guest.path,
         );
     }
     components

@@ -92,7 +92,7 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     ))
 }
 
-/// The request as JSON, built the way `functions/echo` builds it: method, path,
+/// The request as JSON, built the way `functions/probes/echo` builds it: method, path,
 /// headers (lowercase names, repeated values joined with `", "`), body length and body.
 async fn echo(request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();

@@ -7,7 +7,11 @@
 //! There is one macro per trigger kind: `#[http_handler]` exports
 //! `wasi:http/incoming-handler`, `#[queue_handler]` exports
 //! `wasi:messaging/incoming-handler`. Both keep the function as written and add
-//! the export in an anonymous `const` block, so one crate may use both.
+//! the export in an anonymous `const` block, so one crate may use both. The export
+//! itself exists only when compiling for `wasm32`: natively the glue still
+//! type-checks, but a `cdylib` with export names such as
+//! `wasi:http/incoming-handler@0.2.12#handle` would not link, and a function crate
+//! should build and test natively like any other.
 //!
 //! Every signature mistake is reported as a compile error on the offending tokens
 //! (`syn::Error::to_compile_error`), and the function is emitted unchanged next to
@@ -147,7 +151,15 @@ fn expand_http_handler(attr: TokenStream2, function: &ItemFn) -> syn::Result<Tok
                 }
             }
 
+            // Only a wasm component has these exports. Natively (a crate's unit tests,
+            // a root `cargo build`) the linker would reject their names, which no native
+            // symbol can have (`wasi:http/incoming-handler@0.2.12#handle`); there the
+            // reference below stands in for the export, so that the handler and what it
+            // calls do not look unused.
+            #[cfg(target_arch = "wasm32")]
             ::nimbus_sdk::__private::wasip2::http::proxy::export!(__NimbusHttpHandler);
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = <__NimbusHttpHandler as ::nimbus_sdk::__private::Guest>::handle;
         };
     })
 }
@@ -198,9 +210,13 @@ fn expand_queue_handler(attr: TokenStream2, function: &ItemFn) -> syn::Result<To
                 }
             }
 
+            // Only on wasm, as for `#[http_handler]`.
+            #[cfg(target_arch = "wasm32")]
             ::nimbus_sdk::__private::bindings::__export_queue_function!(
                 __NimbusQueueHandler with_types_in ::nimbus_sdk::__private::bindings
             );
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = <__NimbusQueueHandler as ::nimbus_sdk::__private::QueueGuest>::handle;
         };
     })
 }

@@ -1,10 +1,11 @@
 //! The guest functions under `functions/`, compiled for the tests and named by folder.
 //!
-//! Depending on this crate builds every crate under `functions/` for `wasm32-wasip2`
-//! once, in a single release build (see `build.rs`), into `target/guests`. Tests then ask
-//! for a component by the name of its folder, so a test that names a function that does
-//! not exist fails loudly instead of testing nothing. This follows wasmtime's
-//! `test-programs-artifacts` crate.
+//! Depending on this crate builds every crate under `functions/<group>/` for
+//! `wasm32-wasip2` once, in a single release build (see `build.rs`), into
+//! `target/guests`. Tests then ask for a component by the name of its folder alone
+//! (`hello`, not `samples/hello`), so a guest can change groups without a test changing,
+//! and a test that names a function that does not exist fails loudly instead of testing
+//! nothing. This follows wasmtime's `test-programs-artifacts` crate.
 //!
 //! # Example
 //!
@@ -22,15 +23,16 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
-/// Every guest as `(folder name under functions/, absolute path of its component)`,
-/// sorted by folder name.
+/// Every guest as `(folder name, absolute path of its component)`, sorted by folder
+/// name; the folder is `functions/<group>/<folder name>`.
 pub const GUESTS: &[(&str, &str)] = generated::GUESTS;
 
-/// The component built from `functions/<name>`.
+/// The component built from `functions/<group>/<name>`, in whichever group it is.
 ///
 /// # Panics
 ///
-/// If there is no guest folder `functions/<name>`; the message lists the known guests.
+/// If no group under `functions/` holds a guest `<name>`; the message lists the known
+/// guests.
 pub fn guest(name: &str) -> &'static Path {
     match GUESTS.iter().find(|(folder, _)| *folder == name) {
         Some((_, component)) => Path::new(component),
@@ -45,53 +47,4 @@ pub fn guest(name: &str) -> &'static Path {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use std::collections::BTreeSet;
-    use std::fs;
-
-    /// The first eight bytes of a binary component: `\0asm`, then version 0x0d and
-    /// layer 1 (core modules have layer 0).
-    const COMPONENT_HEADER: &[u8] = b"\0asm\x0d\x00\x01\x00";
-
-    fn guest_folders() -> BTreeSet<String> {
-        let functions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../functions");
-        fs::read_dir(&functions)
-            .unwrap_or_else(|err| panic!("cannot list {}: {err}", functions.display()))
-            .map(|entry| entry.expect("read a directory entry"))
-            .filter(|entry| entry.path().join("Cargo.toml").is_file())
-            .map(|entry| entry.file_name().into_string().expect("UTF-8 folder name"))
-            .collect()
-    }
-
-    #[test]
-    fn every_folder_under_functions_is_a_built_component() {
-        let folders = guest_folders();
-        assert!(!folders.is_empty());
-        for folder in &folders {
-            let path = guest(folder);
-            assert!(path.is_absolute(), "{} is not absolute", path.display());
-            let bytes = fs::read(path)
-                .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
-            assert!(
-                bytes.starts_with(b"\0asm"),
-                "{} is not wasm",
-                path.display()
-            );
-            assert!(
-                bytes.starts_with(COMPONENT_HEADER),
-                "{} is a core module, not a component",
-                path.display()
-            );
-        }
-        let listed: BTreeSet<String> = GUESTS.iter().map(|(name, _)| name.to_string()).collect();
-        assert_eq!(listed, folders, "GUESTS and functions/ disagree");
-    }
-
-    #[test]
-    #[should_panic(expected = "no guest `no-such-guest` under functions/; known guests: ")]
-    fn unknown_guest_names_the_known_ones() {
-        guest("no-such-guest");
-    }
-}
+mod tests;

@@ -8,12 +8,9 @@
 //! the number of environment variables the guest can see. Tests use it to check that a
 //! function reaches only the files and variables its manifest grants.
 
-use std::io::Write as _;
-
+use probe_util::{JSON, query_param, respond};
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
+use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
 struct SandboxProbe;
 
@@ -39,38 +36,11 @@ impl Guest for SandboxProbe {
             "env_count": std::env::vars().count(),
         });
         let json = serde_json::to_vec(&report).expect("a JSON value always serializes");
-        respond(response_out, "application/json", &json);
+        respond(response_out, 200, JSON, &json);
     }
 }
 
 /// The only percent-decoding the probe needs: `%2F` (either case) to `/`.
 fn decode_slashes(value: &str) -> String {
     value.replace("%2F", "/").replace("%2f", "/")
-}
-
-/// Returns the (undecoded) value of `key` in the query string of `path_with_query`.
-fn query_param<'a>(path_with_query: &'a str, key: &str) -> Option<&'a str> {
-    let (_, query) = path_with_query.split_once('?')?;
-    query.split('&').find_map(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (name == key).then_some(value)
-    })
-}
-
-/// Sends a `200` response with the given content type and a complete body.
-fn respond(response_out: ResponseOutparam, content_type: &str, body: &[u8]) {
-    let headers = Fields::from_list(&[("content-type".to_owned(), content_type.into())])
-        .expect("content-type is a valid header");
-    let response = OutgoingResponse::new(headers);
-    let outgoing_body = response.body().expect("the body is taken only once");
-    ResponseOutparam::set(response_out, Ok(response));
-
-    let mut stream = outgoing_body
-        .write()
-        .expect("the stream is taken only once");
-    stream.write_all(body).expect("write the response body");
-    stream.flush().expect("flush the response body");
-    // The stream must be dropped before the body is finished.
-    drop(stream);
-    OutgoingBody::finish(outgoing_body, None).expect("finish the response body");
 }

@@ -7,12 +7,10 @@
 //! A non-numeric `mb` gets a `400`.
 
 use std::hint::black_box;
-use std::io::Write as _;
 
+use probe_util::{TEXT, query_param, respond};
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
+use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
 /// Memory is allocated in chunks of this size.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -33,10 +31,11 @@ impl Guest for Memhog {
                     held.push(black_box(touched_chunk()));
                 }
                 let body = format!("allocated {mb} MiB\n");
-                respond(response_out, 200, body.as_bytes());
+                respond(response_out, 200, TEXT, body.as_bytes());
             }
             Some(Err(err)) => {
-                respond(response_out, 400, format!("bad `mb`: {err}\n").as_bytes());
+                let body = format!("bad `mb`: {err}\n");
+                respond(response_out, 400, TEXT, body.as_bytes());
             }
             None => loop {
                 held.push(black_box(touched_chunk()));
@@ -52,37 +51,4 @@ fn touched_chunk() -> Vec<u8> {
         chunk[offset] = 1;
     }
     chunk
-}
-
-/// Returns the (undecoded) value of `key` in the query string of `path_with_query`.
-fn query_param<'a>(path_with_query: &'a str, key: &str) -> Option<&'a str> {
-    let (_, query) = path_with_query.split_once('?')?;
-    query.split('&').find_map(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (name == key).then_some(value)
-    })
-}
-
-/// Sends a plain-text response with the given status and a complete body.
-fn respond(response_out: ResponseOutparam, status: u16, body: &[u8]) {
-    let headers = Fields::from_list(&[(
-        "content-type".to_owned(),
-        b"text/plain; charset=utf-8".to_vec(),
-    )])
-    .expect("content-type is a valid header");
-    let response = OutgoingResponse::new(headers);
-    response
-        .set_status_code(status)
-        .expect("the status is a valid HTTP status");
-    let outgoing_body = response.body().expect("the body is taken only once");
-    ResponseOutparam::set(response_out, Ok(response));
-
-    let mut stream = outgoing_body
-        .write()
-        .expect("the stream is taken only once");
-    stream.write_all(body).expect("write the response body");
-    stream.flush().expect("flush the response body");
-    // The stream must be dropped before the body is finished.
-    drop(stream);
-    OutgoingBody::finish(outgoing_body, None).expect("finish the response body");
 }

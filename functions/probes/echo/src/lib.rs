@@ -7,12 +7,11 @@
 //! through to a guest: method, path, headers and a complete body.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 
+use probe_util::{JSON, respond};
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{
-    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
+use wasip2::http::types::{Fields, IncomingBody, IncomingRequest, Method, ResponseOutparam};
 
 struct Echo;
 
@@ -30,7 +29,7 @@ impl Guest for Echo {
             "body": String::from_utf8_lossy(&body),
         });
         let json = serde_json::to_vec(&echoed).expect("a JSON value always serializes");
-        respond(response_out, "application/json", &json);
+        respond(response_out, 200, JSON, &json);
     }
 }
 
@@ -78,22 +77,4 @@ fn method_name(method: &Method) -> &str {
         Method::Patch => "PATCH",
         Method::Other(other) => other,
     }
-}
-
-/// Sends a `200` response with the given content type and a complete body.
-fn respond(response_out: ResponseOutparam, content_type: &str, body: &[u8]) {
-    let headers = Fields::from_list(&[("content-type".to_owned(), content_type.into())])
-        .expect("content-type is a valid header");
-    let response = OutgoingResponse::new(headers);
-    let outgoing_body = response.body().expect("the body is taken only once");
-    ResponseOutparam::set(response_out, Ok(response));
-
-    let mut stream = outgoing_body
-        .write()
-        .expect("the stream is taken only once");
-    stream.write_all(body).expect("write the response body");
-    stream.flush().expect("flush the response body");
-    // The stream must be dropped before the body is finished.
-    drop(stream);
-    OutgoingBody::finish(outgoing_body, None).expect("finish the response body");
 }
