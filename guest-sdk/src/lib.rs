@@ -18,7 +18,7 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! nimbus-sdk = { path = "../../guest-sdk" }
+//! nimbus-sdk = { path = "../../../guest-sdk" }   # from functions/samples/NAME
 //! ```
 //!
 //! ```sh

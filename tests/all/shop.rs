@@ -1,4 +1,4 @@
-//! The shop example's services (`functions/users`, `catalog`, `orders`,
+//! The shop example's services (`functions/samples/users`, `catalog`, `orders`,
 //! `inventory`, `notifier`) end to end: accounts and tokens, products and
 //! stock, orders behind bearer tokens that reserve stock through an in-process
 //! service call, and the `orders.created` events two queue functions handle.

@@ -31,9 +31,13 @@ pub const GUESTS: &[(&str, &str)] = generated::GUESTS;
 ///
 /// # Panics
 ///
-/// If no group under `functions/` holds a guest `<name>`; the message lists the known
-/// guests.
+/// If no group under `functions/` holds a guest `<name>` (the message lists the known
+/// guests), or if the `wasm32-wasip2` target was not installed when this crate was
+/// built (the message says how to install it).
 pub fn guest(name: &str) -> &'static Path {
+    if let Some(hint) = generated::MISSING_TARGET {
+        panic!("{hint}");
+    }
     match GUESTS.iter().find(|(folder, _)| *folder == name) {
         Some((_, component)) => Path::new(component),
         None => {

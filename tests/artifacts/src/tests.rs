@@ -94,6 +94,9 @@ fn guest_folders() -> BTreeMap<String, String> {
 /// its component was built.
 #[test]
 fn every_folder_under_functions_is_a_built_component() {
+    if let Some(hint) = super::generated::MISSING_TARGET {
+        panic!("{hint}");
+    }
     let folders: BTreeSet<String> = guest_folders().into_keys().collect();
     assert!(!folders.is_empty());
     for folder in &folders {
