@@ -257,7 +257,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Check { path, state_dir } => {
             let manifest = Manifest::load(&path)?;
-            let state_dir = up::state_dir(&manifest, state_dir.as_deref());
+            let state_dir = nimbus::node::state_dir(&manifest, state_dir.as_deref());
             let runtime =
                 nimbus::node::runtime(&state_dir, nimbus::engine::DEFAULT_POOL_INSTANCES)?;
             let report = tokio::task::spawn_blocking(move || nimbus::check::check(&runtime, &path))

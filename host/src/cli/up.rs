@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 use nimbus::manifest::Manifest;
-use nimbus::node::{self, Broker, DEFAULT_BROKER_PREFIX, DEFAULT_STATE_DIR, Listeners, NodeConfig};
+use nimbus::node::{self, Broker, DEFAULT_BROKER_PREFIX, Listeners, NodeConfig};
 use nimbus::trigger::http::ServeOptions;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default public listener.
@@ -61,7 +61,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .await??;
     }
     let config = NodeConfig {
-        state_dir: state_dir(&manifest, args.state_dir.as_deref()),
+        state_dir: node::state_dir(&manifest, args.state_dir.as_deref()),
         runtime: None,
         pool_instances: args.pool_instances,
         broker: Broker::parse(&args.broker, &args.broker_prefix)?,
@@ -87,11 +87,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     node.wait().await?;
     Ok(())
-}
-
-/// The state folder: `--state-dir`, else `.nimbus` beside the manifest.
-pub fn state_dir(manifest: &Manifest, flag: Option<&Path>) -> PathBuf {
-    flag.map_or_else(|| manifest.dir.join(DEFAULT_STATE_DIR), Path::to_owned)
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM; a second one exits at once.

@@ -96,7 +96,7 @@ impl NodeConfig {
     /// of its own, the embedded broker, no admin token.
     pub fn new(manifest: Manifest) -> NodeConfig {
         NodeConfig {
-            state_dir: manifest.dir.join(DEFAULT_STATE_DIR),
+            state_dir: state_dir(&manifest, None),
             manifest,
             runtime: None,
             pool_instances: DEFAULT_POOL_INSTANCES,
@@ -105,6 +105,12 @@ impl NodeConfig {
             serve: ServeOptions::default(),
         }
     }
+}
+
+/// The state folder: `flag` if given, else [`DEFAULT_STATE_DIR`] beside the
+/// manifest.
+pub fn state_dir(manifest: &Manifest, flag: Option<&Path>) -> PathBuf {
+    flag.map_or_else(|| manifest.dir.join(DEFAULT_STATE_DIR), Path::to_owned)
 }
 
 /// The node's bound listeners.

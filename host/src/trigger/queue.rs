@@ -14,6 +14,7 @@ use crate::call::CallCtx;
 use crate::capability::outbound::Services;
 use crate::executor::Executor;
 use crate::manifest::QueueSpec;
+use crate::wire::TRACEPARENT;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -171,7 +172,7 @@ async fn handle(
     let traceparent = message
         .headers
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+        .find(|(k, _)| k.eq_ignore_ascii_case(TRACEPARENT.as_str()))
         .map(|(_, v)| v.as_str());
     let call = CallCtx::new(message.id.as_str(), traceparent, index);
     let queue = &app.backends().queue;
