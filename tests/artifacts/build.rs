@@ -116,7 +116,13 @@ fn target_installed() -> Result<(), String> {
         .output()
         .unwrap_or_else(|err| panic!("cannot run {}: {err}", rustc.display()));
     let libdir = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() || !Path::new(libdir.trim()).is_dir() {
+    let libdir = Path::new(libdir.trim());
+    // Run again once the target is installed (or removed): rustup adds it as
+    // a folder beside the others, `<sysroot>/lib/rustlib/<target>`.
+    if let Some(rustlib) = libdir.ancestors().nth(2) {
+        println!("cargo::rerun-if-changed={}", rustlib.display());
+    }
+    if !output.status.success() || !libdir.is_dir() {
         return Err(format!(
             "the {GUEST_TARGET} target is not installed, so the guests under functions/ \
              cannot be built; install it with:\n\n    rustup target add {GUEST_TARGET}\n\n{}",
