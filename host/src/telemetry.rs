@@ -110,6 +110,10 @@ pub struct Metrics {
     pub function_version: Family<VersionLabels, Gauge>,
     /// Deployment changes by function and kind (`deploy`, `rollback`, ...).
     pub deployments: Family<OutcomeLabels, Counter>,
+    /// Commits of the embedded store, each one sync to disk.
+    pub store_commits: Counter,
+    /// Writes to the embedded store; per commit, the group commit's batch.
+    pub store_writes: Counter,
 }
 
 fn latency() -> Histogram {
@@ -183,8 +187,22 @@ impl Metrics {
             "Deployment changes by kind: deploy, rollback, add, canary, canary_percent, promote, abort, remove, rejected",
             deployments.clone(),
         );
+        let store_commits = Counter::default();
+        let store_writes = Counter::default();
+        registry.register(
+            "store_commits",
+            "Commits of the embedded store, each one sync to disk",
+            store_commits.clone(),
+        );
+        registry.register(
+            "store_writes",
+            "Writes to the embedded store (key-value and queue); divided by commits, the writes each sync covers",
+            store_writes.clone(),
+        );
         Metrics {
             registry,
+            store_commits,
+            store_writes,
             function_version,
             deployments,
             requests,

@@ -51,7 +51,7 @@ pub struct Namespace {
 }
 
 /// A storage failure, explained.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// The value at a key is not what the operation needs.
     #[error("{0}")]

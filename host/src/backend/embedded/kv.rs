@@ -10,31 +10,21 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 impl EmbeddedBackend {
     /// Reads the value at `key` and, in the same write transaction, stores
     /// what `f` returns for it (if anything): an atomic read-modify-write.
-    async fn update<T, F>(&self, key: String, f: F) -> Result<T, BackendError>
+    /// `f` refuses (an `Invalid` error) before anything is written.
+    async fn update<T, F>(&self, key: String, bytes: usize, mut f: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
-        F: FnOnce(Option<&[u8]>) -> Result<(Option<Vec<u8>>, T), BackendError> + Send + 'static,
+        F: FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, T), BackendError> + Send + 'static,
     {
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            let (write, result) = {
-                let mut table = tx.open_table(KV).map_err(storage)?;
-                let current = table
-                    .get(key.as_str())
-                    .map_err(storage)?
-                    .map(|v| v.value().to_vec());
-                let (write, result) = f(current.as_deref())?;
-                if let Some(value) = &write {
-                    table
-                        .insert(key.as_str(), value.as_slice())
-                        .map_err(storage)?;
-                }
-                (write, result)
-            };
-            if write.is_some() {
-                tx.commit().map_err(storage)?;
-            } else {
-                tx.abort().map_err(storage)?;
+        self.write(key.len() + bytes, move |tx| {
+            let mut table = tx.open_table(KV).map_err(storage)?;
+            let current = table.get(key.as_str()).map_err(storage)?;
+            let (write, result) = f(current.as_ref().map(|v| v.value()))?;
+            drop(current);
+            if let Some(value) = &write {
+                table
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(storage)?;
             }
             Ok(result)
         })
@@ -62,13 +52,12 @@ impl KvBackend for EmbeddedBackend {
     async fn set(&self, ns: &Namespace, key: &str, value: &[u8]) -> Result<(), BackendError> {
         let key = full_key(ns, key);
         let value = value.to_vec();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
+        self.write(key.len() + value.len(), move |tx| {
             tx.open_table(KV)
                 .map_err(storage)?
                 .insert(key.as_str(), value.as_slice())
                 .map_err(storage)?;
-            tx.commit().map_err(storage)
+            Ok(())
         })
         .await
     }
@@ -119,7 +108,7 @@ impl KvBackend for EmbeddedBackend {
 
     async fn increment(&self, ns: &Namespace, key: &str, delta: i64) -> Result<i64, BackendError> {
         let name = key.to_owned();
-        self.update(full_key(ns, key), move |current| {
+        self.update(full_key(ns, key), 20, move |current| {
             let next = add_counter(&name, parse_counter(&name, current)?, delta)?;
             Ok((Some(next.to_string().into_bytes()), next))
         })
@@ -135,9 +124,9 @@ impl KvBackend for EmbeddedBackend {
     ) -> Result<bool, BackendError> {
         let expected = expected.map(<[u8]>::to_vec);
         let new = new.to_vec();
-        self.update(full_key(ns, key), move |current| {
+        self.update(full_key(ns, key), new.len(), move |current| {
             Ok(if current == expected.as_deref() {
-                (Some(new), true)
+                (Some(new.clone()), true)
             } else {
                 (None, false)
             })

@@ -1,29 +1,34 @@
 //! The embedded backend: one crash-safe `redb` file in the state directory,
 //! holding key-value stores and queues.
 //!
-//! redb commits are atomic and, with the default durability, fsynced before
-//! the commit returns, so a `kill -9` at any moment leaves either the old or
-//! the new value, never half of one. Writes are serialized by redb; each runs
-//! on tokio's blocking pool so it never stalls a request thread.
+//! redb commits are atomic and, with the default durability, synced to disk
+//! before the commit returns, so a `kill -9` at any moment leaves either the
+//! old or the new value, never half of one. Every write goes through one
+//! writer thread that commits the writes waiting together (group commit), so
+//! one sync covers many writes; reads run on read transactions on tokio's
+//! blocking pool and never wait for the writer.
 //!
 //! # Layout
 //! - this file: [`EmbeddedBackend`], opening the file, its tables and the
 //!   helpers both capabilities use;
+//! - `writer.rs`: the writer thread and its batches;
 //! - `kv.rs`: key-value stores, in the `kv` table;
 //! - `queue.rs`: queues, in the `queue`, `dead` and `meta` tables, and how
 //!   their records are encoded.
 
 mod kv;
 mod queue;
+mod writer;
 
 use super::BackendError;
 use crate::manifest::TopicPattern;
 use queue::release_leases;
-use redb::{Database, TableDefinition};
+use redb::{Database, TableDefinition, WriteTransaction};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use writer::Writer;
 
 /// Every key-value pair of every app, keyed `app \0 store \0 key`.
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -44,7 +49,9 @@ type Subscriptions = HashMap<String, Vec<(String, TopicPattern)>>;
 /// The embedded store.
 #[derive(Clone)]
 pub struct EmbeddedBackend {
+    /// For reads; every write goes through `writer`.
     db: Arc<Database>,
+    writer: Arc<Writer>,
     /// Who consumes which topics, per app; declared at each start.
     subscriptions: Arc<Mutex<Subscriptions>>,
     /// Woken when a message becomes deliverable.
@@ -76,31 +83,42 @@ impl EmbeddedBackend {
                 "redelivering messages that were in flight when the last run stopped"
             );
         }
+        let db = Arc::new(db);
         Ok(EmbeddedBackend {
-            db: Arc::new(db),
+            writer: Arc::new(Writer::start(db.clone())?),
+            db,
             subscriptions: Arc::default(),
             wake: Arc::new(Notify::new()),
         })
     }
 
-    /// Removes `key` from `table` in a transaction of its own.
+    /// Runs `write` in the writer's next commit (see `writer.rs`); `bytes`
+    /// is about how much it writes. Answers once that commit is on disk.
+    async fn write<T, F>(&self, bytes: usize, write: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, BackendError> + Send + 'static,
+    {
+        self.writer.write(bytes, write).await
+    }
+
+    /// Removes `key` from `table`.
     async fn remove(
         &self,
         table: TableDefinition<'static, &'static str, &'static [u8]>,
         key: String,
     ) -> Result<(), BackendError> {
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
+        self.write(key.len(), move |tx| {
             tx.open_table(table)
                 .map_err(storage)?
                 .remove(key.as_str())
                 .map_err(storage)?;
-            tx.commit().map_err(storage)
+            Ok(())
         })
         .await
     }
 
-    /// Runs `f` on tokio's blocking pool, since every redb call blocks.
+    /// Runs a read `f` on tokio's blocking pool, since every redb call blocks.
     async fn blocking<T, F>(&self, f: F) -> Result<T, BackendError>
     where
         T: Send + 'static,

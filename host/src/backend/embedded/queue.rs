@@ -190,28 +190,26 @@ impl QueueBackend for EmbeddedBackend {
             tracing::debug!(app, topic, "published to a topic nobody consumes");
             return Ok(id);
         }
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            {
-                let entry = Entry {
-                    message,
-                    attempt: 0,
-                    leased: false,
-                    last_error: None,
-                };
-                let value = encode(&entry, &entry.message.payload);
-                for consumer in &consumers {
-                    let seq = next_seq(&tx)?;
-                    let mut table = tx.open_table(QUEUE).map_err(storage)?;
-                    table
-                        .insert(
-                            queue_key(consumer, entry.message.published_ms, seq).as_str(),
-                            value.as_slice(),
-                        )
-                        .map_err(storage)?;
-                }
+        let published_ms = message.published_ms;
+        let entry = Entry {
+            message,
+            attempt: 0,
+            leased: false,
+            last_error: None,
+        };
+        let value = encode(&entry, &entry.message.payload);
+        self.write(value.len() * consumers.len(), move |tx| {
+            for consumer in &consumers {
+                let seq = next_seq(tx)?;
+                tx.open_table(QUEUE)
+                    .map_err(storage)?
+                    .insert(
+                        queue_key(consumer, published_ms, seq).as_str(),
+                        value.as_slice(),
+                    )
+                    .map_err(storage)?;
             }
-            tx.commit().map_err(storage)
+            Ok(())
         })
         .await?;
         self.wake.notify_waiters();
@@ -233,12 +231,20 @@ impl QueueBackend for EmbeddedBackend {
             tokio::pin!(woken);
             woken.as_mut().enable();
 
+            // Look on a read transaction first, so an idle consumer's polls
+            // cost the writer nothing.
             let c = consumer.clone();
-            let (deliveries, next_due) = self
-                .blocking(move |db| take_due(db, &c, max, lease))
-                .await?;
-            if !deliveries.is_empty() {
-                return Ok(deliveries);
+            let next_due = self.blocking(move |db| first_due(db, &c)).await?;
+            if next_due == Some(Duration::ZERO) {
+                let c = consumer.clone();
+                let deliveries = self
+                    .write(0, move |tx| lease_due(tx, &c, max, lease))
+                    .await?;
+                if !deliveries.is_empty() {
+                    return Ok(deliveries);
+                }
+                // Another fetch of the same consumer took them first.
+                continue;
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -266,25 +272,22 @@ impl QueueBackend for EmbeddedBackend {
         let key = delivery.token.clone();
         let consumer = consumer.clone();
         let error = error.to_owned();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            {
-                let mut table = tx.open_table(QUEUE).map_err(storage)?;
-                let Some(mut entry) = take_entry(&mut table, &key)? else {
-                    return Ok(());
-                };
-                entry.leased = false;
-                entry.last_error = Some(error);
-                let due = now_ms() + delay.as_millis() as u64;
-                let value = encode(&entry, &entry.message.payload);
-                table
-                    .insert(
-                        queue_key(&consumer, due, seq_of(&key)?).as_str(),
-                        value.as_slice(),
-                    )
-                    .map_err(storage)?;
-            }
-            tx.commit().map_err(storage)
+        self.write(key.len() + error.len(), move |tx| {
+            let mut table = tx.open_table(QUEUE).map_err(storage)?;
+            let Some(mut entry) = take_entry(&mut table, &key)? else {
+                return Ok(());
+            };
+            entry.leased = false;
+            entry.last_error = Some(error.clone());
+            let due = now_ms() + delay.as_millis() as u64;
+            let value = encode(&entry, &entry.message.payload);
+            table
+                .insert(
+                    queue_key(&consumer, due, seq_of(&key)?).as_str(),
+                    value.as_slice(),
+                )
+                .map_err(storage)?;
+            Ok(())
         })
         .await?;
         self.wake.notify_waiters();
@@ -300,29 +303,26 @@ impl QueueBackend for EmbeddedBackend {
         let key = delivery.token.clone();
         let prefix = consumer_prefix(consumer);
         let error = error.to_owned();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            {
-                let mut table = tx.open_table(QUEUE).map_err(storage)?;
-                let Some(entry) = take_entry(&mut table, &key)? else {
-                    return Ok(());
-                };
-                let dead = DeadLetter {
-                    attempts: entry.attempt,
-                    error,
-                    failed_ms: now_ms(),
-                    message: entry.message,
-                };
-                let value = encode(&dead, &dead.message.payload);
-                tx.open_table(DEAD)
-                    .map_err(storage)?
-                    .insert(
-                        format!("{prefix}{:016x}", seq_of(&key)?).as_str(),
-                        value.as_slice(),
-                    )
-                    .map_err(storage)?;
-            }
-            tx.commit().map_err(storage)
+        self.write(key.len() + error.len(), move |tx| {
+            let mut table = tx.open_table(QUEUE).map_err(storage)?;
+            let Some(entry) = take_entry(&mut table, &key)? else {
+                return Ok(());
+            };
+            let dead = DeadLetter {
+                attempts: entry.attempt,
+                error: error.clone(),
+                failed_ms: now_ms(),
+                message: entry.message,
+            };
+            let value = encode(&dead, &dead.message.payload);
+            tx.open_table(DEAD)
+                .map_err(storage)?
+                .insert(
+                    format!("{prefix}{:016x}", seq_of(&key)?).as_str(),
+                    value.as_slice(),
+                )
+                .map_err(storage)?;
+            Ok(())
         })
         .await
     }
@@ -407,102 +407,94 @@ impl EmbeddedBackend {
     ) -> Result<usize, BackendError> {
         let consumer = consumer.clone();
         let id = id.map(str::to_owned);
-        self.blocking(move |db| {
+        self.write(0, move |tx| {
             let prefix = consumer_prefix(&consumer);
-            let tx = db.begin_write().map_err(storage)?;
-            let count;
-            {
-                let mut dead = tx.open_table(DEAD).map_err(storage)?;
-                let mut chosen = dead_letters_under(&dead, &prefix)?;
-                chosen.retain(|(_, letter)| id.as_deref().is_none_or(|id| id == letter.message.id));
-                count = chosen.len();
-                for (key, letter) in chosen {
-                    dead.remove(key.as_str()).map_err(storage)?;
-                    if requeue {
-                        let entry = Entry {
-                            message: letter.message,
-                            attempt: 0,
-                            leased: false,
-                            last_error: Some(letter.error),
-                        };
-                        let value = encode(&entry, &entry.message.payload);
-                        let seq = next_seq(&tx)?;
-                        tx.open_table(QUEUE)
-                            .map_err(storage)?
-                            .insert(
-                                queue_key(&consumer, now_ms(), seq).as_str(),
-                                value.as_slice(),
-                            )
-                            .map_err(storage)?;
-                    }
+            let mut dead = tx.open_table(DEAD).map_err(storage)?;
+            let mut chosen = dead_letters_under(&dead, &prefix)?;
+            chosen.retain(|(_, letter)| id.as_deref().is_none_or(|id| id == letter.message.id));
+            for (key, letter) in &chosen {
+                dead.remove(key.as_str()).map_err(storage)?;
+                if requeue {
+                    let entry = Entry {
+                        message: letter.message.clone(),
+                        attempt: 0,
+                        leased: false,
+                        last_error: Some(letter.error.clone()),
+                    };
+                    let value = encode(&entry, &entry.message.payload);
+                    let seq = next_seq(tx)?;
+                    tx.open_table(QUEUE)
+                        .map_err(storage)?
+                        .insert(
+                            queue_key(&consumer, now_ms(), seq).as_str(),
+                            value.as_slice(),
+                        )
+                        .map_err(storage)?;
                 }
             }
-            tx.commit().map_err(storage)?;
-            Ok(count)
+            Ok(chosen.len())
         })
         .await
     }
 }
 
-/// Leases up to `max` entries due now; also says how long until the next
-/// delayed entry is due.
-fn take_due(
-    db: &Database,
+/// How long until the consumer's next entry is due: zero when one is due
+/// now, `None` when it has none waiting.
+fn first_due(db: &Database, consumer: &Consumer) -> Result<Option<Duration>, BackendError> {
+    let prefix = consumer_prefix(consumer);
+    let tx = db.begin_read().map_err(storage)?;
+    let table = tx.open_table(QUEUE).map_err(storage)?;
+    let Some(item) = table.range(prefix.as_str()..).map_err(storage)?.next() else {
+        return Ok(None);
+    };
+    let (k, _) = item.map_err(storage)?;
+    let key = k.value();
+    let now = now_ms();
+    Ok(key
+        .starts_with(&prefix)
+        .then(|| u64::from_str_radix(&key[prefix.len()..prefix.len() + 16], 16).ok())
+        .flatten()
+        .map(|due| Duration::from_millis(due.saturating_sub(now))))
+}
+
+/// Leases up to `max` of the consumer's entries due now, for `lease`.
+fn lease_due(
+    tx: &WriteTransaction,
     consumer: &Consumer,
     max: usize,
     lease: Duration,
-) -> Result<(Vec<Delivery>, Option<Duration>), BackendError> {
+) -> Result<Vec<Delivery>, BackendError> {
     let prefix = consumer_prefix(consumer);
     let now = now_ms();
     let end = format!("{prefix}{now:016x}\u{1}");
-    let tx = db.begin_write().map_err(storage)?;
-    let mut deliveries = Vec::new();
-    let next_due;
+    let mut table = tx.open_table(QUEUE).map_err(storage)?;
+    let mut due = Vec::new();
+    for item in table
+        .range(prefix.as_str()..end.as_str())
+        .map_err(storage)?
     {
-        let mut table = tx.open_table(QUEUE).map_err(storage)?;
-        let mut due = Vec::new();
-        for item in table
-            .range(prefix.as_str()..end.as_str())
-            .map_err(storage)?
-        {
-            if due.len() == max {
-                break;
-            }
-            let (k, v) = item.map_err(storage)?;
-            due.push((k.value().to_owned(), decode_entry(v.value())?));
+        if due.len() == max {
+            break;
         }
-        let expires = now + lease.as_millis() as u64;
-        for (key, mut entry) in due {
-            table.remove(key.as_str()).map_err(storage)?;
-            entry.attempt += 1;
-            entry.leased = true;
-            let token = queue_key(consumer, expires, seq_of(&key)?);
-            let value = encode(&entry, &entry.message.payload);
-            table
-                .insert(token.as_str(), value.as_slice())
-                .map_err(storage)?;
-            deliveries.push(Delivery {
-                message: entry.message,
-                attempt: entry.attempt,
-                token,
-            });
-        }
-        next_due = match table.range(end.as_str()..).map_err(storage)?.next() {
-            Some(item) => {
-                let (k, _) = item.map_err(storage)?;
-                let key = k.value();
-                key.starts_with(&prefix)
-                    .then(|| u64::from_str_radix(&key[prefix.len()..prefix.len() + 16], 16).ok())
-                    .flatten()
-                    .map(|due| Duration::from_millis(due.saturating_sub(now)))
-            }
-            None => None,
-        };
+        let (k, v) = item.map_err(storage)?;
+        due.push((k.value().to_owned(), decode_entry(v.value())?));
     }
-    if deliveries.is_empty() {
-        tx.abort().map_err(storage)?;
-    } else {
-        tx.commit().map_err(storage)?;
+    let expires = now + lease.as_millis() as u64;
+    let mut deliveries = Vec::with_capacity(due.len());
+    for (key, mut entry) in due {
+        table.remove(key.as_str()).map_err(storage)?;
+        entry.attempt += 1;
+        entry.leased = true;
+        let token = queue_key(consumer, expires, seq_of(&key)?);
+        let value = encode(&entry, &entry.message.payload);
+        table
+            .insert(token.as_str(), value.as_slice())
+            .map_err(storage)?;
+        deliveries.push(Delivery {
+            message: entry.message,
+            attempt: entry.attempt,
+            token,
+        });
     }
-    Ok((deliveries, next_due))
+    Ok(deliveries)
 }
