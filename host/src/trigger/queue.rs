@@ -1,7 +1,8 @@
 //! The queue trigger: one consumer loop per queue-triggered function.
 //!
 //! Each loop leases as many ready messages as the function has free slots
-//! (`queue.concurrency`), runs each in a fresh instance, and then
+//! (`queue.concurrency`), with up to two leases on their way at once, runs
+//! each message in a fresh instance, and then
 //! acknowledges it (success), schedules a retry with exponential backoff and
 //! jitter (failure), or moves it to dead letters (failure on the last
 //! attempt). A trap, a timeout and a returned error are all failures. A
@@ -17,7 +18,7 @@ use crate::manifest::QueueSpec;
 use crate::wire::TRACEPARENT;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 /// Longest a consumer waits for messages before checking for shutdown again.
@@ -114,49 +115,107 @@ async fn consume(
         .expect("a queue function")
         .spec
         .clone();
-    let consumer = consumer(&app, index);
-    let queue = app.backends().queue.clone();
     let slots = Arc::new(Semaphore::new(spec.concurrency as usize));
-    let lease = function.limits.timeout + LEASE_MARGIN;
+    let fetches = Arc::new(Semaphore::new(FETCHES_IN_FLIGHT));
+    let fetcher = Arc::new(Fetcher {
+        consumer: consumer(&app, index),
+        lease: function.limits.timeout + LEASE_MARGIN,
+        app: app.clone(),
+        runner,
+        index,
+        spec: spec.clone(),
+        slots: slots.clone(),
+    });
     loop {
         if *stop.borrow() {
             break;
         }
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("never closed"),
+        let (fetching, first) = tokio::select! {
+            permits = async {
+                let fetching = fetches.clone().acquire_owned().await.expect("never closed");
+                let first = slots.clone().acquire_owned().await.expect("never closed");
+                (fetching, first)
+            } => permits,
             _ = stop.changed() => break,
         };
-        let want = 1 + slots.available_permits();
+        // Every slot free now joins this fetch.
+        let mut permits = vec![first];
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        tokio::spawn(fetcher.clone().run(permits, fetching, stop.clone()));
+    }
+    // Every slot back means every fetch and every handler has finished.
+    let _ = slots.acquire_many(spec.concurrency).await;
+}
+
+/// Fetches one consumer may have on their way at once: while one lease is
+/// being committed, the slots that free up meanwhile go into the next, so
+/// handlers do not wait for each other's leases.
+const FETCHES_IN_FLIGHT: usize = 2;
+
+/// One consumer's fetches: a lease of as many messages as it has slots.
+struct Fetcher {
+    app: Arc<App>,
+    runner: Arc<Runner>,
+    index: usize,
+    consumer: Consumer,
+    spec: QueueSpec,
+    lease: Duration,
+    slots: Arc<Semaphore>,
+}
+
+impl Fetcher {
+    /// Leases up to one message per permit and runs each with its permit;
+    /// the permits left over are freed.
+    async fn run(
+        self: Arc<Self>,
+        mut permits: Vec<OwnedSemaphorePermit>,
+        fetching: OwnedSemaphorePermit,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let queue = &self.app.backends().queue;
         let fetched = tokio::select! {
-            fetched = queue.fetch(&consumer, want, lease, POLL_WAIT) => fetched,
-            _ = stop.changed() => break,
+            fetched = queue.fetch(&self.consumer, permits.len(), self.lease, POLL_WAIT) => fetched,
+            _ = stop.changed() => return,
         };
+        drop(fetching);
         let deliveries = match fetched {
             Ok(deliveries) => deliveries,
             Err(e) => {
-                tracing::warn!(function = %function.id, error = %e, "fetching messages failed");
+                let function = &self.app.functions[self.index].id;
+                tracing::warn!(%function, error = %e, "fetching messages failed");
+                // Holding the permits, so the next fetch waits too.
                 tokio::time::sleep(BROKER_ERROR_BACKOFF).await;
-                continue;
+                return;
             }
         };
-        let mut first = Some(first);
         for delivery in deliveries {
-            let permit = match first.take() {
+            let permit = match permits.pop() {
                 Some(permit) => permit,
-                None => slots.clone().acquire_owned().await.expect("never closed"),
+                // A backend that returned more than asked for: wait for a slot.
+                None => self
+                    .slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("never closed"),
             };
-            let app = app.clone();
-            let runner = runner.clone();
-            let consumer = consumer.clone();
-            let spec = spec.clone();
+            let fetcher = self.clone();
             tokio::spawn(async move {
-                handle(&app, &runner, index, &consumer, &spec, delivery).await;
+                handle(
+                    &fetcher.app,
+                    &fetcher.runner,
+                    fetcher.index,
+                    &fetcher.consumer,
+                    &fetcher.spec,
+                    delivery,
+                )
+                .await;
                 drop(permit);
             });
         }
     }
-    // Let in-flight handlers finish: they hold every permit until then.
-    let _ = slots.acquire_many(spec.concurrency).await;
 }
 
 async fn handle(
