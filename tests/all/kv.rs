@@ -169,3 +169,66 @@ async fn oversized_keys_and_values_get_a_clear_error() {
     // Nothing was half-written.
     assert_eq!(app.get("/alpha/kv/data/big").await.status(), 404);
 }
+
+/// Writes made at once share commits (group commit); the ones that fail,
+/// an increment of a value that is not a number, a value over the size
+/// limit, fail alone: every other write of their batch is kept.
+#[tokio::test]
+async fn a_failing_write_among_concurrent_ones_fails_alone() {
+    let app = TestApp::start(APP).await;
+    let put = |path: &str, body: Vec<u8>| {
+        app.client
+            .put(app.url(&format!("/alpha/kv/{path}")))
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        put("counters/word", b"not a number".to_vec())
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+
+    let good = (0..32).map(|i| put(&format!("data/key-{i}"), format!("value {i}").into_bytes()));
+    let oversized = (0..8).map(|i| put(&format!("data/big-{i}"), vec![b'x'; 2048]));
+    let not_numbers = (0..8).map(|_| {
+        app.client
+            .post(app.url("/alpha/kv/counters/word/incr"))
+            .send()
+    });
+    let (good, oversized, not_numbers) = tokio::join!(
+        futures_util::future::join_all(good),
+        futures_util::future::join_all(oversized),
+        futures_util::future::join_all(not_numbers),
+    );
+    for response in good {
+        assert_eq!(response.unwrap().status(), 204);
+    }
+    for response in oversized {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 500);
+        let message = json(response).await["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("the limit is 1 KiB"), "{message}");
+    }
+    for response in not_numbers {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 500);
+        let message = json(response).await["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("not a decimal integer"), "{message}");
+    }
+
+    for i in 0..32 {
+        let response = app.get(&format!("/alpha/kv/data/key-{i}")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), format!("value {i}"));
+    }
+    for i in 0..8 {
+        assert_eq!(
+            app.get(&format!("/alpha/kv/data/big-{i}")).await.status(),
+            404
+        );
+    }
+    let word = app.get("/alpha/kv/counters/word").await;
+    assert_eq!(word.text().await.unwrap(), "not a number");
+}
