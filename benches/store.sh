@@ -103,7 +103,9 @@ if [[ -n $BASELINE ]]; then
 fi
 describe() {
     if [[ $1 == baseline ]]; then
-        echo "baseline ($BASELINE, $(git rev-parse --short "$BASELINE"))"
+        local short
+        short=$(git rev-parse --short "$BASELINE")
+        if [[ $short == "$BASELINE" ]]; then echo "baseline ($short)"; else echo "baseline ($BASELINE, $short)"; fi
     else
         echo "current ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host || echo " with uncommitted changes"))"
     fi
