@@ -156,6 +156,7 @@ fn component(name: &str) -> Vec<u8> {
 /// One response seen by the load generator.
 struct Seen {
     sent: Instant,
+    answered: Instant,
     status: u16,
     body: String,
 }
@@ -178,10 +179,16 @@ async fn load(url: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Vec<Seen>>>) {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let body = response.text().await.unwrap_or_default();
-                    Seen { sent, status, body }
+                    Seen {
+                        sent,
+                        answered: Instant::now(),
+                        status,
+                        body,
+                    }
                 }
                 Err(e) => Seen {
                     sent,
+                    answered: Instant::now(),
                     status: 0,
                     body: e.to_string(),
                 },
@@ -201,8 +208,8 @@ fn count(seen: &Mutex<Vec<Seen>>, what: impl Fn(&Seen) -> bool) -> usize {
 
 /// Runs `change` while the load runs; checks that no request failed, that
 /// requests sent before the change got `before`, and every request sent
-/// after it returned got `after`. Returns (requests, rate per second).
-async fn under_load<F>(ops: &Ops, change: F, before: &str, after: &str) -> (usize, f64)
+/// after it returned got `after`.
+async fn under_load<F>(ops: &Ops, change: F, before: &str, after: &str)
 where
     F: Future<Output = (u16, Value)>,
 {
@@ -262,20 +269,20 @@ where
             );
         }
     }
+    // Reported, not asserted (a fast rollback can fall between two
+    // requests): how many were in flight while the change was made.
+    let across = seen
+        .iter()
+        .filter(|s| s.sent < changed && s.answered > change_sent)
+        .count();
     let first = seen.iter().map(|s| s.sent).min().unwrap();
     let last = seen.iter().map(|s| s.sent).max().unwrap();
     let rate = (seen.len() - 1) as f64 / (last - first).as_secs_f64();
-    assert!(
-        rate >= 200.0,
-        "the load was only {rate:.0} requests/s ({} in {elapsed:.2}s)",
-        seen.len()
-    );
     eprintln!(
-        "{} requests in {elapsed:.2}s ({rate:.0}/s), statuses {statuses:?}; the change took {:.0} ms",
+        "{} requests in {elapsed:.2}s ({rate:.0}/s), {across} in flight during the change, statuses {statuses:?}; the change took {:.0} ms",
         seen.len(),
         (changed - change_sent).as_secs_f64() * 1000.0
     );
-    (seen.len(), rate)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
