@@ -117,6 +117,7 @@ async fn consume(
         .clone();
     let slots = Arc::new(Semaphore::new(spec.concurrency as usize));
     let fetches = Arc::new(Semaphore::new(FETCHES_IN_FLIGHT));
+    let recording = Arc::new(Semaphore::new(spec.concurrency as usize));
     let fetcher = Arc::new(Fetcher {
         consumer: consumer(&app, index),
         lease: function.limits.timeout + LEASE_MARGIN,
@@ -125,6 +126,7 @@ async fn consume(
         index,
         spec: spec.clone(),
         slots: slots.clone(),
+        recording: recording.clone(),
     });
     loop {
         if *stop.borrow() {
@@ -145,8 +147,10 @@ async fn consume(
         }
         tokio::spawn(fetcher.clone().run(permits, fetching, stop.clone()));
     }
-    // Every slot back means every fetch and every handler has finished.
+    // Every slot back means every fetch and every invocation has finished;
+    // every recording permit back, every outcome is recorded.
     let _ = slots.acquire_many(spec.concurrency).await;
+    let _ = recording.acquire_many(spec.concurrency).await;
 }
 
 /// Fetches one consumer may have on their way at once: while one lease is
@@ -163,6 +167,9 @@ struct Fetcher {
     spec: QueueSpec,
     lease: Duration,
     slots: Arc<Semaphore>,
+    /// Outcomes being recorded (ack, retry, dead letter) after their
+    /// instance gave back its slot; as many as there are slots.
+    recording: Arc<Semaphore>,
 }
 
 impl Fetcher {
@@ -203,29 +210,24 @@ impl Fetcher {
             };
             let fetcher = self.clone();
             tokio::spawn(async move {
-                handle(
-                    &fetcher.app,
-                    &fetcher.runner,
-                    fetcher.index,
-                    &fetcher.consumer,
-                    &fetcher.spec,
-                    delivery,
-                )
-                .await;
-                drop(permit);
+                handle(&fetcher, delivery, permit).await;
             });
         }
     }
 }
 
-async fn handle(
-    app: &Arc<App>,
-    runner: &Runner,
-    index: usize,
-    consumer: &Consumer,
-    spec: &QueueSpec,
-    delivery: Delivery,
-) {
+/// Runs one delivery in its slot, then records its outcome.
+async fn handle(fetcher: &Fetcher, delivery: Delivery, slot: OwnedSemaphorePermit) {
+    let Fetcher {
+        app,
+        runner,
+        index,
+        consumer,
+        spec,
+        recording,
+        ..
+    } = fetcher;
+    let index = *index;
     let function = &app.functions[index].id;
     let message = &delivery.message;
     let traceparent = message
@@ -246,6 +248,14 @@ async fn handle(
         .executor
         .invoke_queue(app, index, &delivery, call, &runner.services)
         .await;
+    // The instance is gone: its slot goes to the next message while this
+    // outcome is recorded (a commit the next message need not wait for).
+    let _recording = recording
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("never closed");
+    drop(slot);
     if let Err(e) = &result {
         metrics
             .failures

@@ -17,10 +17,11 @@
 //!   number of writers;
 //! - a lone write is never held back for company. Only while writes are
 //!   coming concurrently (the last batch held more than one and ended just
-//!   before this one began) does a batch wait for more: until it holds as
-//!   many as the last one, then as long as writes keep joining at the pace
-//!   they joined recent batches, and never past [`GATHER_WINDOW`] after its
-//!   first write was sent. When the company stops coming, one batch waits
+//!   before this one began) does a batch wait for more, and only while they
+//!   keep joining at the pace they joined recent batches: each next write
+//!   within four times the recent gap until the batch holds as many as the
+//!   last one, within twice the gap after that, and never past
+//!   [`GATHER_WINDOW`] after its first write was sent. When the company stops coming, one batch waits
 //!   out the window, and the next write alone is not held at all. On a fast disk the
 //!   sync is shorter than the time between two writes, so without this wait
 //!   batches would stay at one or two writes however many writers there are
@@ -217,10 +218,10 @@ fn run(db: &Database, incoming: &mpsc::Receiver<Queued>, stats: &WriterStats) {
                 let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                     break;
                 };
-                // The company of the last batch is likely coming again; past
-                // that, wait only while writes keep joining at their pace.
+                // The company of the last batch is likely coming again, so
+                // wait longer for it; past that, only at the recent pace.
                 let wait = if batch.jobs.len() < pace.last_batch {
-                    left
+                    left.min(pace.patience() * 2)
                 } else {
                     left.min(pace.patience())
                 };
