@@ -5,9 +5,11 @@
 //! each message in a fresh instance, and then
 //! acknowledges it (success), schedules a retry with exponential backoff and
 //! jitter (failure), or moves it to dead letters (failure on the last
-//! attempt). A trap, a timeout and a returned error are all failures. A
-//! lease outlives the function's timeout, so a message is only redelivered
-//! early if the host died while handling it.
+//! attempt). A trap, a timeout and a returned error are all failures. The
+//! slot is free again once the instance is done; the outcome is recorded
+//! meanwhile, and shutdown waits for it. A lease outlives the function's
+//! timeout, so a message is only redelivered early if the host died while
+//! handling it.
 
 use crate::app::App;
 use crate::backend::{BackendError, Consumer, Delivery};
