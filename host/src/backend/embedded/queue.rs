@@ -97,6 +97,13 @@ fn queue_key(c: &Consumer, due_ms: u64, seq: u64) -> String {
     format!("{}{due_ms:016x}\0{seq:016x}", consumer_prefix(c))
 }
 
+/// When the entry under `key`, one of the consumer whose keys start with
+/// `prefix`, is due (or its lease ends); `None` for a key not of that form.
+fn due_of(key: &str, prefix: &str) -> Option<u64> {
+    let hex = key.strip_prefix(prefix)?.get(..16)?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
 fn seq_of(key: &str) -> Result<u64, BackendError> {
     key.rsplit('\0')
         .next()
@@ -368,8 +375,7 @@ impl QueueBackend for EmbeddedBackend {
                     break;
                 }
                 let entry = decode_entry(v.value())?;
-                let due =
-                    u64::from_str_radix(&key[prefix.len()..prefix.len() + 16], 16).unwrap_or(0);
+                let due = due_of(key, &prefix).unwrap_or(0);
                 if entry.leased && due > now {
                     stats.in_flight += 1;
                 } else if due > now {
@@ -448,13 +454,8 @@ fn first_due(db: &Database, consumer: &Consumer) -> Result<Option<Duration>, Bac
         return Ok(None);
     };
     let (k, _) = item.map_err(storage)?;
-    let key = k.value();
     let now = now_ms();
-    Ok(key
-        .starts_with(&prefix)
-        .then(|| u64::from_str_radix(&key[prefix.len()..prefix.len() + 16], 16).ok())
-        .flatten()
-        .map(|due| Duration::from_millis(due.saturating_sub(now))))
+    Ok(due_of(k.value(), &prefix).map(|due| Duration::from_millis(due.saturating_sub(now))))
 }
 
 /// Leases up to `max` of the consumer's entries due now, for `lease`.

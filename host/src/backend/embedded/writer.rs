@@ -124,8 +124,6 @@ struct Queued {
 pub(super) struct WriterStats {
     /// Transactions committed: one sync to disk each.
     pub commits: AtomicU64,
-    /// Writes applied, refused ones included.
-    pub writes: AtomicU64,
 }
 
 /// The handle on the writer thread; dropping the last one lets the thread
@@ -231,9 +229,9 @@ fn run(db: &Database, incoming: &mpsc::Receiver<Queued>, stats: &WriterStats) {
                 }
             }
         }
-        pace.committing(batch.jobs.len());
+        let writes = batch.jobs.len();
         commit(db, batch.jobs, stats);
-        pace.committed();
+        pace.committed(writes);
     }
 }
 
@@ -302,11 +300,9 @@ impl Pace {
         self.gap * 2
     }
 
-    fn committing(&mut self, writes: usize) {
+    /// Counts a commit of `writes` writes that just ended.
+    fn committed(&mut self, writes: usize) {
         self.last_batch = writes;
-    }
-
-    fn committed(&mut self) {
         self.last_commit = Some(Instant::now());
     }
 }
@@ -327,9 +323,7 @@ fn commit(db: &Database, mut batch: Vec<Box<dyn Job>>, stats: &WriterStats) {
     };
     // Counted before anyone is answered, so an answered write is counted.
     let metrics = crate::telemetry::metrics();
-    let writes = batch.len() as u64;
-    stats.writes.fetch_add(writes, Ordering::Relaxed);
-    metrics.store_writes.inc_by(writes);
+    metrics.store_writes.inc_by(batch.len() as u64);
     if committed {
         stats.commits.fetch_add(1, Ordering::Relaxed);
         metrics.store_commits.inc();
