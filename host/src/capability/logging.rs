@@ -51,8 +51,11 @@ impl LogCtx {
     /// A stream for the guest's stdout or stderr.
     pub fn stream(&self, name: &'static str) -> LogStream {
         LogStream {
-            ctx: self.clone(),
-            name,
+            line: Arc::new(Line {
+                ctx: self.clone(),
+                name,
+                bytes: Mutex::default(),
+            }),
         }
     }
 }
@@ -114,9 +117,13 @@ fn truncate(s: &str) -> &str {
 }
 
 /// The guest's stdout or stderr, logged line by line at info level.
+///
+/// Every handle the guest opens on the stream (some toolchains open one per
+/// write) writes into the same line, so a line written in pieces through
+/// several handles is one record. What is left without a newline is logged
+/// when the instance ends, with the stream.
 pub struct LogStream {
-    ctx: LogCtx,
-    name: &'static str,
+    line: Arc<Line>,
 }
 
 impl IsTerminal for LogStream {
@@ -128,22 +135,34 @@ impl IsTerminal for LogStream {
 impl StdoutStream for LogStream {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(LineWriter {
-            ctx: self.ctx.clone(),
-            name: self.name,
-            line: Vec::new(),
+            line: self.line.clone(),
         })
     }
 }
 
-struct LineWriter {
+/// One stream's line being written, shared by all its handles.
+struct Line {
     ctx: LogCtx,
     name: &'static str,
-    line: Vec<u8>,
+    bytes: Mutex<Vec<u8>>,
 }
 
-impl LineWriter {
-    fn emit(&mut self) {
-        let text = String::from_utf8_lossy(&self.line);
+impl Line {
+    /// Adds `buf`, logging each line it completes.
+    fn write(&self, buf: &[u8]) {
+        let mut line = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        for &b in buf {
+            if line.len() < MAX_LINE {
+                line.push(b);
+            }
+            if b == b'\n' {
+                self.emit(&mut line);
+            }
+        }
+    }
+
+    fn emit(&self, line: &mut Vec<u8>) {
+        let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
         let request_id = self.ctx.request_id();
         tracing::info!(
@@ -153,24 +172,32 @@ impl LineWriter {
             stream = self.name,
             "{text}"
         );
-        self.line.clear();
+        line.clear();
     }
+}
+
+impl Drop for Line {
+    /// The instance is gone (its last handle with it): logs a partial line.
+    fn drop(&mut self) {
+        let mut line = std::mem::take(self.bytes.get_mut().unwrap_or_else(PoisonError::into_inner));
+        if !line.is_empty() {
+            self.emit(&mut line);
+        }
+    }
+}
+
+/// One handle on a [`LogStream`].
+struct LineWriter {
+    line: Arc<Line>,
 }
 
 impl AsyncWrite for LineWriter {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        for &b in buf {
-            if self.line.len() < MAX_LINE {
-                self.line.push(b);
-            }
-            if b == b'\n' {
-                self.emit();
-            }
-        }
+        self.line.write(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -178,18 +205,7 @@ impl AsyncWrite for LineWriter {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.line.is_empty() {
-            self.emit();
-        }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        if !self.line.is_empty() {
-            self.emit();
-        }
     }
 }
