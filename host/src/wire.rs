@@ -49,3 +49,49 @@ pub fn full(body: impl Into<Bytes>) -> Body {
         .map_err(|never| match never {})
         .boxed_unsync()
 }
+
+/// Checks that each of `errors` (status, code, message) has its row in the
+/// README's error table whose header row is `header`.
+#[cfg(test)]
+pub(crate) fn assert_documented(
+    header: &str,
+    errors: impl IntoIterator<Item = (u16, &'static str, String)>,
+) {
+    let documented = documented_errors(header);
+    for (status, code, message) in errors {
+        assert!(
+            documented.contains(&(status, code.to_owned())),
+            "the README's table headed {header} lacks status {status} with `{code}` ({message})"
+        );
+    }
+}
+
+/// The `(status, code)` pairs of the README's error table whose header row
+/// is `header`: the status is the number a row's status cell starts with,
+/// the code the backticked word of its last cell.
+#[cfg(test)]
+fn documented_errors(header: &str) -> std::collections::BTreeSet<(u16, String)> {
+    const README: &str = include_str!("../../README.md");
+    let mut rows = README
+        .lines()
+        .skip_while(|line| line.trim() != header)
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .peekable();
+    assert!(
+        rows.peek().is_some(),
+        "the README has no table headed {header}"
+    );
+    rows.map(|row| {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let [_, status, code] = cells[..] else {
+            panic!("a README error row without three cells: {row}");
+        };
+        let status = status
+            .get(..3)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("a README error row without a status: {row}"));
+        (status, code.trim_matches('`').to_owned())
+    })
+    .collect()
+}

@@ -120,6 +120,114 @@ impl AdminError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::store::StoreError;
+
+    /// One of every refusal of the admin API. The matches have no wildcard,
+    /// so a new kind does not compile until it is listed here, and so in the
+    /// README.
+    fn every_refusal() -> Vec<AdminError> {
+        let f = || String::from("f");
+        let deploy = vec![
+            DeployError::UnknownFunction(f()),
+            DeployError::Exists(f()),
+            DeployError::Manifest {
+                function: f(),
+                message: f(),
+            },
+            DeployError::Removed(f()),
+            DeployError::Rejected(crate::app::LoadError::NoQueueHandler {
+                function: crate::manifest::FunctionId::parse("f").unwrap(),
+                path: "f.wasm".into(),
+            }),
+            DeployError::NoHistory(f()),
+            DeployError::CanaryRunning {
+                function: f(),
+                digest: f(),
+            },
+            DeployError::NoCanary(f()),
+            DeployError::CanaryIsStable {
+                function: f(),
+                digest: f(),
+            },
+            DeployError::Percent(f()),
+            DeployError::QueueFunction {
+                function: f(),
+                topic: f(),
+            },
+            DeployError::Unavailable {
+                function: f(),
+                digest: f(),
+                message: f(),
+            },
+            DeployError::Store(StoreError {
+                path: "f".into(),
+                message: f(),
+            }),
+        ];
+        for e in &deploy {
+            match e {
+                DeployError::UnknownFunction(_)
+                | DeployError::Exists(_)
+                | DeployError::Manifest { .. }
+                | DeployError::Removed(_)
+                | DeployError::Rejected(_)
+                | DeployError::NoHistory(_)
+                | DeployError::CanaryRunning { .. }
+                | DeployError::NoCanary(_)
+                | DeployError::CanaryIsStable { .. }
+                | DeployError::Percent(_)
+                | DeployError::QueueFunction { .. }
+                | DeployError::Unavailable { .. }
+                | DeployError::Store(_) => {}
+            }
+        }
+        let mut all = vec![
+            AdminError::Unauthorized,
+            AdminError::NoEndpoint {
+                method: Method::GET,
+                path: f(),
+            },
+            AdminError::NoFunction(f()),
+            AdminError::NoQueueTrigger(f()),
+            AdminError::InvalidTopic(f()),
+            AdminError::Message(f()),
+            AdminError::ComponentTooLarge,
+            AdminError::Component(f()),
+            AdminError::ManifestHeader,
+            AdminError::NoPercent,
+            AdminError::Backend(BackendError::Storage(f())),
+            AdminError::Task(f()),
+        ];
+        for e in &all {
+            match e {
+                AdminError::Unauthorized
+                | AdminError::NoEndpoint { .. }
+                | AdminError::NoFunction(_)
+                | AdminError::NoQueueTrigger(_)
+                | AdminError::InvalidTopic(_)
+                | AdminError::Message(_)
+                | AdminError::ComponentTooLarge
+                | AdminError::Component(_)
+                | AdminError::ManifestHeader
+                | AdminError::NoPercent
+                | AdminError::Deploy(_)
+                | AdminError::Backend(_)
+                | AdminError::Task(_) => {}
+            }
+        }
+        all.extend(deploy.into_iter().map(AdminError::Deploy));
+        all
+    }
+
+    #[test]
+    fn every_refusal_is_in_the_readme() {
+        crate::wire::assert_documented(
+            "| refusal | status | `error` |",
+            every_refusal()
+                .iter()
+                .map(|e| (e.status().as_u16(), e.code(), e.to_string())),
+        );
+    }
 
     #[test]
     fn a_refusal_of_the_deployer_keeps_its_status_and_code() {

@@ -232,3 +232,116 @@ fn quote_safe(s: &str) -> String {
         .take(MAX_CHALLENGE_TEXT)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::{CorsError, TokenError};
+    use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+
+    /// One of every invocation failure. The match has no wildcard, so a new
+    /// kind does not compile until it is listed here, and so in the README.
+    fn every_invocation_error() -> Vec<InvocationError> {
+        let all = vec![
+            InvocationError::Overloaded {
+                concurrency: 1,
+                waited: Duration::from_secs(1),
+            },
+            InvocationError::PoolExhausted,
+            InvocationError::Timeout {
+                limit: Duration::from_secs(1),
+            },
+            InvocationError::MemoryExceeded { limit: 1 },
+            InvocationError::Trap {
+                trap: wasmtime::Trap::UnreachableCodeReached,
+                detail: String::new(),
+            },
+            InvocationError::NoResponse,
+            InvocationError::GuestError(ErrorCode::InternalError(None)),
+            InvocationError::Rejected(String::new()),
+            InvocationError::NoHttpHandler,
+            InvocationError::Failed(String::new()),
+        ];
+        for e in &all {
+            match e {
+                InvocationError::Overloaded { .. }
+                | InvocationError::PoolExhausted
+                | InvocationError::Timeout { .. }
+                | InvocationError::MemoryExceeded { .. }
+                | InvocationError::Trap { .. }
+                | InvocationError::NoResponse
+                | InvocationError::GuestError(_)
+                | InvocationError::Rejected(_)
+                | InvocationError::NoHttpHandler
+                | InvocationError::Failed(_) => {}
+            }
+        }
+        all
+    }
+
+    /// One of every error an HTTP caller can receive, listed the same way.
+    fn every_error() -> Vec<HttpError> {
+        let realm = String::from("app");
+        let mut all = vec![
+            HttpError::NotFound {
+                method: Method::GET,
+                path: "/".into(),
+            },
+            HttpError::MethodNotAllowed {
+                method: Method::GET,
+                allow: vec![Method::POST],
+            },
+            HttpError::PayloadTooLarge { limit: 1 },
+            HttpError::BadRequest(String::new()),
+            HttpError::Unauthorized {
+                reason: TokenError::Missing,
+                realm: realm.clone(),
+            },
+            HttpError::Forbidden {
+                missing: String::new(),
+                realm,
+                scopes: Vec::new(),
+            },
+            HttpError::AuthUnavailable,
+            HttpError::TooManyRequests {
+                retry_after: Duration::from_secs(1),
+            },
+            HttpError::Internal(String::new()),
+            HttpError::CorsRejected(CorsError::Origin(String::new())),
+        ];
+        for e in &all {
+            match e {
+                HttpError::NotFound { .. }
+                | HttpError::MethodNotAllowed { .. }
+                | HttpError::PayloadTooLarge { .. }
+                | HttpError::BadRequest(_)
+                | HttpError::Unauthorized { .. }
+                | HttpError::Forbidden { .. }
+                | HttpError::AuthUnavailable
+                | HttpError::TooManyRequests { .. }
+                | HttpError::Internal(_)
+                | HttpError::CorsRejected(_)
+                | HttpError::Invocation { .. } => {}
+            }
+        }
+        all.extend(
+            every_invocation_error()
+                .into_iter()
+                .map(|error| HttpError::Invocation {
+                    function: "f".into(),
+                    error,
+                }),
+        );
+        all
+    }
+
+    #[test]
+    fn every_error_a_caller_can_receive_is_in_the_readme() {
+        crate::wire::assert_documented(
+            "| what happened | status | `error` |",
+            every_error()
+                .iter()
+                .map(|e| (e.status().as_u16(), e.code(), e.to_string())),
+        );
+    }
+}
