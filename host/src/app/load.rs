@@ -205,8 +205,9 @@ fn export_names(runtime: &Runtime, component: &Component) -> String {
 }
 
 /// The packages of interfaces the host provides, each with the versions it
-/// takes: one version, or `A to B` for every patch release from `A` to `B`
-/// (the linker takes any WASI 0.2 release up to the one wasmtime provides).
+/// takes, separated by `, `: one version, or `A to B` for every patch
+/// release from `A` to `B` (the linker takes any WASI 0.2 release up to the
+/// one wasmtime provides).
 /// The tests link a component importing each to keep the list true.
 pub const PROVIDED: &[(&str, &str)] = &[
     ("wasi:cli", WASI_P2),
@@ -216,7 +217,7 @@ pub const PROVIDED: &[(&str, &str)] = &[
     ("wasi:random", WASI_P2),
     ("wasi:sockets", WASI_P2),
     ("wasi:http", WASI_P2),
-    ("wasi:keyvalue", "0.2.0-draft2"),
+    ("wasi:keyvalue", "0.2.0-draft2, 0.2.0-draft"),
     ("wasi:config", "0.2.0-rc.1"),
     ("wasi:logging", "0.1.0-draft"),
     ("wasi:messaging", "0.2.0-draft"),
@@ -228,6 +229,11 @@ const WASI_P2: &str = "0.2.0 to 0.2.12";
 
 /// Whether `versions` (an entry of [`PROVIDED`]) takes `version`.
 fn takes(versions: &str, version: &str) -> bool {
+    versions.split(", ").any(|one| takes_one(one, version))
+}
+
+/// Whether `versions` (one version, or a range `A to B`) takes `version`.
+fn takes_one(versions: &str, version: &str) -> bool {
     let Some((low, high)) = versions.split_once(" to ") else {
         return versions == version;
     };
@@ -263,8 +269,8 @@ fn unsupported_import(message: &str) -> String {
         Some((_, versions)) if !takes(versions, version) => {
             format!("imports `{name}`, but Nimbus provides {package} only at {versions}")
         }
-        Some((_, versions)) => format!(
-            "imports `{name}`, which Nimbus does not provide: {package} at {versions} has no such interface"
+        Some(_) => format!(
+            "imports `{name}`, which Nimbus does not provide: its {package}@{version} has no such interface"
         ),
         None => format!(
             "imports `{name}`, which Nimbus does not provide; it provides {}",
@@ -394,9 +400,11 @@ mod tests {
         };
         for ((package, versions), (same, interface, member)) in PROVIDED.iter().zip(INTERFACE_OF) {
             assert_eq!(package, same);
-            let newest = versions.rsplit(" to ").next().unwrap();
-            let oldest = versions.split(" to ").next().unwrap();
-            for version in [oldest, newest] {
+            let ends = versions
+                .split(", ")
+                .flat_map(|range| [range.split(" to ").next(), range.rsplit(" to ").next()])
+                .flatten();
+            for version in ends {
                 let name = format!("{package}/{interface}@{version}");
                 link(&runtime, &name, member)
                     .unwrap_or_else(|e| panic!("{name} does not link: {e}"));
@@ -412,8 +420,8 @@ mod tests {
             unsupported_import(&link(&runtime, name, member).expect_err(name))
         };
         assert_eq!(
-            refused("wasi:keyvalue/store@0.2.0-draft"),
-            "imports `wasi:keyvalue/store@0.2.0-draft`, but Nimbus provides wasi:keyvalue only at 0.2.0-draft2"
+            refused("wasi:keyvalue/store@0.1.0"),
+            "imports `wasi:keyvalue/store@0.1.0`, but Nimbus provides wasi:keyvalue only at 0.2.0-draft2, 0.2.0-draft"
         );
         assert_eq!(
             refused("wasi:http/types@0.3.0"),
@@ -421,11 +429,11 @@ mod tests {
         );
         assert_eq!(
             refused("wasi:keyvalue/batch@0.2.0-draft2"),
-            "imports `wasi:keyvalue/batch@0.2.0-draft2`, which Nimbus does not provide: wasi:keyvalue at 0.2.0-draft2 has no such interface"
+            "imports `wasi:keyvalue/batch@0.2.0-draft2`, which Nimbus does not provide: its wasi:keyvalue@0.2.0-draft2 has no such interface"
         );
         let other = refused("acme:billing/charge@1.0.0");
         assert!(
-            other.starts_with("imports `acme:billing/charge@1.0.0`, which Nimbus does not provide; it provides wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, wasi:http 0.2.0 to 0.2.12; wasi:keyvalue 0.2.0-draft2;"),
+            other.starts_with("imports `acme:billing/charge@1.0.0`, which Nimbus does not provide; it provides wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, wasi:http 0.2.0 to 0.2.12; wasi:keyvalue 0.2.0-draft2, 0.2.0-draft;"),
             "{other}"
         );
     }

@@ -1,4 +1,5 @@
-//! Key-value stores (`wasi:keyvalue@0.2.0-draft2` and `nimbus:function/keyvalue-ext`).
+//! Key-value stores (`wasi:keyvalue@0.2.0-draft2` and `nimbus:function/keyvalue-ext`;
+//! `kv_draft.rs` adds `wasi:keyvalue@0.2.0-draft` over the same stores).
 //!
 //! A function may open only the stores its manifest lists in `kv`; anything
 //! else is `access-denied`. Stores are namespaced by app, so two apps never
@@ -88,7 +89,8 @@ pub struct KvView<'a> {
     pub table: &'a mut ResourceTable,
 }
 
-struct HasKv;
+/// The key-value interfaces' view of the store data, for bindgen's linker functions.
+pub(super) struct HasKv;
 
 impl HasData for HasKv {
     type Data<'a> = KvView<'a>;
@@ -102,11 +104,11 @@ pub fn add_to_linker<T: Send + 'static>(
     store::add_to_linker::<T, HasKv>(linker, view)?;
     atomics::add_to_linker::<T, HasKv>(linker, view)?;
     keyvalue_ext::add_to_linker::<T, HasKv>(linker, view)?;
-    Ok(())
+    super::kv_draft::add_to_linker(linker, view)
 }
 
 impl KvView<'_> {
-    fn check_key(&self, key: &str) -> Result<(), KvError> {
+    pub(super) fn check_key(&self, key: &str) -> Result<(), KvError> {
         if key.is_empty() {
             return Err(KvError::Other("the key is empty".into()));
         }
@@ -131,7 +133,7 @@ impl KvView<'_> {
         Ok(())
     }
 
-    fn ns(&self, bucket: &Resource<Bucket>) -> Result<Namespace, KvError> {
+    pub(super) fn ns(&self, bucket: &Resource<Bucket>) -> Result<Namespace, KvError> {
         Ok(self.table.get(bucket)?.ns.clone())
     }
 
@@ -141,26 +143,15 @@ impl KvView<'_> {
         prefix: &str,
         cursor: Option<String>,
     ) -> Result<store::KeyResponse, KvError> {
-        let ns = self.ns(bucket)?;
-        let page = self
-            .ctx
-            .backend
-            .list(&ns, prefix, cursor.as_deref(), LIST_PAGE_SIZE)
-            .await?;
-        let cursor = if page.more {
-            page.keys.last().cloned()
-        } else {
-            None
-        };
-        Ok(store::KeyResponse {
-            keys: page.keys,
-            cursor,
-        })
+        let (keys, more) = self.keys_after(bucket, prefix, cursor.as_deref()).await?;
+        let cursor = if more { keys.last().cloned() } else { None };
+        Ok(store::KeyResponse { keys, cursor })
     }
 }
 
-impl store::Host for KvView<'_> {
-    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+impl KvView<'_> {
+    /// Opens the store `identifier` if the function was granted it.
+    pub(super) fn open_bucket(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
         if !self.ctx.allowed.iter().any(|s| s.as_str() == identifier) {
             tracing::debug!(store = identifier, "key-value store not granted");
             return Err(KvError::AccessDenied);
@@ -172,6 +163,34 @@ impl store::Host for KvView<'_> {
         Ok(self.table.push(Bucket { ns })?)
     }
 
+    /// Up to [`LIST_PAGE_SIZE`] keys of `bucket` starting with `prefix`,
+    /// after `cursor` (a key), and whether more follow.
+    pub(super) async fn keys_after(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        prefix: &str,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<String>, bool), KvError> {
+        let ns = self.ns(bucket)?;
+        let page = self
+            .ctx
+            .backend
+            .list(&ns, prefix, cursor, LIST_PAGE_SIZE)
+            .await?;
+        Ok((page.keys, page.more))
+    }
+
+    /// The backend, for the other draft's interfaces.
+    pub(super) fn backend(&self) -> &dyn KvBackend {
+        &*self.ctx.backend
+    }
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+        self.open_bucket(identifier)
+    }
+
     fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
         match err {
             KvError::AccessDenied => Ok(store::Error::AccessDenied),
@@ -181,15 +200,67 @@ impl store::Host for KvView<'_> {
     }
 }
 
+impl KvView<'_> {
+    /// `get` of either draft: the value of `key`, if set.
+    pub(super) async fn get_value(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        self.check_key(key)?;
+        let ns = self.ns(bucket)?;
+        Ok(self.ctx.backend.get(&ns, key).await?)
+    }
+
+    /// `set` of either draft, within the limits.
+    pub(super) async fn set_value(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), KvError> {
+        self.check_key(key)?;
+        self.check_value(value)?;
+        let ns = self.ns(bucket)?;
+        Ok(self.ctx.backend.set(&ns, key, value).await?)
+    }
+
+    /// `delete` of either draft.
+    pub(super) async fn delete_key(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+    ) -> Result<(), KvError> {
+        self.check_key(key)?;
+        let ns = self.ns(bucket)?;
+        Ok(self.ctx.backend.delete(&ns, key).await?)
+    }
+
+    /// `exists` of either draft.
+    pub(super) async fn key_exists(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+    ) -> Result<bool, KvError> {
+        self.check_key(key)?;
+        let ns = self.ns(bucket)?;
+        Ok(self.ctx.backend.exists(&ns, key).await?)
+    }
+
+    /// A bucket handle dropped by the guest, of either draft.
+    pub(super) fn drop_bucket(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
 impl store::HostBucket for KvView<'_> {
     async fn get(
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, KvError> {
-        self.check_key(&key)?;
-        let ns = self.ns(&bucket)?;
-        Ok(self.ctx.backend.get(&ns, &key).await?)
+        self.get_value(&bucket, &key).await
     }
 
     async fn set(
@@ -198,22 +269,15 @@ impl store::HostBucket for KvView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), KvError> {
-        self.check_key(&key)?;
-        self.check_value(&value)?;
-        let ns = self.ns(&bucket)?;
-        Ok(self.ctx.backend.set(&ns, &key, &value).await?)
+        self.set_value(&bucket, &key, &value).await
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KvError> {
-        self.check_key(&key)?;
-        let ns = self.ns(&bucket)?;
-        Ok(self.ctx.backend.delete(&ns, &key).await?)
+        self.delete_key(&bucket, &key).await
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, KvError> {
-        self.check_key(&key)?;
-        let ns = self.ns(&bucket)?;
-        Ok(self.ctx.backend.exists(&ns, &key).await?)
+        self.key_exists(&bucket, &key).await
     }
 
     async fn list_keys(
@@ -225,8 +289,7 @@ impl store::HostBucket for KvView<'_> {
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
-        self.table.delete(bucket)?;
-        Ok(())
+        self.drop_bucket(bucket)
     }
 }
 

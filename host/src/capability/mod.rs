@@ -10,6 +10,7 @@
 pub(crate) mod bindings;
 pub mod config;
 pub mod kv;
+mod kv_draft;
 pub mod logging;
 pub mod messaging;
 pub mod outbound;

@@ -1,4 +1,4 @@
 (component
-  (import "wasi:keyvalue/store@0.2.0-draft" (instance
+  (import "wasi:keyvalue/store@0.1.0" (instance
     (export "bucket" (type (sub resource)))))
 )

@@ -7,11 +7,10 @@
 //! through to a guest: method, path, headers and a complete body.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 
-use probe_util::{JSON, respond};
+use probe_util::{JSON, read_body, respond};
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{Fields, IncomingBody, IncomingRequest, Method, ResponseOutparam};
+use wasip2::http::types::{Fields, IncomingRequest, Method, ResponseOutparam};
 
 struct Echo;
 
@@ -48,20 +47,6 @@ fn joined_headers(headers: &Fields) -> BTreeMap<String, String> {
             .or_insert_with(|| value.into_owned());
     }
     joined
-}
-
-/// Reads the whole request body.
-fn read_body(request: &IncomingRequest) -> Vec<u8> {
-    let body = request.consume().expect("the body is consumed only once");
-    let mut stream = body.stream().expect("the stream is taken only once");
-    let mut bytes = Vec::new();
-    stream
-        .read_to_end(&mut bytes)
-        .expect("read the request body");
-    // The stream must be dropped before the body is finished; trailers are not echoed.
-    drop(stream);
-    drop(IncomingBody::finish(body));
-    bytes
 }
 
 fn method_name(method: &Method) -> &str {

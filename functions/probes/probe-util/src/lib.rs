@@ -7,9 +7,11 @@
 
 #![deny(missing_docs)]
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 
-use wasip2::http::types::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 /// The content type of a plain-text body.
 pub const TEXT: &str = "text/plain; charset=utf-8";
@@ -45,6 +47,20 @@ pub fn query_param<'a>(path_with_query: &'a str, key: &str) -> Option<&'a str> {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         (name == key).then_some(value)
     })
+}
+
+/// Reads the whole request body; trailers are ignored.
+pub fn read_body(request: &IncomingRequest) -> Vec<u8> {
+    let body = request.consume().expect("the body is consumed only once");
+    let mut stream = body.stream().expect("the stream is taken only once");
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .expect("read the request body");
+    // The stream must be dropped before the body is finished.
+    drop(stream);
+    drop(IncomingBody::finish(body));
+    bytes
 }
 
 #[cfg(test)]
