@@ -108,7 +108,7 @@ pub fn add_to_linker<T: Send + 'static>(
 }
 
 impl KvView<'_> {
-    pub(super) fn check_key(&self, key: &str) -> Result<(), KvError> {
+    fn check_key(&self, key: &str) -> Result<(), KvError> {
         if key.is_empty() {
             return Err(KvError::Other("the key is empty".into()));
         }
@@ -133,7 +133,7 @@ impl KvView<'_> {
         Ok(())
     }
 
-    pub(super) fn ns(&self, bucket: &Resource<Bucket>) -> Result<Namespace, KvError> {
+    fn ns(&self, bucket: &Resource<Bucket>) -> Result<Namespace, KvError> {
         Ok(self.table.get(bucket)?.ns.clone())
     }
 
@@ -147,9 +147,7 @@ impl KvView<'_> {
         let cursor = if more { keys.last().cloned() } else { None };
         Ok(store::KeyResponse { keys, cursor })
     }
-}
 
-impl KvView<'_> {
     /// Opens the store `identifier` if the function was granted it.
     pub(super) fn open_bucket(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
         if !self.ctx.allowed.iter().any(|s| s.as_str() == identifier) {
@@ -180,27 +178,6 @@ impl KvView<'_> {
         Ok((page.keys, page.more))
     }
 
-    /// The backend, for the other draft's interfaces.
-    pub(super) fn backend(&self) -> &dyn KvBackend {
-        &*self.ctx.backend
-    }
-}
-
-impl store::Host for KvView<'_> {
-    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
-        self.open_bucket(identifier)
-    }
-
-    fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
-        match err {
-            KvError::AccessDenied => Ok(store::Error::AccessDenied),
-            KvError::Other(message) => Ok(store::Error::Other(message)),
-            KvError::Trap(e) => Err(e),
-        }
-    }
-}
-
-impl KvView<'_> {
     /// `get` of either draft: the value of `key`, if set.
     pub(super) async fn get_value(
         &mut self,
@@ -247,10 +224,36 @@ impl KvView<'_> {
         Ok(self.ctx.backend.exists(&ns, key).await?)
     }
 
+    /// `increment` of either draft: adds `delta` to the counter at `key`.
+    pub(super) async fn increment_by(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+        delta: i64,
+    ) -> Result<i64, KvError> {
+        self.check_key(key)?;
+        let ns = self.ns(bucket)?;
+        Ok(self.ctx.backend.increment(&ns, key, delta).await?)
+    }
+
     /// A bucket handle dropped by the guest, of either draft.
     pub(super) fn drop_bucket(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
         self.table.delete(bucket)?;
         Ok(())
+    }
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+        self.open_bucket(identifier)
+    }
+
+    fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
+        match err {
+            KvError::AccessDenied => Ok(store::Error::AccessDenied),
+            KvError::Other(message) => Ok(store::Error::Other(message)),
+            KvError::Trap(e) => Err(e),
+        }
     }
 }
 
@@ -311,9 +314,7 @@ impl atomics::Host for KvView<'_> {
         key: String,
         delta: i64,
     ) -> Result<i64, KvError> {
-        self.check_key(&key)?;
-        let ns = self.ns(&bucket)?;
-        Ok(self.ctx.backend.increment(&ns, &key, delta).await?)
+        self.increment_by(&bucket, &key, delta).await
     }
 
     async fn swap(

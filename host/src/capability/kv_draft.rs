@@ -122,12 +122,10 @@ impl atomics::Host for KvView<'_> {
         key: String,
         delta: u64,
     ) -> Result<u64, KvError> {
-        self.check_key(&key)?;
         let delta = i64::try_from(delta).map_err(|_| {
             KvError::Other(format!("the delta {delta} is larger than {}", i64::MAX))
         })?;
-        let ns = self.ns(&bucket)?;
-        let value = self.backend().increment(&ns, &key, delta).await?;
+        let value = self.increment_by(&bucket, &key, delta).await?;
         u64::try_from(value).map_err(|_| {
             KvError::Other(format!(
                 "the counter at `{key}` is {value}, below zero, which this draft's u64 cannot hold"
