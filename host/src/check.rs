@@ -33,6 +33,9 @@ pub struct CheckReport {
     pub functions: usize,
     /// Routes in the routing table.
     pub routes: usize,
+    /// Each function's id with the handler interfaces its component exports
+    /// (`wasi:http/handler@0.3.0`, ...).
+    pub handlers: Vec<(String, Vec<String>)>,
 }
 
 /// Loads the manifest at `path` and every component in it, exactly as
@@ -48,5 +51,13 @@ pub fn check(runtime: &Runtime, path: &Path) -> Result<CheckReport, CheckError> 
         app: app.name.clone(),
         functions: app.functions.len(),
         routes: app.router.len(),
+        handlers: app
+            .functions
+            .iter()
+            .map(|f| {
+                let handlers = f.version().map(|v| v.handlers.clone()).unwrap_or_default();
+                (f.id.to_string(), handlers)
+            })
+            .collect(),
     })
 }

@@ -3,8 +3,8 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::component::Component;
@@ -59,83 +59,136 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// The engine and what goes with it: one per process, shared by every app.
+/// The engines and what goes with them: one per process, shared by every app.
 ///
-/// Dropping the last clone stops the epoch ticker thread.
+/// WASI 0.2 components run on an engine without the component model's
+/// concurrency support, which makes every call cheaper; WASI 0.3 components
+/// need it, and get an engine of their own, built the first time one loads.
+///
+/// Dropping the last clone stops the epoch ticker threads.
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<RuntimeInner>,
 }
 
+/// Which of the runtime's engines a component is compiled for and runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// WASI 0.2: one call at a time per instance, on a plain fiber.
+    Sync,
+    /// WASI 0.3: the component model's async runtime, several calls at once.
+    Concurrent,
+}
+
 struct RuntimeInner {
+    config: RuntimeConfig,
+    sync: Flavor,
+    concurrent: OnceLock<Flavor>,
+}
+
+/// One engine with its epoch ticker and compile cache.
+struct Flavor {
     engine: Engine,
     pooling: bool,
     cache: Option<CompileCache>,
     _ticker: EpochTicker,
 }
 
-impl Runtime {
-    /// Builds the engine, falling back to on-demand allocation where the
+impl Flavor {
+    /// Builds an engine, falling back to on-demand allocation where the
     /// pooling allocator cannot reserve its address space.
-    pub fn new(config: &RuntimeConfig) -> wasmtime::Result<Runtime> {
+    fn new(config: &RuntimeConfig, kind: EngineKind) -> wasmtime::Result<Flavor> {
         let (engine, pooling) = if config.pooling {
-            match Engine::new(&engine_config(Some(config.pool_instances))) {
+            match Engine::new(&engine_config(kind, Some(config.pool_instances))) {
                 Ok(engine) => (engine, true),
                 Err(e) => {
                     tracing::warn!(
                         error = %format!("{e:#}"),
                         "pooling allocator unavailable; instances will be allocated on demand"
                     );
-                    (Engine::new(&engine_config(None))?, false)
+                    (Engine::new(&engine_config(kind, None))?, false)
                 }
             }
         } else {
-            (Engine::new(&engine_config(None))?, false)
+            (Engine::new(&engine_config(kind, None))?, false)
         };
         let cache = config
             .cache_dir
             .as_ref()
             .map(|dir| CompileCache::new(dir, &engine));
         let ticker = EpochTicker::start(&engine);
+        Ok(Flavor {
+            engine,
+            pooling,
+            cache,
+            _ticker: ticker,
+        })
+    }
+}
+
+impl Runtime {
+    /// Builds the WASI 0.2 engine; the WASI 0.3 one waits for its first
+    /// component.
+    pub fn new(config: &RuntimeConfig) -> wasmtime::Result<Runtime> {
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
-                engine,
-                pooling,
-                cache,
-                _ticker: ticker,
+                config: config.clone(),
+                sync: Flavor::new(config, EngineKind::Sync)?,
+                concurrent: OnceLock::new(),
             }),
         })
     }
 
-    /// The wasmtime engine.
+    /// The wasmtime engine for WASI 0.2 components.
     pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+        &self.inner.sync.engine
+    }
+
+    /// The engine of `kind`, built now if it is the first use.
+    pub fn engine_of(&self, kind: EngineKind) -> wasmtime::Result<&Engine> {
+        Ok(&self.flavor(kind)?.engine)
+    }
+
+    fn flavor(&self, kind: EngineKind) -> wasmtime::Result<&Flavor> {
+        match kind {
+            EngineKind::Sync => Ok(&self.inner.sync),
+            EngineKind::Concurrent => {
+                if let Some(flavor) = self.inner.concurrent.get() {
+                    return Ok(flavor);
+                }
+                let flavor = Flavor::new(&self.inner.config, kind)?;
+                // Two first uses at once: one engine wins, the other is dropped.
+                Ok(self.inner.concurrent.get_or_init(|| flavor))
+            }
+        }
     }
 
     /// Whether the pooling allocator is in use.
     pub fn is_pooling(&self) -> bool {
-        self.inner.pooling
+        self.inner.sync.pooling
     }
 
-    /// Compiles a component, or loads it from the cache when these exact
-    /// bytes were compiled before with these engine settings.
-    pub fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        match &self.inner.cache {
-            Some(cache) => cache.get_or_compile(&self.inner.engine, bytes),
-            None => Component::new(&self.inner.engine, bytes),
+    /// Compiles a component for the engine of `kind`, or loads it from the
+    /// cache when these exact bytes were compiled before with that engine's
+    /// settings.
+    pub fn compile(&self, kind: EngineKind, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let flavor = self.flavor(kind)?;
+        match &flavor.cache {
+            Some(cache) => cache.get_or_compile(&flavor.engine, bytes),
+            None => Component::new(&flavor.engine, bytes),
         }
     }
 }
 
-fn engine_config(pool_instances: Option<u32>) -> Config {
+fn engine_config(kind: EngineKind, pool_instances: Option<u32>) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
-    // Nimbus serves WASI 0.2 guests, one call at a time per instance. The
+    // A WASI 0.2 guest runs one call at a time per instance. For it the
     // component-model-async runtime (WASI 0.3) would make every call and
     // every host import a task in a per-store scheduler, and leave a fiber to
     // unwind when the store is dropped: most of the instructions of a hello
     // request. Without it, calls run on a plain fiber.
-    config.concurrency_support(false);
+    config.concurrency_support(kind == EngineKind::Concurrent);
     if let Some(instances) = pool_instances {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(instances)

@@ -7,6 +7,7 @@ use crate::capability::kv::{KvCtx, KvView};
 use crate::capability::logging::LogCtx;
 use crate::capability::messaging::{MessagingCtx, MessagingView};
 use crate::capability::outbound::{OutboundCtx, OutboundPolicy, Services};
+use crate::engine::EngineKind;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{Linker, ResourceTable};
@@ -101,11 +102,21 @@ impl HostState {
 
     /// The linker every function is checked against: WASI 0.2 (with the
     /// filesystem, sockets and environment empty unless granted), wasi:http,
-    /// and Nimbus's capabilities.
-    pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    /// and Nimbus's capabilities; on the engine for WASI 0.3 components also
+    /// WASI 0.3 and wasi:http 0.3 (a 0.3 component built by Rust's
+    /// `wasm32-wasip2` target still imports WASI 0.2 for its standard
+    /// library).
+    pub fn linker(
+        engine: &wasmtime::Engine,
+        kind: EngineKind,
+    ) -> wasmtime::Result<Linker<HostState>> {
         let mut linker: Linker<HostState> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        if kind == EngineKind::Concurrent {
+            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        }
         crate::capability::kv::add_to_linker(&mut linker, |s| KvView {
             ctx: &s.kv,
             table: &mut s.table,

@@ -16,6 +16,7 @@ mod limits;
 mod logs;
 mod nats;
 mod outbound;
+mod p3;
 mod queue;
 mod reuse;
 mod routing;

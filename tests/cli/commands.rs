@@ -16,7 +16,7 @@ fn check_passes_a_good_app_and_names_the_problem_in_a_bad_one() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "ok: app `cli`: 1 function(s), 1 route(s)\n"
+        "ok: app `cli`: 1 function(s), 1 route(s)\n  hello: exports wasi:http/incoming-handler@0.2.12\n"
     );
 
     let dir =

@@ -2,15 +2,51 @@
 //! component, exporting what the function's triggers need, importing only
 //! what Nimbus provides), compiling through the cache, pre-instantiating.
 
-use super::Version;
+use super::{HttpPre, Version};
 use crate::capability::bindings::QueueFunctionPre;
-use crate::engine::Runtime;
+use crate::engine::{EngineKind, Runtime};
 use crate::manifest::{FunctionId, FunctionSpec};
 use crate::state::HostState;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+
+/// The host's linkers, one per engine; the WASI 0.3 one is made the first
+/// time a WASI 0.3 component loads. Clones share them.
+#[derive(Clone)]
+pub(super) struct Linkers {
+    runtime: Runtime,
+    sync: Linker<HostState>,
+    concurrent: Arc<OnceLock<Linker<HostState>>>,
+}
+
+impl Linkers {
+    pub(super) fn new(runtime: &Runtime) -> Linkers {
+        Linkers {
+            runtime: runtime.clone(),
+            sync: HostState::linker(runtime.engine(), EngineKind::Sync)
+                .expect("host interfaces link once"),
+            concurrent: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn get(&self, kind: EngineKind) -> wasmtime::Result<&Linker<HostState>> {
+        match kind {
+            EngineKind::Sync => Ok(&self.sync),
+            EngineKind::Concurrent => {
+                if let Some(linker) = self.concurrent.get() {
+                    return Ok(linker);
+                }
+                let engine = self.runtime.engine_of(kind)?;
+                let linker = HostState::linker(engine, kind)?;
+                Ok(self.concurrent.get_or_init(|| linker))
+            }
+        }
+    }
+}
 
 /// Why a function could not be loaded. Each message names the function and
 /// the file, and says what to do.
@@ -92,7 +128,7 @@ pub enum LoadError {
     Auth(crate::gateway::ProviderError),
     /// The component does not export the HTTP handler.
     #[error(
-        "function `{function}`: {} does not export `wasi:http/incoming-handler@0.2.x` (it exports: {exports}); an HTTP function must target the `wasi:http/proxy` world",
+        "function `{function}`: {} does not export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.x` (it exports: {exports}); an HTTP function must target the `wasi:http/proxy` world of WASI 0.2 or `wasi:http/service` of WASI 0.3",
         path.display()
     )]
     WrongWorld {
@@ -107,8 +143,7 @@ pub enum LoadError {
 
 /// Checks, compiles and pre-instantiates `bytes` as a version of `spec`.
 pub(super) fn prepare(
-    runtime: &Runtime,
-    linker: &Linker<HostState>,
+    linkers: &Linkers,
     spec: &FunctionSpec,
     bytes: &[u8],
     path: &Path,
@@ -121,11 +156,16 @@ pub(super) fn prepare(
     if !wasmparser::Parser::is_component(bytes) {
         return Err(LoadError::NotWasm { function, path });
     }
-    let component = runtime.compile(bytes).map_err(|e| LoadError::Invalid {
+    let invalid = |e: wasmtime::Error| LoadError::Invalid {
         function: function.clone(),
         path: path.clone(),
         message: one_line(&format!("{e:#}")),
-    })?;
+    };
+    let kind = engine_kind(bytes);
+    let runtime = &linkers.runtime;
+    let component = runtime.compile(kind, bytes).map_err(invalid)?;
+    let linker = linkers.get(kind).map_err(invalid)?;
+    let engine = runtime.engine_of(kind).map_err(invalid)?;
     let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::UnsupportedImport {
@@ -145,23 +185,88 @@ pub(super) fn prepare(
         None => None,
     };
     // HTTP is required unless the function is only a queue consumer.
-    let http = match ProxyPre::new(pre) {
-        Ok(http) => Some(http),
-        Err(_) if queue.is_some() && spec.routes.is_empty() => None,
-        Err(_) => {
-            return Err(LoadError::WrongWorld {
-                exports: export_names(runtime, &component),
-                function,
-                path,
-            });
-        }
+    let http = match kind {
+        EngineKind::Sync => ProxyPre::new(pre).ok().map(HttpPre::P2),
+        EngineKind::Concurrent => ServicePre::new(pre).ok().map(HttpPre::P3),
     };
+    let exports = export_names(engine, &component);
+    if http.is_none() && !(queue.is_some() && spec.routes.is_empty()) {
+        return Err(LoadError::WrongWorld {
+            exports: if exports.is_empty() {
+                "nothing".into()
+            } else {
+                exports.join(", ")
+            },
+            function,
+            path,
+        });
+    }
+    let handlers = exports
+        .into_iter()
+        .filter(|name| HANDLERS.iter().any(|h| name.starts_with(h)))
+        .collect();
     Ok(Version {
         digest: blake3::hash(bytes).to_hex().to_string(),
         deployed_at: SystemTime::now(),
         http,
+        engine: kind,
+        handlers,
         queue,
     })
+}
+
+/// The handler interfaces a function may export, by name without version.
+const HANDLERS: &[&str] = &[
+    "wasi:http/incoming-handler@",
+    "wasi:http/handler@",
+    "wasi:messaging/incoming-handler@",
+];
+
+/// The engine a component needs: the WASI 0.3 one when it imports or
+/// exports any interface of a WASI 0.3 package (`wasi:http/handler@0.3.0`,
+/// `wasi:clocks/monotonic-clock@0.3.0`, ...), read from its outermost import
+/// and export sections before compiling it.
+fn engine_kind(bytes: &[u8]) -> EngineKind {
+    use wasmparser::{Parser, Payload};
+    let is_p3 = |name: &str| {
+        name.starts_with("wasi:")
+            && name
+                .split_once('@')
+                .is_some_and(|(_, version)| version.starts_with("0.3."))
+    };
+    // Nested modules and components come with their own sections, between
+    // their header and their `End`: only depth 0 is the component's own.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let found = match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => {
+                depth += 1;
+                false
+            }
+            Ok(Payload::End(_)) => match depth.checked_sub(1) {
+                Some(outer) => {
+                    depth = outer;
+                    false
+                }
+                None => break,
+            },
+            Ok(Payload::ComponentImportSection(imports)) if depth == 0 => imports
+                .into_iter()
+                .flatten()
+                .any(|import| is_p3(import.name.name)),
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => exports
+                .into_iter()
+                .flatten()
+                .any(|export| is_p3(export.name.name)),
+            Ok(_) => false,
+            // wasmtime names the problem when it compiles the component.
+            Err(_) => break,
+        };
+        if found {
+            return EngineKind::Concurrent;
+        }
+    }
+    EngineKind::Sync
 }
 
 pub(super) fn read_component(
@@ -191,17 +296,12 @@ pub(super) fn read_component(
     Ok(bytes)
 }
 
-fn export_names(runtime: &Runtime, component: &Component) -> String {
-    let names: Vec<String> = component
+fn export_names(engine: &wasmtime::Engine, component: &Component) -> Vec<String> {
+    component
         .component_type()
-        .exports(runtime.engine())
+        .exports(engine)
         .map(|(name, _)| name.to_string())
-        .collect();
-    if names.is_empty() {
-        "nothing".into()
-    } else {
-        names.join(", ")
-    }
+        .collect()
 }
 
 /// The packages of interfaces the host provides, each with the versions it
@@ -210,13 +310,13 @@ fn export_names(runtime: &Runtime, component: &Component) -> String {
 /// one wasmtime provides).
 /// The tests link a component importing each to keep the list true.
 pub const PROVIDED: &[(&str, &str)] = &[
-    ("wasi:cli", WASI_P2),
-    ("wasi:clocks", WASI_P2),
-    ("wasi:filesystem", WASI_P2),
+    ("wasi:cli", WASI_P2_P3),
+    ("wasi:clocks", WASI_P2_P3),
+    ("wasi:filesystem", WASI_P2_P3),
     ("wasi:io", WASI_P2),
-    ("wasi:random", WASI_P2),
-    ("wasi:sockets", WASI_P2),
-    ("wasi:http", WASI_P2),
+    ("wasi:random", WASI_P2_P3),
+    ("wasi:sockets", WASI_P2_P3),
+    ("wasi:http", WASI_P2_P3),
     ("wasi:keyvalue", "0.2.0-draft2, 0.2.0-draft"),
     ("wasi:config", "0.2.0-rc.1"),
     ("wasi:logging", "0.1.0-draft"),
@@ -226,6 +326,10 @@ pub const PROVIDED: &[(&str, &str)] = &[
 
 /// The WASI 0.2 releases wasmtime-wasi and wasmtime-wasi-http 48 provide.
 const WASI_P2: &str = "0.2.0 to 0.2.12";
+
+/// The same, and WASI 0.3.0 (which has no `wasi:io`: streams and futures
+/// are built into the component model), for WASI 0.3 components.
+const WASI_P2_P3: &str = "0.2.0 to 0.2.12, 0.3.0";
 
 /// Whether `versions` (an entry of [`PROVIDED`]) takes `version`.
 fn takes(versions: &str, version: &str) -> bool {
@@ -374,12 +478,16 @@ mod tests {
         ("nimbus:function", "keyvalue-ext", ""),
     ];
 
-    /// Links a component importing the instance `name` with `member`.
+    /// Links a component importing the instance `name` with `member`, on
+    /// the engine a WASI 0.3 import needs if it is one.
     fn link(runtime: &Runtime, name: &str, member: &str) -> Result<(), String> {
         let wat = format!(r#"(component (import "{name}" (instance {member})))"#);
-        let component = wasmtime::component::Component::new(runtime.engine(), wat)
-            .map_err(|e| format!("{e:#}"))?;
-        let linker = HostState::linker(runtime.engine()).map_err(|e| format!("{e:#}"))?;
+        let bytes = wat::parse_str(&wat).map_err(|e| format!("{e:#}"))?;
+        let kind = engine_kind(&bytes);
+        let engine = runtime.engine_of(kind).map_err(|e| format!("{e:#}"))?;
+        let component =
+            wasmtime::component::Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let linker = HostState::linker(engine, kind).map_err(|e| format!("{e:#}"))?;
         linker
             .instantiate_pre(&component)
             .map(drop)
@@ -405,6 +513,11 @@ mod tests {
                 .flat_map(|range| [range.split(" to ").next(), range.rsplit(" to ").next()])
                 .flatten();
             for version in ends {
+                // WASI 0.3 put the sockets in one interface.
+                let interface = match (*package, version) {
+                    ("wasi:sockets", "0.3.0") => "types",
+                    _ => interface,
+                };
                 let name = format!("{package}/{interface}@{version}");
                 link(&runtime, &name, member)
                     .unwrap_or_else(|e| panic!("{name} does not link: {e}"));
@@ -424,8 +537,12 @@ mod tests {
             "imports `wasi:keyvalue/store@0.1.0`, but Nimbus provides wasi:keyvalue only at 0.2.0-draft2, 0.2.0-draft"
         );
         assert_eq!(
-            refused("wasi:http/types@0.3.0"),
-            "imports `wasi:http/types@0.3.0`, but Nimbus provides wasi:http only at 0.2.0 to 0.2.12"
+            refused("wasi:http/types@0.4.0"),
+            "imports `wasi:http/types@0.4.0`, but Nimbus provides wasi:http only at 0.2.0 to 0.2.12, 0.3.0"
+        );
+        assert_eq!(
+            refused("wasi:io/streams@0.3.0"),
+            "imports `wasi:io/streams@0.3.0`, but Nimbus provides wasi:io only at 0.2.0 to 0.2.12"
         );
         assert_eq!(
             refused("wasi:keyvalue/batch@0.2.0-draft2"),
@@ -433,7 +550,7 @@ mod tests {
         );
         let other = refused("acme:billing/charge@1.0.0");
         assert!(
-            other.starts_with("imports `acme:billing/charge@1.0.0`, which Nimbus does not provide; it provides wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, wasi:http 0.2.0 to 0.2.12; wasi:keyvalue 0.2.0-draft2, 0.2.0-draft;"),
+            other.starts_with("imports `acme:billing/charge@1.0.0`, which Nimbus does not provide; it provides wasi:cli, wasi:clocks, wasi:filesystem 0.2.0 to 0.2.12, 0.3.0; wasi:io 0.2.0 to 0.2.12; wasi:random, wasi:sockets, wasi:http 0.2.0 to 0.2.12, 0.3.0; wasi:keyvalue 0.2.0-draft2, 0.2.0-draft;"),
             "{other}"
         );
     }

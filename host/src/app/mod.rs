@@ -19,7 +19,7 @@ use crate::capability::config::ConfigCtx;
 use crate::capability::kv::KvCtx;
 use crate::capability::messaging::MessagingCtx;
 use crate::capability::outbound::OutboundPolicy;
-use crate::engine::Runtime;
+use crate::engine::{EngineKind, Runtime};
 use crate::gateway::Gateway;
 use crate::manifest::{FunctionId, FunctionSpec, Limits, Manifest, QueueSpec, Route};
 use crate::state::{Grants, HostState};
@@ -30,11 +30,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::Semaphore;
-use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-/// The export every HTTP function must have.
-pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
+/// A function's HTTP handler, linked and type-checked once.
+#[derive(Clone)]
+pub enum HttpPre {
+    /// `wasi:http/incoming-handler@0.2.x` (WASI 0.2): one request per call,
+    /// one call at a time per instance.
+    P2(ProxyPre<HostState>),
+    /// `wasi:http/handler@0.3.x` (WASI 0.3): an async call per request, and
+    /// with concurrent reuse several at once in one instance.
+    P3(ServicePre<HostState>),
+}
 
 /// One version of a function: a component, compiled, linked and
 /// pre-instantiated, ready to serve.
@@ -49,7 +57,13 @@ pub struct Version {
     pub deployed_at: SystemTime,
     /// The HTTP handler, linked and type-checked once; instantiated per
     /// request. `None` for a queue-only function.
-    pub http: Option<ProxyPre<HostState>>,
+    pub http: Option<HttpPre>,
+    /// The engine the component was compiled for: the WASI 0.3 one when it
+    /// exports or imports any WASI 0.3 interface.
+    pub engine: EngineKind,
+    /// The handler interfaces it exports (`wasi:http/handler@0.3.0`, ...),
+    /// as `nimbus check` names them.
+    pub handlers: Vec<String>,
     /// The `wasi:messaging/incoming-handler` export, instantiated per
     /// message, for a function with a queue trigger.
     pub queue: Option<QueueFunctionPre<HostState>>,
@@ -163,7 +177,7 @@ pub struct App {
     manifest: Arc<Manifest>,
     runtime: Runtime,
     backends: Backends,
-    linker: Linker<HostState>,
+    linker: load::Linkers,
     manifest_file: PathBuf,
 }
 
@@ -216,12 +230,12 @@ impl App {
         manifest: &Manifest,
         backends: Backends,
     ) -> Result<App, LoadError> {
-        let linker = HostState::linker(runtime.engine()).expect("host interfaces link once");
+        let linker = load::Linkers::new(runtime);
         let ids: Vec<&FunctionId> = manifest.functions.iter().map(|f| &f.id).collect();
         let mut functions = Vec::with_capacity(manifest.functions.len());
         for spec in &manifest.functions {
             let bytes = load::read_component(&spec.id, &spec.source, spec.build.is_some())?;
-            let version = load::prepare(runtime, &linker, spec, &bytes, &spec.source)?;
+            let version = load::prepare(&linker, spec, &bytes, &spec.source)?;
             functions.push(Arc::new(new_function(
                 &manifest.name,
                 &ids,
@@ -264,7 +278,7 @@ impl App {
         bytes: &[u8],
         origin: &Path,
     ) -> Result<App, LoadError> {
-        let version = load::prepare(&self.runtime, &self.linker, spec, bytes, origin)?;
+        let version = load::prepare(&self.linker, spec, bytes, origin)?;
         let mut ids: Vec<&FunctionId> = self.functions.iter().map(|f| &f.id).collect();
         ids.push(&spec.id);
         let function = new_function(&self.name, &ids, spec, version, &self.backends);
@@ -317,13 +331,7 @@ impl App {
     /// (through the compile cache) and pre-instantiates it. `origin` names
     /// the bytes in errors. Blocking: compiling can take a second.
     pub fn prepare(&self, index: usize, bytes: &[u8], origin: &Path) -> Result<Version, LoadError> {
-        load::prepare(
-            &self.runtime,
-            &self.linker,
-            &self.functions[index].spec,
-            bytes,
-            origin,
-        )
+        load::prepare(&self.linker, &self.functions[index].spec, bytes, origin)
     }
 }
 

@@ -266,6 +266,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 "ok: app `{}`: {} function(s), {} route(s)",
                 report.app, report.functions, report.routes
             );
+            for (function, handlers) in &report.handlers {
+                println!("  {function}: exports {}", handlers.join(", "));
+            }
             Ok(())
         }
         Command::Publish {

@@ -4,7 +4,6 @@ use crate::manifest::format_bytes;
 use crate::state::MemoryLimiter;
 use std::time::Duration;
 use wasmtime::{PoolConcurrencyLimitError, Trap};
-use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 
 /// Why an invocation produced no response of the guest's own.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +43,9 @@ pub enum InvocationError {
     /// The guest returned without setting a response.
     #[error("returned without sending a response")]
     NoResponse,
-    /// The guest set an error instead of a response.
+    /// The guest set an error code instead of a response.
     #[error("responded with an error: {0:?}")]
-    GuestError(ErrorCode),
+    GuestError(wasmtime_wasi_http::Error),
     /// A queue handler returned an error.
     #[error("returned an error: {0}")]
     Rejected(String),

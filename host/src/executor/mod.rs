@@ -19,7 +19,7 @@ mod reuse;
 
 pub use error::InvocationError;
 
-use crate::app::{App, Function, Version};
+use crate::app::{App, Function, HttpPre, Version};
 use crate::call::CallCtx;
 use crate::capability::outbound::Services;
 use crate::state::{Grants, HostState};
@@ -38,7 +38,12 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::Proxy;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+
+/// What the guest answers: a response head with its streaming body, or the
+/// `wasi:http` error code it reported instead.
+type Answer = Result<hyper::Response<Body>, wasmtime_wasi_http::Error>;
 
 /// How long an idle reused instance is kept: the default of `wasmtime serve
 /// --idle-instance-timeout`. Long enough to bridge the gaps of steady
@@ -115,7 +120,8 @@ impl Executor {
                 "the function has no queue trigger".into(),
             ));
         };
-        let mut store = new_store(app, &function.grants, call, services.clone());
+        let version = function.version().ok_or(InvocationError::NoHttpHandler)?;
+        let mut store = new_store(app, &version, &function.grants, call, services.clone())?;
         let timeout = function.limits.timeout;
         let message = crate::capability::messaging::Message::delivered(delivery);
         let _in_flight = InFlight::new(&function.metrics.in_flight);
@@ -162,52 +168,71 @@ impl Executor {
             return Err(InvocationError::NoHttpHandler);
         };
         let permit = acquire_slot(function).await?;
-        let pool = self.pool(app, index);
-        let (mut store, reused) = match pool.as_ref().and_then(|pool| pool.take(&version)) {
-            Some(idle) => {
-                let mut store = idle.store;
-                store.data_mut().begin_request(call, services.clone());
-                store.set_epoch_deadline(1);
-                (store, Some((idle.proxy, idle.served)))
-            }
-            None => (
-                new_store(app, &function.grants, call, services.clone()),
-                None,
-            ),
-        };
         let (sender, receiver) = oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));
-        let (req, out) = incoming(&mut store, request, sender, responded.clone())?;
-        let guest = Guest {
-            app: app.clone(),
-            index,
-            version,
-            pool,
-            permit,
-            responded,
+        let task: GuestFuture = match pre {
+            HttpPre::P2(pre) => {
+                let pool = self.pool(app, index);
+                let (mut store, reused) = match pool.as_ref().and_then(|pool| pool.take(&version)) {
+                    Some(idle) => {
+                        let mut store = idle.store;
+                        store.data_mut().begin_request(call, services.clone());
+                        store.set_epoch_deadline(1);
+                        (store, Some((idle.proxy, idle.served)))
+                    }
+                    None => (
+                        new_store(app, &version, &function.grants, call, services.clone())?,
+                        None,
+                    ),
+                };
+                let (req, out) = incoming(&mut store, request, sender, responded.clone())?;
+                let guest = Guest {
+                    app: app.clone(),
+                    index,
+                    version,
+                    pool,
+                    permit,
+                    responded,
+                };
+                Box::pin(guest.run(store, pre, reused, req, out))
+            }
+            HttpPre::P3(pre) => {
+                let store = new_store(app, &version, &function.grants, call, services.clone())?;
+                let guest = Guest {
+                    app: app.clone(),
+                    index,
+                    version,
+                    pool: None,
+                    permit,
+                    responded,
+                };
+                Box::pin(guest.run_p3(store, pre, request, sender))
+            }
         };
-        let task = Box::pin(guest.run(store, pre, reused, req, out));
         answer(task, receiver).await
     }
 }
 
-/// A fresh store for one invocation, with the function's limits applied.
+/// A fresh store for one invocation of `version`, on the engine it was
+/// compiled for, with the function's limits applied.
 fn new_store(
     app: &App,
+    version: &Version,
     grants: &Grants,
     call: CallCtx,
     services: Arc<dyn Services>,
-) -> Store<HostState> {
-    let mut store = Store::new(
-        app.runtime().engine(),
-        HostState::new(grants, call, services),
-    );
+) -> Result<Store<HostState>, InvocationError> {
+    let engine = app
+        .runtime()
+        .engine_of(version.engine)
+        .map_err(|e| InvocationError::Failed(format!("{e:#}")))?;
+    let mut store = Store::new(engine, HostState::new(grants, call, services));
     store.limiter(|state| &mut state.limiter);
     // Yield at every epoch tick, so the tokio timeout around the invocation
     // can stop a guest that never returns.
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
-    store
+    Ok(store)
 }
 
 /// The guest's request and response out-parameter, in the store's table.
@@ -216,16 +241,16 @@ fn new_store(
 fn incoming<B>(
     store: &mut Store<HostState>,
     request: hyper::Request<B>,
-    sender: oneshot::Sender<Result<hyper::Response<Body>, ErrorCode>>,
+    sender: oneshot::Sender<Answer>,
     responded: Arc<AtomicBool>,
 ) -> Result<(IncomingRequest, ResponseOutparam), InvocationError>
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
-    let on_response = move |response| {
+    let on_response = move |response: Result<_, _>| {
         responded.store(true, Ordering::Release);
-        let _ = sender.send(response);
+        let _ = sender.send(response.map_err(Into::into));
     };
     let mut http = store.data_mut().http();
     http.new_incoming_request(Scheme::Http, request)
@@ -299,6 +324,67 @@ impl Guest {
         result
     }
 
+    /// Instantiates the WASI 0.3 component and calls its handler under the
+    /// function's timeout. The store's event loop runs on after the handler
+    /// returned its response, until the guest's last task ends: that is what
+    /// writes a streamed body.
+    async fn run_p3<B>(
+        self,
+        mut store: Store<HostState>,
+        pre: ServicePre<HostState>,
+        request: hyper::Request<B>,
+        sender: oneshot::Sender<Answer>,
+    ) -> Result<(), InvocationError>
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let function = &self.app.functions[self.index];
+        let _permit = &self.permit;
+        let _in_flight = InFlight::new(&function.metrics.in_flight);
+        let timeout = function.limits.timeout;
+        let responded = self.responded.clone();
+        let run = async {
+            let started = Instant::now();
+            let service = pre.instantiate_async(&mut store).await?;
+            function.metrics.instantiated(started);
+            store
+                .run_concurrent(async |accessor| {
+                    let (request, io) = accessor.with(|mut access| {
+                        let hooks = access.data_mut().http().hooks;
+                        let (request, io) = wasmtime_wasi_http::p3::Request::from_http(
+                            hooks,
+                            with_authority(request),
+                        );
+                        let io: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(io);
+                        (request, io)
+                    });
+                    let answer = match service.handle(accessor, request).await? {
+                        Ok(response) => {
+                            Ok(accessor.with(|mut access| response.into_http(&mut access, io))?)
+                        }
+                        Err(code) => Err(code.into()),
+                    };
+                    responded.store(true, Ordering::Release);
+                    let _ = sender.send(answer);
+                    std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+                    wasmtime::Result::Ok(())
+                })
+                .await?
+        };
+        let result = match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(classify(e, &store.data().limiter)),
+            Err(_) => Err(InvocationError::Timeout { limit: timeout }),
+        };
+        if let Err(e) = &result
+            && self.responded.load(Ordering::Acquire)
+        {
+            tracing::warn!(function = %function.id, error = %e, "function failed after sending its response head");
+        }
+        result
+    }
+
     /// Only a guest that finished normally, answered, and stayed under its
     /// memory cap gets another request.
     fn keep(&self, store: Store<HostState>, proxy: Proxy, served: u32) {
@@ -317,13 +403,39 @@ impl Guest {
     }
 }
 
+/// A request as a WASI 0.3 guest sees it: with the scheme and the authority
+/// (from `Host`) in its URI, as a WASI 0.2 guest gets them.
+fn with_authority<B>(request: hyper::Request<B>) -> hyper::Request<B> {
+    if request.uri().authority().is_some() {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    let authority = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .and_then(|host| host.parse::<http::uri::Authority>().ok());
+    if let Some(authority) = authority {
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(authority);
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        if let Ok(full) = http::Uri::from_parts(uri) {
+            parts.uri = full;
+        }
+    }
+    hyper::Request::from_parts(parts, body)
+}
+
 /// Runs the guest in the caller's task until it answers. Only a guest still
 /// busy after it handed over its response head (streaming a body, or
 /// waiting on I/O) moves on to a task of its own, so a request whose guest
 /// answers at once costs no spawn and no hand-off between tasks.
 async fn answer(
     task: GuestFuture,
-    mut receiver: oneshot::Receiver<Result<hyper::Response<Body>, ErrorCode>>,
+    mut receiver: oneshot::Receiver<Answer>,
 ) -> Result<hyper::Response<Body>, InvocationError> {
     let mut guest = Detach(Some(task));
     let answer = tokio::select! {

@@ -257,7 +257,7 @@ mod tests {
                 detail: String::new(),
             },
             InvocationError::NoResponse,
-            InvocationError::GuestError(ErrorCode::InternalError(None)),
+            InvocationError::GuestError(ErrorCode::InternalError(None).into()),
             InvocationError::Rejected(String::new()),
             InvocationError::NoHttpHandler,
             InvocationError::Failed(String::new()),

@@ -1,0 +1,234 @@
+//! wasi:http 0.3 (WASI p3) functions: a component exporting
+//! `wasi:http/handler@0.3.0`, built on the `wasip3` crate with no Nimbus SDK,
+//! served like any other function: routes, capabilities, streaming bodies,
+//! service calls both ways between 0.2 and 0.3, limits.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use nimbus_tests::{TestApp, json};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+const APP: &str = r#"
+version = 1
+[app]
+name = "p3"
+
+[functions.p3]
+source = "guest:p3-probe"
+routes = ["/p3/..."]
+kv = ["data"]
+services = ["echo"]
+limits = { max_body = "32MiB" }
+[functions.p3.config]
+greeting = "hej"
+
+[functions.p3-spin]
+source = "guest:p3-probe"
+routes = ["GET /p3/spin"]
+limits = { timeout = "1s" }
+
+[functions.caller]
+source = "guest:caller"
+routes = ["/call/..."]
+services = ["p3"]
+
+[functions.echo]
+source = "guest:echo"
+
+[functions.hello]
+source = "guest:hello"
+routes = ["GET /hello/:name"]
+"#;
+
+#[tokio::test]
+async fn a_p3_component_answers_and_keeps_its_p2_neighbours_serving() {
+    let app = TestApp::start(APP).await;
+    let response = app.get("/p3/hello").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(response.text().await.unwrap(), "hello from p3");
+    // A WASI 0.2 function of the same app, on the other engine.
+    let hello = app.get("/hello/p2").await;
+    assert_eq!(hello.text().await.unwrap(), "Hello, p2!\n");
+    // The gateway's answers are the same for both.
+    let missing = app.get("/p3/nowhere").await;
+    assert_eq!(missing.status(), 404);
+
+    // The guest saw the authority and the request id, as a 0.2 guest does.
+    let seen = json(
+        app.client
+            .get(app.url("/p3/headers?x=1"))
+            .header("x-request-id", "p3-seen-1")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(seen["path_with_query"], "/p3/headers?x=1");
+    assert_eq!(seen["headers"]["x-request-id"], "p3-seen-1");
+    assert_eq!(seen["headers"]["x-nimbus-function"], "p3");
+}
+
+#[tokio::test]
+async fn a_p3_component_uses_key_value_and_config() {
+    let app = TestApp::start(APP).await;
+    let put = app
+        .client
+        .put(app.url("/p3/kv/colour"))
+        .body("teal")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    assert_eq!(
+        json(app.get("/p3/kv/colour").await).await,
+        json!({"value": "teal"})
+    );
+    assert_eq!(
+        json(app.get("/p3/kv/unset").await).await,
+        json!({"value": null})
+    );
+    assert_eq!(
+        json(app.get("/p3/config/greeting").await).await,
+        json!({"value": "hej"})
+    );
+}
+
+/// 16 MiB up and 16 MiB down, in 256 KiB chunks: the first chunks come back
+/// before the last ones are sent, so neither side was buffered whole. (The
+/// body declares its length: a chunked one is read up to `max_body` before
+/// the guest runs, for a clean 413.)
+#[tokio::test]
+async fn a_p3_echo_streams_16_mib_each_way() {
+    const CHUNK: usize = 256 << 10;
+    const CHUNKS: usize = 64;
+    let app = TestApp::start(APP).await;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let body = reqwest::Body::wrap_stream(tokio_stream_of(receiver));
+    let request = app
+        .client
+        .post(app.url("/p3/echo"))
+        .header("content-length", (CHUNK * CHUNKS).to_string())
+        .body(body)
+        .send();
+    let chunk = |i: usize| Bytes::from(vec![(i % 251) as u8; CHUNK]);
+
+    // Send the first quarter, then wait for its echo before sending more.
+    let send_first = async {
+        for i in 0..CHUNKS / 4 {
+            sender.send(Ok(chunk(i))).await.unwrap();
+        }
+    };
+    let (response, ()) = tokio::join!(request, send_first);
+    let response = response.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut received = Vec::with_capacity(CHUNK * CHUNKS);
+    while received.len() < CHUNK {
+        let piece = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("the echo started while the request was still being sent")
+            .expect("the body did not end")
+            .unwrap();
+        received.extend_from_slice(&piece);
+    }
+    let send_rest = async {
+        for i in CHUNKS / 4..CHUNKS {
+            sender.send(Ok(chunk(i))).await.unwrap();
+        }
+        drop(sender);
+    };
+    let read_rest = async {
+        while let Some(piece) = stream.next().await {
+            received.extend_from_slice(&piece.unwrap());
+        }
+    };
+    tokio::join!(send_rest, read_rest);
+    assert_eq!(received.len(), CHUNK * CHUNKS);
+    for (i, piece) in received.chunks(CHUNK).enumerate() {
+        assert!(piece.iter().all(|b| *b == (i % 251) as u8), "chunk {i}");
+    }
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn p3_calls_p2_and_p2_calls_p3_in_one_trace() {
+    let app = TestApp::start(APP).await;
+
+    // 0.3 -> 0.2: the p3 probe calls echo through wasi:http/client.
+    let response = app
+        .client
+        .get(app.url("/p3/call/echo/orders/7"))
+        .header("x-request-id", "p3-to-p2")
+        .header("traceparent", TRACEPARENT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "p3-to-p2");
+    let called = json(response).await;
+    assert_eq!(called["status"], 200);
+    let echo: serde_json::Value = serde_json::from_str(called["body"].as_str().unwrap()).unwrap();
+    assert_eq!(echo["path_with_query"], "/orders/7");
+    assert_eq!(echo["headers"]["x-request-id"], "p3-to-p2");
+    assert_eq!(echo["headers"]["x-nimbus-caller"], "p3");
+    let traceparent = echo["headers"]["traceparent"].as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+
+    // 0.2 -> 0.3: the caller (nimbus-sdk, WASI 0.2) calls the p3 probe.
+    let response = app
+        .client
+        .get(app.url("/call/p3/p3/headers"))
+        .header("x-request-id", "p2-to-p3")
+        .header("traceparent", TRACEPARENT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "p2-to-p3");
+    let seen = json(response).await;
+    assert_eq!(seen["headers"]["x-request-id"], "p2-to-p3");
+    assert_eq!(seen["headers"]["x-nimbus-caller"], "caller");
+    let traceparent = seen["headers"]["traceparent"].as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+
+    // A service the p3 function does not list is denied with the standard code.
+    let denied = json(app.get("/p3/call/hello/hello/x").await).await;
+    assert_eq!(denied["error"], "ErrorCode::HttpRequestDenied");
+}
+
+#[tokio::test]
+async fn a_p3_trap_and_a_p3_runaway_get_their_own_statuses() {
+    let app = TestApp::start(APP).await;
+    let trapped = app.get("/p3/trap").await;
+    assert_eq!(trapped.status(), 500);
+    assert_eq!(json(trapped).await["error"], "function_trapped");
+
+    let started = Instant::now();
+    let spun = app.get("/p3/spin").await;
+    let took = started.elapsed();
+    assert_eq!(spun.status(), 504);
+    assert!(took < Duration::from_millis(1500), "504 after {took:?}");
+    assert_eq!(json(spun).await["error"], "timeout");
+
+    // And it still serves.
+    assert_eq!(app.get("/p3/hello").await.status(), 200);
+}
