@@ -232,3 +232,24 @@ async fn a_p3_trap_and_a_p3_runaway_get_their_own_statuses() {
     // And it still serves.
     assert_eq!(app.get("/p3/hello").await.status(), 200);
 }
+
+/// `wasip3` 0.10 targets `wasi:http@0.3.2`; the host implements 0.3.0, and
+/// links it as `wasmtime serve` 48 does, by semver.
+#[tokio::test]
+async fn a_wasi_http_0_3_2_component_is_served() {
+    let app = TestApp::start(
+        r#"
+version = 1
+[app]
+name = "p3-next"
+
+[functions.next]
+source = "guest:p3-next"
+routes = ["GET /next"]
+"#,
+    )
+    .await;
+    let response = app.get("/next").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "hello from wasi:http@0.3.2");
+}
