@@ -116,6 +116,14 @@ impl HostState {
         if kind == EngineKind::Concurrent {
             wasmtime_wasi::p3::add_to_linker(&mut linker)?;
             wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+            crate::capability::spin::add_to_linker(
+                &mut linker,
+                |s| KvView {
+                    ctx: &s.kv,
+                    table: &mut s.table,
+                },
+                |s| &s.config,
+            )?;
         }
         crate::capability::kv::add_to_linker(&mut linker, |s| KvView {
             ctx: &s.kv,

@@ -24,3 +24,4 @@ mod sandbox;
 mod services;
 mod shop;
 mod shutdown;
+mod spin;

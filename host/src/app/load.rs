@@ -224,15 +224,17 @@ const HANDLERS: &[&str] = &[
 
 /// The engine a component needs: the WASI 0.3 one when it imports or
 /// exports any interface of a WASI 0.3 package (`wasi:http/handler@0.3.0`,
-/// `wasi:clocks/monotonic-clock@0.3.0`, ...), read from its outermost import
-/// and export sections before compiling it.
+/// `wasi:clocks/monotonic-clock@0.3.0`, ...) or of Spin's 3.x packages (their
+/// functions are async), read from its outermost import and export sections
+/// before compiling it.
 fn engine_kind(bytes: &[u8]) -> EngineKind {
     use wasmparser::{Parser, Payload};
     let is_p3 = |name: &str| {
-        name.starts_with("wasi:")
-            && name
-                .split_once('@')
-                .is_some_and(|(_, version)| version.starts_with("0.3."))
+        let Some((path, version)) = name.split_once('@') else {
+            return false;
+        };
+        (path.starts_with("wasi:") && version.starts_with("0.3."))
+            || (path.starts_with("spin:") && version.starts_with("3."))
     };
     // Nested modules and components come with their own sections, between
     // their header and their `End`: only depth 0 is the component's own.
@@ -322,6 +324,8 @@ pub const PROVIDED: &[(&str, &str)] = &[
     ("wasi:logging", "0.1.0-draft"),
     ("wasi:messaging", "0.2.0-draft"),
     ("nimbus:function", "0.1.0"),
+    ("spin:key-value", "3.0.0"),
+    ("spin:variables", "3.0.0"),
 ];
 
 /// The WASI 0.2 releases wasmtime-wasi and wasmtime-wasi-http 48 provide.
@@ -476,6 +480,17 @@ mod tests {
         // Its one function takes the key-value types, too long to spell
         // here; the key-value tests call it through the linker.
         ("nimbus:function", "keyvalue-ext", ""),
+        (
+            "spin:key-value",
+            "key-value",
+            r#"(export "store" (type (sub resource)))"#,
+        ),
+        (
+            "spin:variables",
+            "variables",
+            r#"(type $e0 (variant (case "invalid-name" string) (case "undefined" string) (case "provider" string) (case "other" string)))
+               (export "error" (type $e (eq $e0)))"#,
+        ),
     ];
 
     /// Links a component importing the instance `name` with `member`, on

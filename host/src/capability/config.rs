@@ -18,7 +18,7 @@ impl ConfigCtx {
     }
 }
 
-struct HasConfig;
+pub(super) struct HasConfig;
 
 impl HasData for HasConfig {
     type Data<'a> = &'a ConfigCtx;
@@ -32,13 +32,19 @@ pub fn add_to_linker<T: Send + 'static>(
     store::add_to_linker::<T, HasConfig>(linker, view)
 }
 
+impl ConfigCtx {
+    /// The value of `key`, if the function's configuration has one.
+    pub(super) fn value(&self, key: &str) -> Option<&str> {
+        self.values
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.values[i].1.as_str())
+    }
+}
+
 impl store::Host for &ConfigCtx {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, store::Error>> {
-        Ok(Ok(self
-            .values
-            .binary_search_by(|(k, _)| k.as_str().cmp(&key))
-            .ok()
-            .map(|i| self.values[i].1.clone())))
+        Ok(Ok(self.value(&key).map(str::to_owned)))
     }
 
     async fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, store::Error>> {

@@ -107,30 +107,96 @@ pub fn add_to_linker<T: Send + 'static>(
     super::kv_draft::add_to_linker(linker, view)
 }
 
-impl KvView<'_> {
+impl KvCtx {
     fn check_key(&self, key: &str) -> Result<(), KvError> {
         if key.is_empty() {
             return Err(KvError::Other("the key is empty".into()));
         }
-        if key.len() as u64 > self.ctx.max_key {
+        if key.len() as u64 > self.max_key {
             return Err(KvError::Other(format!(
                 "too large: the key is {} bytes; the limit is {} (limits.kv_key_size)",
                 key.len(),
-                format_bytes(self.ctx.max_key)
+                format_bytes(self.max_key)
             )));
         }
         Ok(())
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), KvError> {
-        if value.len() as u64 > self.ctx.max_value {
+        if value.len() as u64 > self.max_value {
             return Err(KvError::Other(format!(
                 "too large: the value is {}; the limit is {} (limits.kv_value_size)",
                 format_bytes(value.len() as u64),
-                format_bytes(self.ctx.max_value)
+                format_bytes(self.max_value)
             )));
         }
         Ok(())
+    }
+}
+
+/// An open store taken out of the resource table, for host functions that
+/// await the backend without holding the store (Spin's async key-value):
+/// the same grants and limits as [`KvView`]'s.
+pub(super) struct OpenStore {
+    ctx: KvCtx,
+    ns: Namespace,
+}
+
+impl OpenStore {
+    pub(super) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.ctx.check_key(key)?;
+        Ok(self.ctx.backend.get(&self.ns, key).await?)
+    }
+
+    pub(super) async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.ctx.check_key(key)?;
+        self.ctx.check_value(value)?;
+        Ok(self.ctx.backend.set(&self.ns, key, value).await?)
+    }
+
+    pub(super) async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.ctx.check_key(key)?;
+        Ok(self.ctx.backend.delete(&self.ns, key).await?)
+    }
+
+    pub(super) async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.ctx.check_key(key)?;
+        Ok(self.ctx.backend.exists(&self.ns, key).await?)
+    }
+
+    /// Every key of the store, a page at a time from the backend.
+    pub(super) async fn all_keys(&self) -> Result<Vec<String>, KvError> {
+        let mut keys: Vec<String> = Vec::new();
+        loop {
+            let cursor = keys.last().map(String::as_str);
+            let page = self
+                .ctx
+                .backend
+                .list(&self.ns, "", cursor, LIST_PAGE_SIZE)
+                .await?;
+            keys.extend(page.keys);
+            if !page.more {
+                return Ok(keys);
+            }
+        }
+    }
+}
+
+impl KvView<'_> {
+    fn check_key(&self, key: &str) -> Result<(), KvError> {
+        self.ctx.check_key(key)
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), KvError> {
+        self.ctx.check_value(value)
+    }
+
+    /// The open store behind `bucket`, to use after the view is gone.
+    pub(super) fn open_store(&self, bucket: &Resource<Bucket>) -> Result<OpenStore, KvError> {
+        Ok(OpenStore {
+            ctx: self.ctx.clone(),
+            ns: self.ns(bucket)?,
+        })
     }
 
     fn ns(&self, bucket: &Resource<Bucket>) -> Result<Namespace, KvError> {

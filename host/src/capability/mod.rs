@@ -14,3 +14,4 @@ mod kv_draft;
 pub mod logging;
 pub mod messaging;
 pub mod outbound;
+pub(crate) mod spin;
