@@ -285,6 +285,27 @@ where
     );
 }
 
+/// A WASI 0.3 version in place of a WASI 0.2 one and back, under load: the
+/// two run on different engines, and no request fails across either swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wasi_0_3_version_swaps_in_and_out_under_load_failing_no_request() {
+    const P3: &str = "hello from wasi:http@0.3.2";
+    let manifest = format!(
+        "{}[functions.swap.limits]\nconcurrency = 500\nqueue_timeout = \"30s\"\n",
+        app_with_id("swap")
+    );
+    let ops = Ops::start(&manifest, None).await;
+    assert_eq!(ops.hello().await, (200, OLD.to_owned()));
+    under_load(&ops, ops.deploy("swap", component("p3-next")), OLD, P3).await;
+    under_load(
+        &ops,
+        ops.call(http::Method::POST, "/v1/functions/swap/rollback", None),
+        P3,
+        OLD,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploy_and_rollback_under_load_fail_no_request() {
     // Room for a backlog: on a busy machine a debug build may fall behind

@@ -201,6 +201,12 @@ pub(super) fn prepare(
             path,
         });
     }
+    if kind == EngineKind::Concurrent && spec.instance_reuse.is_some() {
+        tracing::warn!(
+            function = %spec.id,
+            "`instance_reuse` is not yet supported for a WASI 0.3 function; each request gets a fresh instance"
+        );
+    }
     let handlers = exports
         .into_iter()
         .filter(|name| HANDLERS.iter().any(|h| name.starts_with(h)))
