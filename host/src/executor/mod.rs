@@ -115,12 +115,13 @@ impl Executor {
         services: &Arc<dyn Services>,
     ) -> Result<(), InvocationError> {
         let function = &app.functions[index];
-        let Some(pre) = function.version().and_then(|v| v.queue.clone()) else {
+        // The version is chosen once: its handler and its engine go together.
+        let version = function.version();
+        let Some((version, pre)) = version.and_then(|v| v.queue.clone().map(|pre| (v, pre))) else {
             return Err(InvocationError::Failed(
                 "the function has no queue trigger".into(),
             ));
         };
-        let version = function.version().ok_or(InvocationError::NoHttpHandler)?;
         let mut store = new_store(app, &version, &function.grants, call, services.clone())?;
         let timeout = function.limits.timeout;
         let message = crate::capability::messaging::Message::delivered(delivery);
