@@ -56,3 +56,53 @@ impl CallCtx {
             .expect("a chain holds at least the callee")
     }
 }
+
+/// The requests one shared instance is running at once (instance reuse
+/// with `concurrent` above 1). What the guest does on their behalf (a log
+/// line, a service call) carries no mark of which request it belongs to,
+/// so it is matched to one: by the `x-request-id` a service call carries,
+/// or to the one request in flight.
+#[derive(Debug, Default)]
+pub struct SharedCalls(std::sync::Mutex<Vec<CallCtx>>);
+
+impl SharedCalls {
+    fn calls(&self) -> std::sync::MutexGuard<'_, Vec<CallCtx>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A request starts in the instance.
+    pub fn start(&self, call: CallCtx) {
+        self.calls().push(call);
+    }
+
+    /// The request `request_id` has ended (answered, failed or expired).
+    pub fn end(&self, request_id: &str) {
+        let mut calls = self.calls();
+        if let Some(i) = calls.iter().position(|c| &*c.request_id == request_id) {
+            calls.swap_remove(i);
+        }
+    }
+
+    /// The request in flight with id `request_id`, else the only request in
+    /// flight, else none.
+    pub fn find(&self, request_id: Option<&str>) -> Option<CallCtx> {
+        let calls = self.calls();
+        let named = request_id.and_then(|id| calls.iter().find(|c| &*c.request_id == id));
+        match (named, calls.as_slice()) {
+            (Some(call), _) => Some(call.clone()),
+            (None, [only]) => Some(only.clone()),
+            (None, _) => None,
+        }
+    }
+
+    /// The request id the instance's output is tagged with: that of the one
+    /// request in flight, or `-` while there are several (or none).
+    pub fn log_id(&self) -> Arc<str> {
+        match self.calls().as_slice() {
+            [only] => only.request_id.clone(),
+            _ => Arc::from("-"),
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! The data every [`wasmtime::Store`] carries: one struct that implements the
 //! view trait of each capability, plus the per-instance resource limiter.
 
-use crate::call::CallCtx;
+use crate::call::{CallCtx, SharedCalls};
 use crate::capability::config::ConfigCtx;
 use crate::capability::kv::{KvCtx, KvView};
 use crate::capability::logging::LogCtx;
@@ -82,6 +82,15 @@ impl HostState {
     pub fn begin_request(&mut self, call: CallCtx, services: Arc<dyn Services>) {
         self.log.set_request_id(call.request_id.clone());
         self.outbound.begin(services, call);
+    }
+
+    /// Makes this the state of an instance that runs several requests at
+    /// once: each request's call is registered in the returned set while it
+    /// runs, and the log context follows it ([`SharedCalls::log_id`]).
+    pub fn share(&mut self) -> (Arc<SharedCalls>, LogCtx) {
+        let shared = Arc::new(SharedCalls::default());
+        self.outbound.share(shared.clone());
+        (shared, self.log.clone())
     }
 
     /// Lets go of what only the finished invocation needed, before the

@@ -253,3 +253,219 @@ routes = ["GET /next"]
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "hello from wasi:http@0.3.2");
 }
+
+/// A WASI 0.3 function whose instances each run up to 16 requests at once.
+const SHARED: &str = r#"
+version = 1
+[app]
+name = "p3-shared"
+
+[functions.shared]
+source = "guest:p3-probe"
+routes = ["/p3/..."]
+services = ["echo"]
+instance_reuse = { requests = 128, concurrent = 16, idle = "10s" }
+limits = { timeout = "2s", concurrency = 64 }
+
+[functions.echo]
+source = "guest:echo"
+"#;
+
+async fn wait(app: &TestApp, ms: u64) -> (u16, serde_json::Value) {
+    let response = app.get(&format!("/p3/wait?ms={ms}")).await;
+    let status = response.status().as_u16();
+    (status, json(response).await)
+}
+
+/// Sends `n` requests for `/p3/wait?ms=ms`, 10 ms apart, and answers their
+/// statuses and bodies.
+async fn waits(app: &TestApp, n: usize, ms: u64) -> Vec<(u16, serde_json::Value)> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let client = app.client.clone();
+        let url = app.url(&format!("/p3/wait?ms={ms}"));
+        tasks.push(tokio::spawn(async move {
+            let response = client.get(url).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, json(response).await)
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_requests_run_at_once_in_one_shared_instance() {
+    let app = TestApp::start(SHARED).await;
+    // The instance exists and waits idle.
+    let (status, first) = wait(&app, 0).await;
+    assert_eq!(status, 200);
+    assert_eq!(first["served"], 1);
+
+    let answers = waits(&app, 16, 1_000).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let most = answers
+        .iter()
+        .map(|(_, seen)| seen["max_in_flight"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(most, 16, "the guest never had 16 in flight: {answers:?}");
+    // All 17 in the one instance.
+    let served = answers
+        .iter()
+        .map(|(_, seen)| seen["served"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(served, 17, "{answers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_request_past_its_timeout_in_a_shared_instance_fails_alone() {
+    let app = TestApp::start(SHARED).await;
+    assert_eq!(wait(&app, 0).await.0, 200);
+    let slow = {
+        let client = app.client.clone();
+        let url = app.url("/p3/wait?ms=5000");
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let response = client.get(url).send().await.unwrap();
+            (
+                response.status().as_u16(),
+                json(response).await,
+                started.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quick = waits(&app, 4, 300).await;
+    let (status, body, took) = slow.await.unwrap();
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"], "timeout");
+    assert!(took < Duration::from_millis(3_000), "504 after {took:?}");
+    for (status, seen) in &quick {
+        assert_eq!(*status, 200, "{seen}");
+    }
+    // They shared the slow request's instance.
+    assert!(
+        quick
+            .iter()
+            .any(|(_, seen)| seen["max_in_flight"].as_u64().unwrap() >= 2),
+        "{quick:?}"
+    );
+    assert_eq!(wait(&app, 0).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trap_in_a_shared_instance_fails_its_requests_and_the_instance_is_replaced() {
+    let app = TestApp::start(SHARED).await;
+    assert_eq!(wait(&app, 0).await.0, 200);
+    let bystanders = {
+        let app_url = app.url("/p3/wait?ms=1500");
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            let mut tasks = Vec::new();
+            for _ in 0..3 {
+                let client = client.clone();
+                let url = app_url.clone();
+                tasks.push(tokio::spawn(async move {
+                    let response = client.get(url).send().await.unwrap();
+                    (response.status().as_u16(), json(response).await)
+                }));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            for task in tasks {
+                answers.push(task.await.unwrap());
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let trapped = app.get("/p3/trap?ms=100").await;
+    assert_eq!(trapped.status(), 500);
+    assert_eq!(json(trapped).await["error"], "function_trapped");
+    for (status, body) in bystanders.await.unwrap() {
+        assert_eq!(status, 500, "{body}");
+        assert_eq!(body["error"], "function_trapped");
+    }
+    // A new instance: it has served one request.
+    let (status, after) = wait(&app, 0).await;
+    assert_eq!(status, 200);
+    assert_eq!(after["served"], 1, "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn service_calls_from_a_shared_instance_carry_their_own_request_ids() {
+    let app = TestApp::start(SHARED).await;
+    assert_eq!(wait(&app, 0).await.0, 200);
+    // Keep the instance busy with another request meanwhile.
+    let busy = {
+        let client = app.client.clone();
+        let url = app.url("/p3/wait?ms=1000");
+        tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
+    };
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let client = app.client.clone();
+        let url = app.url(&format!("/p3/call/echo/item/{i}"));
+        tasks.push(tokio::spawn(async move {
+            let id = format!("shared-call-{i}");
+            let response = client
+                .get(url)
+                .header("x-request-id", &id)
+                .send()
+                .await
+                .unwrap();
+            (id, json(response).await)
+        }));
+    }
+    for task in tasks {
+        let (id, called) = task.await.unwrap();
+        assert_eq!(called["status"], 200, "{called}");
+        let echo: serde_json::Value =
+            serde_json::from_str(called["body"].as_str().unwrap()).unwrap();
+        assert_eq!(echo["headers"]["x-request-id"], id.as_str());
+    }
+    assert_eq!(busy.await.unwrap(), 200);
+}
+
+#[test]
+fn concurrent_reuse_of_a_wasi_0_2_component_is_refused_by_name() {
+    let manifest = nimbus_tests::with_guest_paths(
+        r#"
+version = 1
+[app]
+name = "p2-concurrent"
+
+[functions.hello]
+source = "guest:hello"
+routes = ["GET /"]
+instance_reuse = { concurrent = 4 }
+"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = nimbus_tests::write_manifest(dir.path(), &manifest);
+    let manifest = nimbus::manifest::Manifest::load(&path).unwrap();
+    let runtime = nimbus_tests::runtime();
+    let store =
+        nimbus::backend::embedded::EmbeddedBackend::open(&dir.path().join("s.redb")).unwrap();
+    let error = nimbus::app::App::load(
+        &runtime,
+        &manifest,
+        nimbus::backend::Backends::embedded(store),
+    )
+    .err()
+    .expect("a WASI 0.2 component cannot run requests concurrently");
+    let message = error.to_string();
+    assert!(
+        message.contains("`instance_reuse.concurrent` must be 1, not 4"),
+        "{message}"
+    );
+}

@@ -126,6 +126,19 @@ pub enum LoadError {
     /// A JWT provider's keys could not be loaded.
     #[error(transparent)]
     Auth(crate::gateway::ProviderError),
+    /// `instance_reuse.concurrent` above 1 on a WASI 0.2 component.
+    #[error(
+        "function `{function}`: {} is a WASI 0.2 component (`wasi:http/incoming-handler@0.2.x`), which runs one request at a time per instance, so `instance_reuse.concurrent` must be 1, not {concurrent}; only a WASI 0.3 component (`wasi:http/handler@0.3.x`) runs several at once",
+        path.display()
+    )]
+    ConcurrentWasiP2 {
+        /// The function.
+        function: FunctionId,
+        /// The file.
+        path: PathBuf,
+        /// The manifest's `concurrent`.
+        concurrent: u32,
+    },
     /// The component does not export the HTTP handler.
     #[error(
         "function `{function}`: {} does not export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.x` (it exports: {exports}); an HTTP function must target the `wasi:http/proxy` world of WASI 0.2 or `wasi:http/service` of WASI 0.3",
@@ -201,11 +214,15 @@ pub(super) fn prepare(
             path,
         });
     }
-    if kind == EngineKind::Concurrent && spec.instance_reuse.is_some() {
-        tracing::warn!(
-            function = %spec.id,
-            "`instance_reuse` is not yet supported for a WASI 0.3 function; each request gets a fresh instance"
-        );
+    if let (EngineKind::Sync, Some(reuse)) = (kind, spec.instance_reuse)
+        && reuse.concurrent.get() > 1
+        && http.is_some()
+    {
+        return Err(LoadError::ConcurrentWasiP2 {
+            function,
+            path,
+            concurrent: reuse.concurrent.get(),
+        });
     }
     let handlers = exports
         .into_iter()

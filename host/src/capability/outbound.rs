@@ -13,7 +13,7 @@
 //! (routing, headers, limits); this capability reaches it through the
 //! [`Services`] trait object, which the trigger implements.
 
-use crate::call::CallCtx;
+use crate::call::{CallCtx, SharedCalls};
 use crate::manifest::HostPattern;
 use crate::wire::{REQUEST_ID, TRACEPARENT};
 use http::HeaderValue;
@@ -81,6 +81,10 @@ pub struct OutboundCtx {
     /// `None` while a reused instance waits idle between invocations.
     services: Option<Arc<dyn Services>>,
     call: CallCtx,
+    /// In an instance that runs several requests at once, those in flight:
+    /// a call is made on behalf of the one it names (`x-request-id`), or of
+    /// the only one.
+    shared: Option<Arc<SharedCalls>>,
 }
 
 impl OutboundCtx {
@@ -94,7 +98,30 @@ impl OutboundCtx {
             policy,
             services: Some(services),
             call,
+            shared: None,
         }
+    }
+
+    /// Makes this the outbound state of an instance that runs the requests
+    /// in `shared` at once.
+    pub fn share(&mut self, shared: Arc<SharedCalls>) {
+        self.shared = Some(shared);
+    }
+
+    /// The invocation an outbound request is made for: in a shared instance
+    /// the one it names or the only one in flight, or else a request of its
+    /// own (a new request id, the function alone in its chain).
+    fn call_for(&self, request: &http::Request<WasiBody>) -> CallCtx {
+        let Some(shared) = &self.shared else {
+            return self.call.clone();
+        };
+        let named = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|id| id.to_str().ok());
+        shared.find(named).unwrap_or_else(|| {
+            CallCtx::new(uuid::Uuid::new_v4().to_string(), None, self.call.function())
+        })
     }
 
     /// Starts the next invocation of a reused instance.
@@ -110,10 +137,10 @@ impl OutboundCtx {
         self.services = None;
     }
 
-    fn deny(&self, uri: &http::Uri, why: &str) -> SendFuture {
+    fn deny(&self, call: &CallCtx, uri: &http::Uri, why: &str) -> SendFuture {
         tracing::info!(
             function = &*self.policy.function,
-            request_id = &*self.call.request_id,
+            request_id = &*call.request_id,
             %uri,
             "outbound request denied: {why}"
         );
@@ -122,6 +149,7 @@ impl OutboundCtx {
 
     fn service_call(
         &self,
+        call: &CallCtx,
         services: Arc<dyn Services>,
         service: &str,
         mut request: http::Request<WasiBody>,
@@ -134,19 +162,19 @@ impl OutboundCtx {
             .map(|(_, index)| *index)
         else {
             return self.deny(
+                call,
                 request.uri(),
                 &format!("`{service}` is not in this function's `services`"),
             );
         };
-        if self.call.chain.contains(&callee) || self.call.chain.len() >= MAX_CALL_DEPTH {
-            let chain: Vec<Arc<str>> = self
-                .call
+        if call.chain.contains(&callee) || call.chain.len() >= MAX_CALL_DEPTH {
+            let chain: Vec<Arc<str>> = call
                 .chain
                 .iter()
                 .filter_map(|&i| services.function_id(i))
                 .collect();
             tracing::warn!(
-                request_id = &*self.call.request_id,
+                request_id = &*call.request_id,
                 chain = chain.join(" -> "),
                 callee = service,
                 "service call refused: a cycle or a chain deeper than {MAX_CALL_DEPTH}"
@@ -154,15 +182,15 @@ impl OutboundCtx {
             return Box::new(async { Err(HttpError::LoopDetected) });
         }
         let headers = request.headers_mut();
-        if let Ok(id) = HeaderValue::from_str(&self.call.request_id) {
+        if let Ok(id) = HeaderValue::from_str(&call.request_id) {
             headers.insert(REQUEST_ID, id);
         }
-        if let Some(tp) = &self.call.traceparent
+        if let Some(tp) = &call.traceparent
             && !headers.contains_key(TRACEPARENT)
         {
             headers.insert(TRACEPARENT, tp.clone());
         }
-        let call = self.call.calling(callee);
+        let call = call.calling(callee);
         let response = services.call(callee, request, self.policy.function.clone(), call);
         Box::new(async move {
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
@@ -187,9 +215,10 @@ impl WasiHttpHooks for OutboundCtx {
         let Some(host) = uri.host() else {
             return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
         };
+        let call = self.call_for(&request);
         if let Some(service) = host.strip_suffix(SERVICE_SUFFIX) {
             let service = service.to_owned();
-            return self.service_call(services, &service, request);
+            return self.service_call(&call, services, &service, request);
         }
         let scheme = uri.scheme_str().unwrap_or("https");
         let port = uri
@@ -201,7 +230,7 @@ impl WasiHttpHooks for OutboundCtx {
             .iter()
             .any(|p| p.allows(scheme, host, port))
         {
-            return self.deny(&uri, "no `allowed_outbound_hosts` entry matches");
+            return self.deny(&call, &uri, "no `allowed_outbound_hosts` entry matches");
         }
         let options = cap_timeouts(options, self.policy.timeout);
         Box::new(async move {

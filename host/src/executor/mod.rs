@@ -16,19 +16,23 @@
 
 mod error;
 mod reuse;
+mod shared;
 
 pub use error::InvocationError;
 
 use crate::app::{App, Function, HttpPre, Version};
 use crate::call::CallCtx;
 use crate::capability::outbound::Services;
+use crate::engine::Runtime;
 use crate::state::{Grants, HostState};
 use crate::wire::Body;
 use bytes::Bytes;
 use error::classify;
 use http_body::Body as HttpBody;
+use http_body_util::BodyExt;
 use prometheus_client::metrics::gauge::Gauge;
 use reuse::{IdleInstance, ReusePool};
+use shared::SharedPool;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,11 +49,9 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 /// `wasi:http` error code it reported instead.
 type Answer = Result<hyper::Response<Body>, wasmtime_wasi_http::Error>;
 
-/// How long an idle reused instance is kept: the default of `wasmtime serve
-/// --idle-instance-timeout`. Long enough to bridge the gaps of steady
-/// traffic; short enough that the pool slots of a function gone quiet return
-/// to the others soon.
-pub const REUSE_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an idle reused instance is kept unless the manifest says
+/// otherwise ([`crate::manifest::Reuse::DEFAULT_IDLE`]).
+pub const REUSE_IDLE_TIMEOUT: Duration = crate::manifest::Reuse::DEFAULT_IDLE;
 
 /// Runs invocations of one app's functions, and keeps the idle instances of
 /// those with `instance_reuse`.
@@ -58,6 +60,9 @@ pub struct Executor {
     /// By function index (indices are stable: functions are only ever
     /// added), the idle instances of a function with `instance_reuse`.
     pools: RwLock<Vec<Option<Arc<ReusePool>>>>,
+    /// By function index, the shared instances of a WASI 0.3 function with
+    /// `instance_reuse`, for its current version.
+    shared: RwLock<Vec<Option<Arc<SharedPool>>>>,
 }
 
 impl Executor {
@@ -80,7 +85,7 @@ impl Executor {
     /// `None` for a function without `instance_reuse`.
     fn pool(&self, app: &App, index: usize) -> Option<Arc<ReusePool>> {
         let function = &app.functions[index];
-        let max_requests = function.spec.instance_reuse?;
+        let reuse = function.spec.instance_reuse?;
         {
             let pools = self.pools.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(Some(pool)) = pools.get(index) {
@@ -96,11 +101,52 @@ impl Executor {
             // can ever be busy, so the pool never holds more instances than
             // a burst at the limit needed.
             Arc::new(ReusePool::new(
-                max_requests.get(),
+                reuse.requests.get(),
                 function.limits.concurrency as usize,
+                reuse.idle,
             ))
         });
         Some(pool.clone())
+    }
+
+    /// The shared-instance pool of `version` of `app.functions[index]`, a
+    /// new one when there is none or the one there is of another version.
+    fn shared_pool(
+        &self,
+        app: &App,
+        index: usize,
+        version: &Arc<Version>,
+        pre: ServicePre<HostState>,
+        reuse: crate::manifest::Reuse,
+        services: &Arc<dyn Services>,
+    ) -> Arc<SharedPool> {
+        {
+            let pools = self.shared.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(Some(pool)) = pools.get(index)
+                && Arc::ptr_eq(&pool.version, version)
+            {
+                return pool.clone();
+            }
+        }
+        let mut pools = self.shared.write().unwrap_or_else(PoisonError::into_inner);
+        if pools.len() <= index {
+            pools.resize(index + 1, None);
+        }
+        match &pools[index] {
+            Some(pool) if Arc::ptr_eq(&pool.version, version) => pool.clone(),
+            _ => {
+                let pool = Arc::new(SharedPool::new(
+                    app.runtime().clone(),
+                    app.functions[index].clone(),
+                    version.clone(),
+                    pre,
+                    reuse,
+                    services.clone(),
+                ));
+                pools[index] = Some(pool.clone());
+                pool
+            }
+        }
     }
 
     /// Runs one queue delivery through a fresh instance of
@@ -122,7 +168,13 @@ impl Executor {
                 "the function has no queue trigger".into(),
             ));
         };
-        let mut store = new_store(app, &version, &function.grants, call, services.clone())?;
+        let mut store = new_store(
+            app.runtime(),
+            &version,
+            &function.grants,
+            call,
+            services.clone(),
+        )?;
         let timeout = function.limits.timeout;
         let message = crate::capability::messaging::Message::delivered(delivery);
         let _in_flight = InFlight::new(&function.metrics.in_flight);
@@ -169,6 +221,22 @@ impl Executor {
             return Err(InvocationError::NoHttpHandler);
         };
         let permit = acquire_slot(function).await?;
+        if let (HttpPre::P3(pre), Some(reuse)) = (&pre, function.spec.instance_reuse) {
+            let pool = self.shared_pool(app, index, &version, pre.clone(), reuse, services);
+            let in_flight = InFlight::new(&function.metrics.in_flight);
+            let request =
+                with_authority(request).map(|body| body.map_err(Into::into).boxed_unsync());
+            let response = pool.handle(request, call).await?;
+            // The slot and the in-flight count last as long as the body.
+            return Ok(response.map(|body| {
+                Holding {
+                    body,
+                    _permit: permit,
+                    _in_flight: in_flight,
+                }
+                .boxed_unsync()
+            }));
+        }
         let (sender, receiver) = oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));
         let task: GuestFuture = match pre {
@@ -182,7 +250,13 @@ impl Executor {
                         (store, Some((idle.proxy, idle.served)))
                     }
                     None => (
-                        new_store(app, &version, &function.grants, call, services.clone())?,
+                        new_store(
+                            app.runtime(),
+                            &version,
+                            &function.grants,
+                            call,
+                            services.clone(),
+                        )?,
                         None,
                     ),
                 };
@@ -198,7 +272,13 @@ impl Executor {
                 Box::pin(guest.run(store, pre, reused, req, out))
             }
             HttpPre::P3(pre) => {
-                let store = new_store(app, &version, &function.grants, call, services.clone())?;
+                let store = new_store(
+                    app.runtime(),
+                    &version,
+                    &function.grants,
+                    call,
+                    services.clone(),
+                )?;
                 let guest = Guest {
                     app: app.clone(),
                     index,
@@ -217,14 +297,13 @@ impl Executor {
 /// A fresh store for one invocation of `version`, on the engine it was
 /// compiled for, with the function's limits applied.
 fn new_store(
-    app: &App,
+    runtime: &Runtime,
     version: &Version,
     grants: &Grants,
     call: CallCtx,
     services: Arc<dyn Services>,
 ) -> Result<Store<HostState>, InvocationError> {
-    let engine = app
-        .runtime()
+    let engine = runtime
         .engine_of(version.engine)
         .map_err(|e| InvocationError::Failed(format!("{e:#}")))?;
     let mut store = Store::new(engine, HostState::new(grants, call, services));
@@ -489,6 +568,34 @@ impl Drop for Detach {
         {
             runtime.spawn(guest);
         }
+    }
+}
+
+/// A response body that holds what the request holds until the body ends:
+/// the function's concurrency slot and its in-flight count.
+struct Holding {
+    body: Body,
+    _permit: OwnedSemaphorePermit,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for Holding {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

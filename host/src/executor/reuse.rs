@@ -1,22 +1,21 @@
-//! Opt-in instance reuse (`instance_reuse = N`): a function's idle
-//! instances between requests.
+//! Opt-in instance reuse of WASI 0.2 functions (`instance_reuse = N`): a
+//! function's idle instances between requests.
 
-use super::REUSE_IDLE_TIMEOUT;
 use crate::app::Version;
 use crate::state::HostState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
 /// The idle instances of a function with `instance_reuse`: most recently used
-/// first, each dropped after `max_requests` requests or
-/// [`REUSE_IDLE_TIMEOUT`] without one. Only an instance whose guest returned
+/// first, each dropped after `max_requests` requests or `idle` without one. Only an instance whose guest returned
 /// normally, with a response, comes back here; one that trapped, timed out or
 /// hit its memory cap is dropped with its store.
 pub(super) struct ReusePool {
     max_requests: u32,
+    idle_timeout: Duration,
     /// At most this many idle: the function's concurrency, which is also the
     /// most that can ever be busy, so the pool never holds more instances
     /// than a burst at the limit needed.
@@ -82,14 +81,14 @@ impl ReusePool {
         }
     }
 
-    /// Removes the instances idle for longer than [`REUSE_IDLE_TIMEOUT`].
+    /// Removes the instances idle for longer than the idle timeout.
     fn expire(&self) -> Vec<IdleInstance> {
         let now = Instant::now();
         let mut idle = self.lock();
         // Oldest first: everything before the first young one has expired.
         let young = idle
             .iter()
-            .position(|i| now.duration_since(i.since) < REUSE_IDLE_TIMEOUT)
+            .position(|i| now.duration_since(i.since) < self.idle_timeout)
             .unwrap_or(idle.len());
         idle.drain(..young).collect()
     }
@@ -105,8 +104,9 @@ impl ReusePool {
             return;
         };
         let pool = Arc::downgrade(self);
+        let every = self.idle_timeout;
         runtime.spawn(async move {
-            let mut tick = tokio::time::interval(REUSE_IDLE_TIMEOUT);
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 let Some(pool) = pool.upgrade() else { break };
@@ -118,10 +118,11 @@ impl ReusePool {
 
 impl ReusePool {
     /// A pool of up to `capacity` idle instances, each serving up to
-    /// `max_requests` requests.
-    pub(super) fn new(max_requests: u32, capacity: usize) -> ReusePool {
+    /// `max_requests` requests and kept for `idle_timeout` between them.
+    pub(super) fn new(max_requests: u32, capacity: usize, idle_timeout: Duration) -> ReusePool {
         ReusePool {
             max_requests,
+            idle_timeout,
             capacity,
             idle: Mutex::new(Vec::new()),
             sweeping: AtomicBool::new(false),

@@ -168,9 +168,31 @@ pub struct FunctionSpec {
     pub queue: Option<QueueSpec>,
     /// Topics it may publish to.
     pub publish: Vec<TopicPattern>,
-    /// Requests each instance serves, when the function opted into instance
-    /// reuse; `None`: a fresh instance per request.
-    pub instance_reuse: Option<NonZeroU32>,
+    /// How instances are reused, when the function opted in; `None`: a
+    /// fresh instance per request.
+    pub instance_reuse: Option<Reuse>,
+}
+
+/// Instance reuse, defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reuse {
+    /// Requests each instance serves before it is dropped.
+    pub requests: NonZeroU32,
+    /// Requests one instance runs at once; more than 1 only for WASI 0.3.
+    pub concurrent: NonZeroU32,
+    /// How long an idle instance waits for its next request.
+    pub idle: Duration,
+}
+
+impl Reuse {
+    /// Requests per instance when the table leaves them out: `wasmtime
+    /// serve`'s default for WASI 0.3 components.
+    pub const DEFAULT_REQUESTS: NonZeroU32 = NonZeroU32::new(128).unwrap();
+    /// How long an idle instance is kept when the manifest does not say: the
+    /// default of `wasmtime serve --idle-instance-timeout`. Long enough to
+    /// bridge the gaps of steady traffic; short enough that the pool slots of
+    /// a function gone quiet return to the others soon.
+    pub const DEFAULT_IDLE: Duration = Duration::from_secs(1);
 }
 
 /// A queue trigger with its retry policy, defaults applied.
@@ -359,6 +381,55 @@ GREETING = "hi"
         assert_eq!(f.env, [("GREETING".to_string(), "hi".to_string())]);
         assert_eq!(f.build.as_ref().unwrap().workdir, Path::new("/app/../.."));
         assert_eq!(f.routes.len(), 3);
+    }
+
+    #[test]
+    fn instance_reuse_is_a_number_or_a_table_with_defaults() {
+        let reuse = |value: &str| {
+            parse(&format!(
+                "version = 1\n[app]\nname = \"a\"\n[functions.a]\nsource = \"a.wasm\"\ninstance_reuse = {value}\n"
+            ))
+            .map(|m| m.functions[0].instance_reuse.unwrap())
+        };
+        let n = |n: u32| std::num::NonZeroU32::new(n).unwrap();
+        assert_eq!(
+            reuse("1000").unwrap(),
+            Reuse {
+                requests: n(1000),
+                concurrent: n(1),
+                idle: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(
+            reuse("{ requests = 128, concurrent = 16, idle = \"250ms\" }").unwrap(),
+            Reuse {
+                requests: n(128),
+                concurrent: n(16),
+                idle: Duration::from_millis(250)
+            }
+        );
+        assert_eq!(
+            reuse("{ concurrent = 8 }").unwrap(),
+            Reuse {
+                requests: Reuse::DEFAULT_REQUESTS,
+                concurrent: n(8),
+                idle: Reuse::DEFAULT_IDLE
+            }
+        );
+        let err = reuse("{ requsts = 5 }").unwrap_err();
+        assert!(err.contains("unknown field `requsts`"), "{err}");
+        let err = reuse("0").unwrap_err();
+        assert!(
+            err.contains("0 requests per instance: it must be from 1"),
+            "{err}"
+        );
+        let err = reuse("{ concurrent = 0 }").unwrap_err();
+        assert!(err.contains("concurrent"), "{err}");
+        let err = reuse("\"many\"").unwrap_err();
+        assert!(
+            err.contains("a number of requests per instance, or a table"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The normalize pass: a parsed manifest checked key by key, with paths
 //! made relative to the manifest's folder and every default filled in.
 
-use super::schema::{RawFunction, RawLimits, RawManifest, RawQueue, RawRouteEntry};
+use super::schema::{RawFunction, RawLimits, RawManifest, RawQueue, RawReuse, RawRouteEntry};
 use super::*;
 use std::collections::BTreeMap;
 
@@ -126,7 +126,7 @@ fn normalize_function(
         config,
         queue,
         publish: f.publish,
-        instance_reuse: f.instance_reuse,
+        instance_reuse: f.instance_reuse.map(reuse),
         id,
     })
 }
@@ -368,6 +368,25 @@ fn check_route_conflicts(file: &Path, functions: &[FunctionSpec]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// `instance_reuse` with the defaults: one request at a time, idle for
+/// [`Reuse::DEFAULT_IDLE`]; a table without `requests` takes
+/// [`Reuse::DEFAULT_REQUESTS`].
+fn reuse(raw: RawReuse) -> Reuse {
+    let one = std::num::NonZeroU32::MIN;
+    match raw {
+        RawReuse::Requests(requests) => Reuse {
+            requests,
+            concurrent: one,
+            idle: Reuse::DEFAULT_IDLE,
+        },
+        RawReuse::Table(t) => Reuse {
+            requests: t.requests.unwrap_or(Reuse::DEFAULT_REQUESTS),
+            concurrent: t.concurrent.unwrap_or(one),
+            idle: t.idle.map_or(Reuse::DEFAULT_IDLE, |d| d.0),
+        },
+    }
 }
 
 #[cfg(test)]

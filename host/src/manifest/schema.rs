@@ -116,11 +116,72 @@ pub struct RawFunction {
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     /// Opt-in instance reuse, for a function that keeps no state from one
-    /// request to the next: each instance serves up to this many requests
-    /// (one at a time) instead of one. Absent: a fresh instance per request.
-    /// Example: `instance_reuse = 1000`.
+    /// request to the next: a number of requests each instance serves (one
+    /// at a time), or a table. Absent: a fresh instance per request.
+    /// Examples: `instance_reuse = 1000`,
+    /// `instance_reuse = { requests = 128, concurrent = 16, idle = "1s" }`.
     #[serde(default)]
-    pub instance_reuse: Option<NonZeroU32>,
+    pub instance_reuse: Option<RawReuse>,
+}
+
+/// `instance_reuse`: a number of requests, or a table.
+#[derive(Debug)]
+pub enum RawReuse {
+    /// `instance_reuse = 1000`.
+    Requests(NonZeroU32),
+    /// `instance_reuse = { ... }`.
+    Table(RawReuseTable),
+}
+
+/// `instance_reuse = { requests = 128, concurrent = 16, idle = "1s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReuseTable {
+    /// Requests each instance serves before it is dropped. Example: `requests = 128`.
+    pub requests: Option<NonZeroU32>,
+    /// Requests one instance runs at once (WASI 0.3 functions only; 1 for
+    /// WASI 0.2). Example: `concurrent = 16`.
+    pub concurrent: Option<NonZeroU32>,
+    /// How long an idle instance is kept for the next request. Example: `idle = "1s"`.
+    pub idle: Option<HumanDuration>,
+}
+
+impl<'de> Deserialize<'de> for RawReuse {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawReuse;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a number of requests per instance, or a table like { requests = 128, concurrent = 16, idle = \"1s\" }",
+                )
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<RawReuse, E> {
+                u32::try_from(n)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .map(RawReuse::Requests)
+                    .ok_or_else(|| {
+                        E::custom(format!(
+                            "{n} requests per instance: it must be from 1 to {}",
+                            u32::MAX
+                        ))
+                    })
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<RawReuse, E> {
+                self.visit_i64(i64::try_from(n).unwrap_or(-1))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawReuse, A::Error> {
+                RawReuseTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawReuse::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// `queue = { ... }`: the topic and the retry policy.
