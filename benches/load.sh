@@ -11,11 +11,15 @@
 #   kv     GET of a 100-byte value through the `kv-store` guest (a redb read)
 #   chain  GET through `caller`, which calls `hello` as an in-process service call
 #          (a chain of depth 2)
+#   p3     GET, a WASI 0.3 (wasi:http 0.3) hello, the `p3-next` guest (wasip3 0.10)
 # Servers, each where it can run the scenario:
 #   nimbus          `nimbus up`, a fresh instance per request
-#   nimbus-reuse    `nimbus up`, functions with `instance_reuse = 1000`
+#   nimbus-reuse    `nimbus up`, functions with `instance_reuse = 1000`; for p3
+#                   `instance_reuse = { requests = 128, concurrent = 16 }`
 #   wasmtime        `wasmtime serve -Scli`, a fresh instance per request
-#   wasmtime-reuse  `wasmtime serve -Scli --max-instance-reuse-count 1000`
+#   wasmtime-reuse  `wasmtime serve -Scli --max-instance-reuse-count 1000`; for p3
+#                   its WASI 0.3 defaults (128 requests per instance, 16 at once),
+#                   and for p3 `wasmtime` is `--max-instance-reuse-count 1`
 #   native          benches/native-hello (hyper, no WebAssembly)
 #
 # Settings (environment): DURATION seconds per measured run (default 10), REPEATS runs
@@ -32,7 +36,7 @@ set -euo pipefail
 readonly DURATION=${DURATION:-10}
 readonly REPEATS=${REPEATS:-3}
 readonly CONNECTIONS=${CONNECTIONS:-16}
-read -r -a SCENARIO_LIST <<<"${SCENARIOS:-hello echo kv chain}"
+read -r -a SCENARIO_LIST <<<"${SCENARIOS:-hello echo kv chain p3}"
 readonly SCENARIO_LIST
 # The wasmtime release Nimbus embeds (Cargo.toml), so both run the same engine.
 readonly WASMTIME_VERSION=48.0.8
@@ -94,8 +98,8 @@ fi
 
 log "building nimbus, native-hello and the guests"
 cargo build --release --quiet -p nimbus -p native-hello
-cargo build --release --quiet --target "$GUEST_TARGET" -p hello -p echo -p kv-store -p caller
-for guest in hello echo kv_store caller; do
+cargo build --release --quiet --target "$GUEST_TARGET" -p hello -p echo -p kv-store -p caller -p p3-next
+for guest in hello echo kv_store caller p3_next; do
     [[ -f $GUESTS/$guest.wasm ]] || die "missing $GUESTS/$guest.wasm"
 done
 
@@ -148,6 +152,15 @@ source = "$GUESTS/caller.wasm"
 routes = ["/reuse/call/..."]
 services = ["hello-reuse"]
 instance_reuse = $REUSE_COUNT
+
+[functions.p3]
+source = "$GUESTS/p3_next.wasm"
+routes = ["GET /p3"]
+
+[functions.p3-reuse]
+source = "$GUESTS/p3_next.wasm"
+routes = ["GET /reuse/p3"]
+instance_reuse = { requests = 128, concurrent = 16 }
 EOF
 
 # The echo body: a JSON document of exactly ECHO_BODY_BYTES bytes.
@@ -244,6 +257,11 @@ url[echo.wasmtime]="http://$addr/echo"
 start_server wasmtime-echo-reuse 'Serving HTTP on http://' \
     "${serve[@]}" --max-instance-reuse-count "$REUSE_COUNT" "$GUESTS/echo.wasm"
 url[echo.wasmtime-reuse]="http://$addr/echo"
+start_server wasmtime-p3 'Serving HTTP on http://' \
+    "${serve[@]}" --max-instance-reuse-count 1 "$GUESTS/p3_next.wasm"
+url[p3.wasmtime]="http://$addr/"
+start_server wasmtime-p3-reuse 'Serving HTTP on http://' "${serve[@]}" "$GUESTS/p3_next.wasm"
+url[p3.wasmtime-reuse]="http://$addr/"
 
 url[hello.nimbus]="http://$nimbus/"
 url[hello.nimbus-reuse]="http://$nimbus/reuse"
@@ -255,6 +273,8 @@ url[kv.nimbus]="http://$nimbus/kv/bench/key"
 url[kv.nimbus-reuse]="http://$nimbus/reuse/kv/bench/key"
 url[chain.nimbus]="http://$nimbus/call/hello/"
 url[chain.nimbus-reuse]="http://$nimbus/reuse/call/hello-reuse/reuse"
+url[p3.nimbus]="http://$nimbus/p3"
+url[p3.nimbus-reuse]="http://$nimbus/reuse/p3"
 
 # Why a server has no number for a scenario.
 declare -A not_applicable=(
@@ -262,6 +282,7 @@ declare -A not_applicable=(
     [kv.native]="no native key-value server to compare with"
     [chain.wasmtime]="wasmtime serve has no in-process service calls"
     [chain.native]="no native service chain to compare with"
+    [p3.native]="native-hello is the native counterpart of hello; see that row"
 )
 not_applicable[kv.wasmtime-reuse]=${not_applicable[kv.wasmtime]}
 not_applicable[chain.wasmtime-reuse]=${not_applicable[chain.wasmtime]}
@@ -281,7 +302,7 @@ request() {
 }
 
 for scenario in "${SCENARIO_LIST[@]}"; do
-    case $scenario in hello | echo | kv | chain) ;; *) die "unknown scenario $scenario" ;; esac
+    case $scenario in hello | echo | kv | chain | p3) ;; *) die "unknown scenario $scenario" ;; esac
     for server in "${SERVERS[@]}"; do
         target=${url[$scenario.$server]:-}
         [[ -n $target ]] || continue

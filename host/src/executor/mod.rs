@@ -137,6 +137,7 @@ impl Executor {
             _ => {
                 let pool = Arc::new(SharedPool::new(
                     app.runtime().clone(),
+                    index,
                     app.functions[index].clone(),
                     version.clone(),
                     pre,
@@ -239,56 +240,38 @@ impl Executor {
         }
         let (sender, receiver) = oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));
+        let pool = match pre {
+            HttpPre::P2(_) => self.pool(app, index),
+            HttpPre::P3(_) => None,
+        };
+        let idle = pool.as_ref().and_then(|pool| pool.take(&version));
+        let (mut store, reused) = match idle {
+            Some(idle) => {
+                let mut store = idle.store;
+                store.data_mut().begin_request(call, services.clone());
+                store.set_epoch_deadline(1);
+                (store, Some((idle.proxy, idle.served)))
+            }
+            None => {
+                let grants = &function.grants;
+                let store = new_store(app.runtime(), &version, grants, call, services.clone())?;
+                (store, None)
+            }
+        };
+        let guest = Guest {
+            app: app.clone(),
+            index,
+            version,
+            pool,
+            permit,
+            responded: responded.clone(),
+        };
         let task: GuestFuture = match pre {
             HttpPre::P2(pre) => {
-                let pool = self.pool(app, index);
-                let (mut store, reused) = match pool.as_ref().and_then(|pool| pool.take(&version)) {
-                    Some(idle) => {
-                        let mut store = idle.store;
-                        store.data_mut().begin_request(call, services.clone());
-                        store.set_epoch_deadline(1);
-                        (store, Some((idle.proxy, idle.served)))
-                    }
-                    None => (
-                        new_store(
-                            app.runtime(),
-                            &version,
-                            &function.grants,
-                            call,
-                            services.clone(),
-                        )?,
-                        None,
-                    ),
-                };
-                let (req, out) = incoming(&mut store, request, sender, responded.clone())?;
-                let guest = Guest {
-                    app: app.clone(),
-                    index,
-                    version,
-                    pool,
-                    permit,
-                    responded,
-                };
+                let (req, out) = incoming(&mut store, request, sender, responded)?;
                 Box::pin(guest.run(store, pre, reused, req, out))
             }
-            HttpPre::P3(pre) => {
-                let store = new_store(
-                    app.runtime(),
-                    &version,
-                    &function.grants,
-                    call,
-                    services.clone(),
-                )?;
-                let guest = Guest {
-                    app: app.clone(),
-                    index,
-                    version,
-                    pool: None,
-                    permit,
-                    responded,
-                };
-                Box::pin(guest.run_p3(store, pre, request, sender))
-            }
+            HttpPre::P3(pre) => Box::pin(guest.run_p3(store, pre, request, sender)),
         };
         answer(task, receiver).await
     }
@@ -396,9 +379,16 @@ impl Guest {
             Ok(Err(e)) => Err(classify(e, &store.data().limiter)),
             Err(_) => Err(InvocationError::Timeout { limit: timeout }),
         };
+        self.finished(result)
+    }
+
+    /// The end of a run: a failure after the response head went out can
+    /// change no status, so it is logged here.
+    fn finished(&self, result: Result<(), InvocationError>) -> Result<(), InvocationError> {
         if let Err(e) = &result
             && self.responded.load(Ordering::Acquire)
         {
+            let function = &self.app.functions[self.index];
             tracing::warn!(function = %function.id, error = %e, "function failed after sending its response head");
         }
         result
@@ -457,12 +447,7 @@ impl Guest {
             Ok(Err(e)) => Err(classify(e, &store.data().limiter)),
             Err(_) => Err(InvocationError::Timeout { limit: timeout }),
         };
-        if let Err(e) = &result
-            && self.responded.load(Ordering::Acquire)
-        {
-            tracing::warn!(function = %function.id, error = %e, "function failed after sending its response head");
-        }
-        result
+        self.finished(result)
     }
 
     /// Only a guest that finished normally, answered, and stayed under its

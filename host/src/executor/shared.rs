@@ -22,7 +22,7 @@ use crate::manifest::Reuse;
 use crate::state::HostState;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -47,6 +47,7 @@ pub(super) struct SharedPool {
 impl SharedPool {
     pub(super) fn new(
         runtime: Runtime,
+        index: usize,
         function: Arc<Function>,
         version: Arc<Version>,
         pre: ServicePre<HostState>,
@@ -57,11 +58,12 @@ impl SharedPool {
             version: version.clone(),
             handler: ProxyHandler::new(Workers {
                 runtime,
+                index,
                 function,
                 version,
                 pre,
                 reuse,
-                services,
+                services: Arc::downgrade(&services),
             }),
         }
     }
@@ -163,12 +165,16 @@ impl InstanceEnd {
 /// Makes the pool's instances.
 struct Workers {
     runtime: Runtime,
+    /// The function's index in the app, for the call chain.
+    index: usize,
     function: Arc<Function>,
     version: Arc<Version>,
     pre: ServicePre<HostState>,
     reuse: Reuse,
-    /// The trigger, for the guests' service calls.
-    services: Arc<dyn Services>,
+    /// The trigger, for the guests' service calls. Weak: the trigger owns
+    /// the executor, which owns this pool; only a running instance's store
+    /// holds it strongly, until the instance ends.
+    services: Weak<dyn Services>,
 }
 
 impl HandlerState for Workers {
@@ -180,13 +186,17 @@ impl HandlerState for Workers {
         let function = &self.function;
         // Each request's own context comes with it; until the first one,
         // the instance belongs to none.
-        let placeholder = CallCtx::new("-", None, 0);
+        let placeholder = CallCtx::new("-", None, self.index);
+        let services = self
+            .services
+            .upgrade()
+            .ok_or_else(|| wasmtime::format_err!("the node is shutting down"))?;
         let mut store = new_store(
             &self.runtime,
             &self.version,
             &function.grants,
             placeholder,
-            self.services.clone(),
+            services,
         )
         .map_err(|e| wasmtime::format_err!("{e}"))?;
         let (calls, log) = store.data_mut().share();
