@@ -280,10 +280,14 @@ async fn wait(app: &TestApp, ms: u64) -> (u16, serde_json::Value) {
 /// Sends `n` requests for `/p3/wait?ms=ms`, 10 ms apart, and answers their
 /// statuses and bodies.
 async fn waits(app: &TestApp, n: usize, ms: u64) -> Vec<(u16, serde_json::Value)> {
+    waits_at(app.client.clone(), app.url(&format!("/p3/wait?ms={ms}")), n).await
+}
+
+async fn waits_at(client: reqwest::Client, url: String, n: usize) -> Vec<(u16, serde_json::Value)> {
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let client = app.client.clone();
-        let url = app.url(&format!("/p3/wait?ms={ms}"));
+        let client = client.clone();
+        let url = url.clone();
         tasks.push(tokio::spawn(async move {
             let response = client.get(url).send().await.unwrap();
             let status = response.status().as_u16();
@@ -366,27 +370,7 @@ async fn one_request_past_its_timeout_in_a_shared_instance_fails_alone() {
 async fn a_trap_in_a_shared_instance_fails_its_requests_and_the_instance_is_replaced() {
     let app = TestApp::start(SHARED).await;
     assert_eq!(wait(&app, 0).await.0, 200);
-    let bystanders = {
-        let app_url = app.url("/p3/wait?ms=1500");
-        let client = app.client.clone();
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            let mut tasks = Vec::new();
-            for _ in 0..3 {
-                let client = client.clone();
-                let url = app_url.clone();
-                tasks.push(tokio::spawn(async move {
-                    let response = client.get(url).send().await.unwrap();
-                    (response.status().as_u16(), json(response).await)
-                }));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            for task in tasks {
-                answers.push(task.await.unwrap());
-            }
-            answers
-        })
-    };
+    let bystanders = tokio::spawn(waits_at(app.client.clone(), app.url("/p3/wait?ms=1500"), 3));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let trapped = app.get("/p3/trap?ms=100").await;
     assert_eq!(trapped.status(), 500);
