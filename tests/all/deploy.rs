@@ -306,6 +306,38 @@ async fn a_wasi_0_3_version_swaps_in_and_out_under_load_failing_no_request() {
     .await;
 }
 
+/// One WASI 0.3 version for another under load, with instances shared by
+/// up to 16 requests: the old version's instances finish what they took,
+/// new requests go to the new version's, and none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_wasi_0_3_version_swaps_under_load_failing_no_request() {
+    const OLD_P3: &str = "hello from p3";
+    const NEW_P3: &str = "hello from wasi:http@0.3.2";
+    let manifest = APP
+        .replace("[functions.hello]", "[functions.shared3]")
+        .replace(
+            "source = \"guest:hello\"",
+            "source = \"guest:p3-probe\"\ninstance_reuse = { requests = 128, concurrent = 16 }",
+        )
+        + "[functions.shared3.limits]\nconcurrency = 500\nqueue_timeout = \"30s\"\n";
+    let ops = Ops::start(&manifest, None).await;
+    assert_eq!(ops.hello().await, (200, OLD_P3.to_owned()));
+    under_load(
+        &ops,
+        ops.deploy("shared3", component("p3-next")),
+        OLD_P3,
+        NEW_P3,
+    )
+    .await;
+    under_load(
+        &ops,
+        ops.call(http::Method::POST, "/v1/functions/shared3/rollback", None),
+        NEW_P3,
+        OLD_P3,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploy_and_rollback_under_load_fail_no_request() {
     // Room for a backlog: on a busy machine a debug build may fall behind

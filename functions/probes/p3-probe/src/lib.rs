@@ -1,7 +1,8 @@
 //! `p3-probe`: a `wasi:http@0.3.0` (WASI p3) function written on the `wasip3`
 //! crate alone (0.9, which targets 0.3.0), with no Nimbus SDK in between, so
 //! the tests see what the host does for any p3 component. Routes:
-//! - `GET /p3/hello`: `hello from p3` as plain text;
+//! - `GET /p3/hello` (and `GET /hello`, for the deploy tests): `hello from
+//!   p3` as plain text;
 //! - `POST /p3/echo`: streams the request body back as it arrives, chunk by
 //!   chunk, never holding the whole body;
 //! - `GET /p3/headers`: `{"path_with_query": ..., "headers": {...}}`, the
@@ -63,7 +64,9 @@ impl wasip3::exports::http::handler::Guest for P3Probe {
         let route = route.to_owned();
         let method = request.get_method();
         match (&method, route.as_str()) {
-            (Method::Get, "/p3/hello") => Ok(respond(200, TEXT, b"hello from p3".to_vec())),
+            (Method::Get, "/p3/hello" | "/hello") => {
+                Ok(respond(200, TEXT, b"hello from p3".to_vec()))
+            }
             (Method::Post, "/p3/echo") => Ok(echo(request)),
             (Method::Get, "/p3/headers") => {
                 let seen =
