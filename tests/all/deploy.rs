@@ -308,9 +308,10 @@ async fn a_wasi_0_3_version_swaps_in_and_out_under_load_failing_no_request() {
 
 /// One WASI 0.3 version for another under load, with instances shared by
 /// up to 16 requests: the old version's instances finish what they took,
-/// new requests go to the new version's, and none fails.
+/// new requests go to the new version's, and none fails; then both serve
+/// side by side as stable and canary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_shared_wasi_0_3_version_swaps_under_load_failing_no_request() {
+async fn a_shared_wasi_0_3_function_swaps_versions_and_runs_a_canary_failing_no_request() {
     const OLD_P3: &str = "hello from p3";
     const NEW_P3: &str = "hello from wasi:http@0.3.2";
     let manifest = APP
@@ -336,6 +337,23 @@ async fn a_shared_wasi_0_3_version_swaps_under_load_failing_no_request() {
         OLD_P3,
     )
     .await;
+
+    // A canary: both versions' shared instances serve side by side.
+    let (status, answer) = ops
+        .call(
+            http::Method::PUT,
+            "/v1/functions/shared3/canary?percent=50",
+            Some(component("p3-next")),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let counts = tally(&ops, 400).await;
+    assert_eq!(counts.values().sum::<usize>(), 400, "{counts:?}");
+    let canary = counts.get(NEW_P3).copied().unwrap_or(0);
+    assert!(
+        (120..=280).contains(&canary),
+        "{canary} of 400 at 50%: {counts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -61,8 +61,8 @@ pub struct Executor {
     /// added), the idle instances of a function with `instance_reuse`.
     pools: RwLock<Vec<Option<Arc<ReusePool>>>>,
     /// By function index, the shared instances of a WASI 0.3 function with
-    /// `instance_reuse`, for its current version.
-    shared: RwLock<Vec<Option<Arc<SharedPool>>>>,
+    /// `instance_reuse`: a pool per version serving (two during a canary).
+    shared: RwLock<Vec<Vec<Arc<SharedPool>>>>,
 }
 
 impl Executor {
@@ -109,8 +109,9 @@ impl Executor {
         Some(pool.clone())
     }
 
-    /// The shared-instance pool of `version` of `app.functions[index]`, a
-    /// new one when there is none or the one there is of another version.
+    /// The shared-instance pool of `version` of `app.functions[index]`, made
+    /// on first use; the pools of versions no longer serving are let go
+    /// (their instances finish what they took).
     fn shared_pool(
         &self,
         app: &App,
@@ -120,34 +121,47 @@ impl Executor {
         reuse: crate::manifest::Reuse,
         services: &Arc<dyn Services>,
     ) -> Arc<SharedPool> {
+        let find = |pools: &[Arc<SharedPool>]| {
+            pools
+                .iter()
+                .find(|pool| Arc::ptr_eq(&pool.version, version))
+                .cloned()
+        };
         {
             let pools = self.shared.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(Some(pool)) = pools.get(index)
-                && Arc::ptr_eq(&pool.version, version)
-            {
-                return pool.clone();
+            if let Some(pool) = pools.get(index).and_then(|pools| find(pools)) {
+                return pool;
             }
         }
         let mut pools = self.shared.write().unwrap_or_else(PoisonError::into_inner);
         if pools.len() <= index {
-            pools.resize(index + 1, None);
+            pools.resize_with(index + 1, Vec::new);
         }
-        match &pools[index] {
-            Some(pool) if Arc::ptr_eq(&pool.version, version) => pool.clone(),
-            _ => {
-                let pool = Arc::new(SharedPool::new(
-                    app.runtime().clone(),
-                    index,
-                    app.functions[index].clone(),
-                    version.clone(),
-                    pre,
-                    reuse,
-                    services.clone(),
-                ));
-                pools[index] = Some(pool.clone());
-                pool
-            }
+        if let Some(pool) = find(&pools[index]) {
+            return pool;
         }
+        let function = &app.functions[index];
+        let serving = function.traffic();
+        pools[index].retain(|pool| {
+            serving.as_ref().is_some_and(|traffic| {
+                Arc::ptr_eq(&traffic.stable, &pool.version)
+                    || traffic
+                        .canary
+                        .as_ref()
+                        .is_some_and(|canary| Arc::ptr_eq(&canary.version, &pool.version))
+            })
+        });
+        let pool = Arc::new(SharedPool::new(
+            app.runtime().clone(),
+            index,
+            function.clone(),
+            version.clone(),
+            pre,
+            reuse,
+            services.clone(),
+        ));
+        pools[index].push(pool.clone());
+        pool
     }
 
     /// Runs one queue delivery through a fresh instance of
