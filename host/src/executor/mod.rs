@@ -238,16 +238,14 @@ impl Executor {
         let permit = acquire_slot(function).await?;
         if let (HttpPre::P3(pre), Some(reuse)) = (&pre, function.spec.instance_reuse) {
             let pool = self.shared_pool(app, index, &version, pre.clone(), reuse, services);
-            let in_flight = InFlight::new(&function.metrics.in_flight);
             let request =
                 with_authority(request).map(|body| body.map_err(Into::into).boxed_unsync());
             let response = pool.handle(request, call).await?;
-            // The slot and the in-flight count last as long as the body.
+            // The request holds its concurrency slot until its body ends.
             return Ok(response.map(|body| {
                 Holding {
                     body,
                     _permit: permit,
-                    _in_flight: in_flight,
                 }
                 .boxed_unsync()
             }));
@@ -570,12 +568,10 @@ impl Drop for Detach {
     }
 }
 
-/// A response body that holds what the request holds until the body ends:
-/// the function's concurrency slot and its in-flight count.
+/// A response body that holds the request's concurrency slot until it ends.
 struct Holding {
     body: Body,
     _permit: OwnedSemaphorePermit,
-    _in_flight: InFlight,
 }
 
 impl HttpBody for Holding {
@@ -599,10 +595,10 @@ impl HttpBody for Holding {
 }
 
 /// Counts an instance as running while it lives.
-struct InFlight(Gauge);
+pub(super) struct InFlight(Gauge);
 
 impl InFlight {
-    fn new(gauge: &Gauge) -> InFlight {
+    pub(super) fn new(gauge: &Gauge) -> InFlight {
         gauge.inc();
         InFlight(gauge.clone())
     }

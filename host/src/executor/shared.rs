@@ -12,7 +12,7 @@
 //! - log lines and service calls are matched to their request through
 //!   [`SharedCalls`].
 
-use super::{InvocationError, new_store};
+use super::{InFlight, InvocationError, new_store};
 use crate::app::{Function, Version};
 use crate::call::{CallCtx, SharedCalls};
 use crate::capability::logging::LogCtx;
@@ -200,6 +200,7 @@ impl HandlerState for Workers {
         )
         .map_err(|e| wasmtime::format_err!("{e}"))?;
         let (calls, log) = store.data_mut().share();
+        let in_flight = InFlight::new(&function.metrics.in_flight);
         let started = Instant::now();
         let service = self.pre.instantiate_async(&mut store).await?;
         function.metrics.instantiated(started);
@@ -223,6 +224,7 @@ impl HandlerState for Workers {
                 log,
                 end: Arc::new(InstanceEnd::default()),
                 timed_out,
+                _in_flight: in_flight,
             },
         })
     }
@@ -238,6 +240,9 @@ struct Worker {
     end: Arc<InstanceEnd>,
     /// Set when [`Expiry`] ended the instance for running past a timeout.
     timed_out: Arc<AtomicBool>,
+    /// The instance counts as running (`nimbus_instances_in_flight`) while
+    /// it lives, idle or busy.
+    _in_flight: InFlight,
 }
 
 impl WorkerState for Worker {
