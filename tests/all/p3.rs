@@ -163,52 +163,49 @@ fn tokio_stream_of<T: Send + 'static>(
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
+/// GETs `path` with request id `id` under [`TRACEPARENT`]; checks the status
+/// and the id on the response, and answers the JSON body.
+async fn traced(app: &TestApp, path: &str, id: &str) -> serde_json::Value {
+    let response = app
+        .client
+        .get(app.url(path))
+        .header("x-request-id", id)
+        .header("traceparent", TRACEPARENT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], id);
+    json(response).await
+}
+
+/// Checks that `traceparent` continues [`TRACEPARENT`]'s trace.
+fn same_trace(traceparent: &serde_json::Value) {
+    let traceparent = traceparent.as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+}
+
 #[tokio::test]
 async fn p3_calls_p2_and_p2_calls_p3_in_one_trace() {
     let app = TestApp::start(APP).await;
 
     // 0.3 -> 0.2: the p3 probe calls echo through wasi:http/client.
-    let response = app
-        .client
-        .get(app.url("/p3/call/echo/orders/7"))
-        .header("x-request-id", "p3-to-p2")
-        .header("traceparent", TRACEPARENT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["x-request-id"], "p3-to-p2");
-    let called = json(response).await;
+    let called = traced(&app, "/p3/call/echo/orders/7", "p3-to-p2").await;
     assert_eq!(called["status"], 200);
     let echo: serde_json::Value = serde_json::from_str(called["body"].as_str().unwrap()).unwrap();
     assert_eq!(echo["path_with_query"], "/orders/7");
     assert_eq!(echo["headers"]["x-request-id"], "p3-to-p2");
     assert_eq!(echo["headers"]["x-nimbus-caller"], "p3");
-    let traceparent = echo["headers"]["traceparent"].as_str().unwrap();
-    assert!(
-        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
-        "{traceparent}"
-    );
+    same_trace(&echo["headers"]["traceparent"]);
 
     // 0.2 -> 0.3: the caller (nimbus-sdk, WASI 0.2) calls the p3 probe.
-    let response = app
-        .client
-        .get(app.url("/call/p3/p3/headers"))
-        .header("x-request-id", "p2-to-p3")
-        .header("traceparent", TRACEPARENT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["x-request-id"], "p2-to-p3");
-    let seen = json(response).await;
+    let seen = traced(&app, "/call/p3/p3/headers", "p2-to-p3").await;
     assert_eq!(seen["headers"]["x-request-id"], "p2-to-p3");
     assert_eq!(seen["headers"]["x-nimbus-caller"], "caller");
-    let traceparent = seen["headers"]["traceparent"].as_str().unwrap();
-    assert!(
-        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
-        "{traceparent}"
-    );
+    same_trace(&seen["headers"]["traceparent"]);
 
     // A service the p3 function does not list is denied with the standard code.
     let denied = json(app.get("/p3/call/hello/hello/x").await).await;
