@@ -450,3 +450,21 @@ instance_reuse = { concurrent = 4 }
         "{message}"
     );
 }
+
+/// A guest that never yields to the event loop in a shared instance: the
+/// instance is dropped once its last request's timeout has passed, and the
+/// runaway gets its 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runaway_in_a_shared_instance_is_stopped_by_the_timeout() {
+    let app = TestApp::start(SHARED).await;
+    assert_eq!(wait(&app, 0).await.0, 200);
+    let started = Instant::now();
+    let spun = app.get("/p3/spin").await;
+    let took = started.elapsed();
+    assert_eq!(spun.status(), 504);
+    assert_eq!(json(spun).await["error"], "timeout");
+    assert!(took < Duration::from_millis(3_500), "504 after {took:?}");
+    let (status, after) = wait(&app, 0).await;
+    assert_eq!(status, 200);
+    assert_eq!(after["served"], 1, "a new instance: {after}");
+}

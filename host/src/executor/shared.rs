@@ -345,17 +345,25 @@ impl WorkerExpiration for Expiry {
             WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout,
         };
         let deadline = tokio::time::Instant::from_std(start + limit);
-        if self.timer.deadline() != deadline {
+        // Called on every turn of the worker's loop, while the deadline moves
+        // with each request: the timer is moved only when the deadline came
+        // closer, and a timer that fires before the deadline is moved on.
+        if deadline < self.timer.deadline() {
             self.timer.as_mut().reset(deadline);
         }
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                if status != WorkerStatus::Idle {
-                    self.timed_out.store(true, Ordering::Release);
+        loop {
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if tokio::time::Instant::now() < deadline => {
+                    self.timer.as_mut().reset(deadline);
                 }
-                Poll::Ready(())
+                Poll::Ready(()) => {
+                    if status != WorkerStatus::Idle {
+                        self.timed_out.store(true, Ordering::Release);
+                    }
+                    return Poll::Ready(());
+                }
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 }
