@@ -134,9 +134,10 @@ impl KvCtx {
     }
 }
 
-/// An open store taken out of the resource table, for host functions that
-/// await the backend without holding the store (Spin's async key-value):
-/// the same grants and limits as [`KvView`]'s.
+/// An open store taken out of the resource table: where the key and value
+/// limits are checked on the way to the backend, for every draft and for
+/// Spin's async key-value, which awaits the backend without holding the
+/// store.
 pub(super) struct OpenStore {
     ctx: KvCtx,
     ns: Namespace,
@@ -250,9 +251,7 @@ impl KvView<'_> {
         bucket: &Resource<Bucket>,
         key: &str,
     ) -> Result<Option<Vec<u8>>, KvError> {
-        self.check_key(key)?;
-        let ns = self.ns(bucket)?;
-        Ok(self.ctx.backend.get(&ns, key).await?)
+        self.open_store(bucket)?.get(key).await
     }
 
     /// `set` of either draft, within the limits.
@@ -262,10 +261,7 @@ impl KvView<'_> {
         key: &str,
         value: &[u8],
     ) -> Result<(), KvError> {
-        self.check_key(key)?;
-        self.check_value(value)?;
-        let ns = self.ns(bucket)?;
-        Ok(self.ctx.backend.set(&ns, key, value).await?)
+        self.open_store(bucket)?.set(key, value).await
     }
 
     /// `delete` of either draft.
@@ -274,9 +270,7 @@ impl KvView<'_> {
         bucket: &Resource<Bucket>,
         key: &str,
     ) -> Result<(), KvError> {
-        self.check_key(key)?;
-        let ns = self.ns(bucket)?;
-        Ok(self.ctx.backend.delete(&ns, key).await?)
+        self.open_store(bucket)?.delete(key).await
     }
 
     /// `exists` of either draft.
@@ -285,9 +279,7 @@ impl KvView<'_> {
         bucket: &Resource<Bucket>,
         key: &str,
     ) -> Result<bool, KvError> {
-        self.check_key(key)?;
-        let ns = self.ns(bucket)?;
-        Ok(self.ctx.backend.exists(&ns, key).await?)
+        self.open_store(bucket)?.exists(key).await
     }
 
     /// `increment` of either draft: adds `delta` to the counter at `key`.
