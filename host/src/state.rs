@@ -84,6 +84,14 @@ impl HostState {
         self.outbound.begin(services, call);
     }
 
+    /// The key-value interfaces' view (wasi:keyvalue's drafts and Spin's).
+    fn kv(&mut self) -> KvView<'_> {
+        KvView {
+            ctx: &self.kv,
+            table: &mut self.table,
+        }
+    }
+
     /// Makes this the state of an instance that runs several requests at
     /// once: each request's call is registered in the returned set while it
     /// runs, and the log context follows it ([`SharedCalls::log_id`]).
@@ -125,19 +133,9 @@ impl HostState {
         if kind == EngineKind::Concurrent {
             wasmtime_wasi::p3::add_to_linker(&mut linker)?;
             wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
-            crate::capability::spin::add_to_linker(
-                &mut linker,
-                |s| KvView {
-                    ctx: &s.kv,
-                    table: &mut s.table,
-                },
-                |s| &s.config,
-            )?;
+            crate::capability::spin::add_to_linker(&mut linker, HostState::kv, |s| &s.config)?;
         }
-        crate::capability::kv::add_to_linker(&mut linker, |s| KvView {
-            ctx: &s.kv,
-            table: &mut s.table,
-        })?;
+        crate::capability::kv::add_to_linker(&mut linker, HostState::kv)?;
         crate::capability::config::add_to_linker(&mut linker, |s| &s.config)?;
         crate::capability::logging::add_to_linker(&mut linker, |s| &s.log)?;
         crate::capability::messaging::add_to_linker(&mut linker, |s| MessagingView {

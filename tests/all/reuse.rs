@@ -6,7 +6,7 @@
 //! released only after its instance is back in the idle pool, so the next
 //! request finds it there and the counts below are exact.
 
-use nimbus::executor::REUSE_IDLE_TIMEOUT;
+use nimbus::manifest::Reuse;
 use nimbus_tests::{EVENTUALLY, TestApp, eventually, json};
 
 const APP: &str = r#"
@@ -174,7 +174,7 @@ async fn idle_instances_are_counted_and_dropped_after_the_idle_timeout() {
     // (the sweep may run up to one timeout late, so allow ten).
     eventually(
         "the idle instance to be dropped",
-        REUSE_IDLE_TIMEOUT * 10,
+        Reuse::DEFAULT_IDLE * 10,
         || async { (app.idle("probe") == 0).then_some(()) },
     )
     .await;

@@ -17,6 +17,7 @@ use crate::call::{CallCtx, SharedCalls};
 use crate::manifest::HostPattern;
 use crate::wire::{REQUEST_ID, TRACEPARENT};
 use http::HeaderValue;
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,17 +112,17 @@ impl OutboundCtx {
     /// The invocation an outbound request is made for: in a shared instance
     /// the one it names or the only one in flight, or else a request of its
     /// own (a new request id, the function alone in its chain).
-    fn call_for(&self, request: &http::Request<WasiBody>) -> CallCtx {
+    fn call_for(&self, request: &http::Request<WasiBody>) -> Cow<'_, CallCtx> {
         let Some(shared) = &self.shared else {
-            return self.call.clone();
+            return Cow::Borrowed(&self.call);
         };
         let named = request
             .headers()
             .get(REQUEST_ID)
             .and_then(|id| id.to_str().ok());
-        shared.find(named).unwrap_or_else(|| {
+        Cow::Owned(shared.find(named).unwrap_or_else(|| {
             CallCtx::new(uuid::Uuid::new_v4().to_string(), None, self.call.function())
-        })
+        }))
     }
 
     /// Starts the next invocation of a reused instance.

@@ -37,7 +37,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
@@ -48,10 +48,6 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 /// What the guest answers: a response head with its streaming body, or the
 /// `wasi:http` error code it reported instead.
 type Answer = Result<hyper::Response<Body>, wasmtime_wasi_http::Error>;
-
-/// How long an idle reused instance is kept unless the manifest says
-/// otherwise ([`crate::manifest::Reuse::DEFAULT_IDLE`]).
-pub const REUSE_IDLE_TIMEOUT: Duration = crate::manifest::Reuse::DEFAULT_IDLE;
 
 /// Runs invocations of one app's functions, and keeps the idle instances of
 /// those with `instance_reuse`.
@@ -124,7 +120,7 @@ impl Executor {
         let find = |pools: &[Arc<SharedPool>]| {
             pools
                 .iter()
-                .find(|pool| Arc::ptr_eq(&pool.version, version))
+                .find(|pool| Arc::ptr_eq(pool.version(), version))
                 .cloned()
         };
         {
@@ -144,11 +140,11 @@ impl Executor {
         let serving = function.traffic();
         pools[index].retain(|pool| {
             serving.as_ref().is_some_and(|traffic| {
-                Arc::ptr_eq(&traffic.stable, &pool.version)
+                Arc::ptr_eq(&traffic.stable, pool.version())
                     || traffic
                         .canary
                         .as_ref()
-                        .is_some_and(|canary| Arc::ptr_eq(&canary.version, &pool.version))
+                        .is_some_and(|canary| Arc::ptr_eq(&canary.version, pool.version()))
             })
         });
         let pool = Arc::new(SharedPool::new(

@@ -38,9 +38,6 @@ use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
 /// The shared instances of one version of a function.
 pub(super) struct SharedPool {
-    /// The version they are instances of: after a deploy, the pool of the
-    /// old version lets its instances finish and a new pool starts.
-    pub(super) version: Arc<Version>,
     handler: ProxyHandler<Workers>,
 }
 
@@ -55,7 +52,6 @@ impl SharedPool {
         services: Arc<dyn Services>,
     ) -> SharedPool {
         SharedPool {
-            version: version.clone(),
             handler: ProxyHandler::new(Workers {
                 runtime,
                 index,
@@ -66,6 +62,12 @@ impl SharedPool {
                 services: Arc::downgrade(&services),
             }),
         }
+    }
+
+    /// The version the pool's instances are of: after a deploy, the pool of
+    /// the old version lets its instances finish and a new pool starts.
+    pub(super) fn version(&self) -> &Arc<Version> {
+        &self.handler.state().version
     }
 
     /// Runs `request` in one of the pool's instances, a new one if none
