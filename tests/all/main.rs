@@ -10,6 +10,7 @@ mod gateway;
 mod golden;
 mod guests;
 mod kv;
+mod kv_backends;
 mod kv_draft;
 mod layering;
 mod limits;

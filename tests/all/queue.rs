@@ -4,7 +4,7 @@
 
 use nimbus::backend::{Consumer, Namespace};
 use nimbus::trigger::http::ServeOptions;
-use nimbus_tests::{Broker, EVENTUALLY, NATS_URL, TestApp, eventually, json};
+use nimbus_tests::{Broker, EVENTUALLY, TestApp, eventually, json};
 use std::time::{Duration, Instant};
 
 /// Runs each named test once per broker, as `queue::embedded::NAME` and
@@ -25,7 +25,7 @@ macro_rules! per_broker {
                 async fn $name() {
                     let broker = nimbus_tests::Broker::nats_unique();
                     super::$name(broker.clone()).await;
-                    super::cleanup(&broker).await;
+                    broker.cleanup().await;
                 }
             )*
         }
@@ -48,16 +48,6 @@ async fn start(broker: &Broker) -> TestApp {
         broker,
     )
     .await
-}
-
-/// Deletes a test's NATS streams.
-async fn cleanup(broker: &Broker) {
-    if let Broker::Nats { prefix } = broker {
-        let nats = nimbus::backend::nats::NatsBackend::connect(NATS_URL, prefix)
-            .await
-            .unwrap();
-        nats.delete_all().await.unwrap();
-    }
 }
 
 const APP: &str = r#"
@@ -323,6 +313,6 @@ queue = { topic = "bench.noop", concurrency = 16 }
             MESSAGES as f64 / drained.as_secs_f64()
         );
         drop(app);
-        cleanup(&broker).await;
+        broker.cleanup().await;
     }
 }

@@ -116,6 +116,12 @@ pub enum Broker {
         /// Unique per test.
         prefix: String,
     },
+    /// A cluster on NATS JetStream: key-value stores, queues and members
+    /// all there, every name prefixed with the cluster's `name`.
+    Cluster {
+        /// Unique per test.
+        name: String,
+    },
 }
 
 impl Broker {
@@ -129,6 +135,29 @@ impl Broker {
         Broker::Nats {
             prefix: format!("t{}x{nanos}x{n}", std::process::id()),
         }
+    }
+
+    /// A cluster whose name no other test or run uses.
+    pub fn cluster_unique() -> Broker {
+        let Broker::Nats { prefix } = Broker::nats_unique() else {
+            unreachable!("nats_unique makes a NATS broker")
+        };
+        Broker::Cluster {
+            name: prefix.replace('x', "-"),
+        }
+    }
+
+    /// Deletes what the test made on the NATS server, if anything.
+    pub async fn cleanup(&self) {
+        let prefix = match self {
+            Broker::Embedded => return,
+            Broker::Nats { prefix } => prefix,
+            Broker::Cluster { name } => name,
+        };
+        let nats = nimbus::backend::nats::NatsBackend::connect(NATS_URL, prefix)
+            .await
+            .expect("NATS is up");
+        nats.delete_all().await.expect("the test's streams go");
     }
 }
 
@@ -178,11 +207,17 @@ impl TestApp {
         let mut config = NodeConfig::new(manifest);
         config.runtime = Some(runtime());
         config.serve = options;
-        if let Broker::Nats { prefix } = broker {
-            config.broker = node::Broker::Nats {
-                url: NATS_URL.into(),
-                prefix: prefix.clone(),
-            };
+        match broker {
+            Broker::Embedded => {}
+            Broker::Nats { prefix } => {
+                config.broker = node::Broker::Nats {
+                    url: NATS_URL.into(),
+                    prefix: prefix.clone(),
+                };
+            }
+            Broker::Cluster { name } => {
+                config.cluster = Some(node::Cluster::new(NATS_URL, name).expect("a valid cluster"));
+            }
         }
         let listeners = Listeners::bind(loopback(), None).await.expect("bind");
         let node = node::start(config, listeners, std::future::pending())

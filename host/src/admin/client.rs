@@ -19,7 +19,8 @@
 //! ```
 
 use super::view::{
-    DeadLetterView, ErrorView, HealthView, PublishedView, PurgedView, QueueView, ReplayedView,
+    DeadLetterView, ErrorView, HealthView, NodeView, PublishedView, PurgedView, QueueView,
+    ReplayedView,
 };
 use crate::deploy::{ChangeView, FunctionView, MANIFEST_HEADER};
 use bytes::Bytes;
@@ -163,6 +164,11 @@ impl AdminClient {
     pub async fn abort(&self, id: &str) -> Result<ChangeView, ClientError> {
         self.change(Method::POST, &format!("/v1/functions/{id}/canary/abort"))
             .await
+    }
+
+    /// `GET /v1/nodes`: the nodes serving the app.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, ClientError> {
+        self.get("/v1/nodes").await
     }
 
     /// `GET /v1/queues`: every queue function.

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `GET /v1/health` | `{"status":"ok","app":...}` ([`HealthView`]) |
 //! | `GET /metrics` | Prometheus metrics, OpenMetrics text format |
+//! | `GET /v1/nodes` | the nodes serving the app: this one alone, or a cluster's live members ([`NodeView`]) |
 //! | `GET /v1/queues` | each queue function: topic, policy, ready/delayed/in-flight/dead counts ([`QueueView`]) |
 //! | `POST /v1/topics/{topic}/messages` | publish the body (its `content-type` is kept); `202` ([`PublishedView`]) |
 //! | `GET /v1/queues/{function}/dead-letters` | the function's dead letters ([`DeadLetterView`]) |
@@ -48,7 +49,8 @@ pub mod view;
 
 pub use error::AdminError;
 pub use view::{
-    DeadLetterView, ErrorView, HealthView, PublishedView, PurgedView, QueueView, ReplayedView,
+    DeadLetterView, ErrorView, HealthView, NodeView, PublishedView, PurgedView, QueueView,
+    ReplayedView,
 };
 
 use crate::app::App;
@@ -81,6 +83,8 @@ pub const ADMIN_GRACE: Duration = Duration::from_secs(5);
 pub struct Admin {
     deployer: Arc<Deployer>,
     token: Option<String>,
+    /// The id this node records itself under among the members.
+    node_id: Option<String>,
 }
 
 /// What a handler answers: a response, or the refusal to render.
@@ -89,7 +93,17 @@ type Answer = Result<Response<Body>, AdminError>;
 impl Admin {
     /// An API over the app that `deployer` changes, requiring `token` when given.
     pub fn new(deployer: Arc<Deployer>, token: Option<String>) -> Admin {
-        Admin { deployer, token }
+        Admin {
+            deployer,
+            token,
+            node_id: None,
+        }
+    }
+
+    /// Marks `id` as this node in `GET /v1/nodes`.
+    pub fn with_node_id(mut self, id: String) -> Admin {
+        self.node_id = Some(id);
+        self
     }
 
     /// The app as it serves now.
@@ -143,6 +157,7 @@ impl Admin {
         match endpoint {
             Endpoint::Health => self.health(),
             Endpoint::Metrics => Ok(metrics()),
+            Endpoint::Nodes => self.nodes().await,
             Endpoint::Queues => self.queues().await,
             Endpoint::Publish { topic } => self.publish(&topic, req).await,
             Endpoint::DeadLetters { function } => self.dead_letters(&function).await,
@@ -165,6 +180,20 @@ impl Admin {
             status: "ok".into(),
             app: self.app().name.clone(),
         }))
+    }
+}
+
+impl Admin {
+    /// `GET /v1/nodes`
+    async fn nodes(&self) -> Answer {
+        let app = self.app();
+        let members = app.backends().members.list().await?;
+        let this = self.node_id.as_deref().unwrap_or_default();
+        let nodes: Vec<NodeView> = members
+            .into_iter()
+            .map(|m| NodeView::new(m, this))
+            .collect();
+        Ok(ok(&nodes))
     }
 }
 

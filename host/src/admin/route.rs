@@ -11,6 +11,8 @@ pub(super) enum Endpoint {
     Health,
     /// `GET /metrics`
     Metrics,
+    /// `GET /v1/nodes`
+    Nodes,
     /// `GET /v1/queues`
     Queues,
     /// `POST /v1/topics/{topic}/messages`
@@ -48,6 +50,7 @@ impl Endpoint {
         let endpoint = match (method.as_str(), segments.as_slice()) {
             ("GET", ["v1", "health"]) => Endpoint::Health,
             ("GET", ["metrics"]) => Endpoint::Metrics,
+            ("GET", ["v1", "nodes"]) => Endpoint::Nodes,
             ("GET", ["v1", "queues"]) => Endpoint::Queues,
             ("POST", ["v1", "topics", topic, "messages"]) => Endpoint::Publish {
                 topic: owned(topic),
@@ -102,6 +105,7 @@ mod tests {
         let cases = [
             (Method::GET, "/v1/health", Endpoint::Health),
             (Method::GET, "/metrics", Endpoint::Metrics),
+            (Method::GET, "/v1/nodes", Endpoint::Nodes),
             (Method::GET, "/v1/queues", Endpoint::Queues),
             (
                 Method::POST,

@@ -1,9 +1,9 @@
 //! What the admin API answers besides functions (those are in
-//! [`crate::deploy`]'s views): health, queues, dead letters, publishing and
-//! errors. The server serializes these types, the client reads them back.
+//! [`crate::deploy`]'s views): health, nodes, queues, dead letters,
+//! publishing and errors. The server serializes these types, the client reads them back.
 //! Times are milliseconds since the Unix epoch.
 
-use crate::backend::{DeadLetter, QueueStats};
+use crate::backend::{DeadLetter, Member, QueueStats};
 use crate::manifest::QueueSpec;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,47 @@ pub struct HealthView {
     pub status: String,
     /// The app's name.
     pub app: String,
+}
+
+/// One node serving the app, as `GET /v1/nodes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Unique per node process.
+    pub id: String,
+    /// Whether this is the node that answered.
+    pub this: bool,
+    /// Its public listener, `IP:PORT`.
+    pub public: String,
+    /// Its admin listener, if it has one.
+    pub admin: Option<String>,
+    /// The Nimbus version it runs.
+    pub version: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it last renewed its record (RFC 3339).
+    pub heartbeat_at: String,
+    /// Invocations it was running then.
+    pub in_flight: u64,
+}
+
+impl NodeView {
+    /// `member` as listed by the node `this_id`.
+    pub fn new(member: Member, this_id: &str) -> NodeView {
+        let at = |ms: u64| {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            humantime::format_rfc3339_millis(t).to_string()
+        };
+        NodeView {
+            this: member.id == this_id,
+            started_at: at(member.started_ms),
+            heartbeat_at: at(member.heartbeat_ms),
+            id: member.id,
+            public: member.public,
+            admin: member.admin,
+            version: member.version,
+            in_flight: member.in_flight,
+        }
+    }
 }
 
 /// One queue function, as `GET /v1/queues` shows it.

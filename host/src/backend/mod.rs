@@ -4,18 +4,22 @@
 //! # Layout
 //! - [`kv`]: the [`KvBackend`] trait and what every key-value backend shares;
 //! - [`queue`]: the [`QueueBackend`] trait and the messages it carries;
+//! - [`members`]: the [`MembersBackend`] trait: the nodes serving an app;
 //! - [`embedded`]: one `redb` file holding key-value stores and queues;
-//! - [`nats`]: NATS JetStream, for queues shared by several nodes.
+//! - [`nats`]: NATS JetStream, for key-value stores, queues and members
+//!   shared by several nodes.
 //!
 //! Each backend is a folder with one file per capability it implements, so a
 //! new capability (or a new backend) is a file of its own beside the others.
 
 pub mod embedded;
 pub mod kv;
+pub mod members;
 pub mod nats;
 pub mod queue;
 
 pub use kv::{KeyPage, KvBackend};
+pub use members::{Member, MembersBackend};
 pub use queue::{Consumer, DeadLetter, Delivery, QueueBackend, QueueMessage, QueueStats};
 
 use std::sync::Arc;
@@ -27,15 +31,28 @@ pub struct Backends {
     pub kv: Arc<dyn KvBackend>,
     /// Queues.
     pub queue: Arc<dyn QueueBackend>,
+    /// The nodes serving the app.
+    pub members: Arc<dyn MembersBackend>,
 }
 
 impl Backends {
-    /// Both capabilities on one embedded store.
+    /// Everything on one embedded store: a node on its own.
     pub fn embedded(store: embedded::EmbeddedBackend) -> Backends {
         let store = Arc::new(store);
         Backends {
             kv: store.clone(),
-            queue: store,
+            queue: store.clone(),
+            members: store,
+        }
+    }
+
+    /// Everything on NATS JetStream: a member of a cluster.
+    pub fn nats(nats: nats::NatsBackend) -> Backends {
+        let nats = Arc::new(nats);
+        Backends {
+            kv: nats.clone(),
+            queue: nats.clone(),
+            members: nats,
         }
     }
 }

@@ -71,6 +71,14 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// List the nodes serving the app: this one, or a cluster's live members.
+    Nodes {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Show each queue's ready, delayed, in-flight and dead-letter counts.
     Queues {
         /// Print JSON instead of a table.
@@ -278,6 +286,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             content_type,
             admin,
         } => operator::publish(&topic, data, file, &content_type, &admin).await,
+        Command::Nodes { json, admin } => operator::nodes(json, &admin).await,
         Command::Queues { json, admin } => operator::queues(json, &admin).await,
         Command::DeadLetters { action } => operator::dead_letters(action).await,
         Command::Deploy {

@@ -39,6 +39,31 @@ pub async fn queues(json: bool, admin: &AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `nimbus nodes`
+pub async fn nodes(json: bool, admin: &AdminArgs) -> anyhow::Result<()> {
+    let nodes = admin.client().nodes().await?;
+    if json {
+        return print_json(&nodes);
+    }
+    println!(
+        "{:<28} {:<22} {:<22} {:<8} {:<24} {:>9}",
+        "NODE", "PUBLIC", "ADMIN", "VERSION", "LAST HEARTBEAT", "IN-FLIGHT"
+    );
+    for n in &nodes {
+        let id = if n.this { format!("{} *", n.id) } else { n.id.clone() };
+        println!(
+            "{:<28} {:<22} {:<22} {:<8} {:<24} {:>9}",
+            id,
+            n.public,
+            n.admin.as_deref().unwrap_or("-"),
+            n.version,
+            n.heartbeat_at,
+            n.in_flight
+        );
+    }
+    Ok(())
+}
+
 /// `nimbus deploy ID FILE [--manifest ENTRY]`
 pub async fn deploy(
     id: &str,

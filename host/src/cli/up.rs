@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use nimbus::manifest::Manifest;
-use nimbus::node::{self, Broker, DEFAULT_BROKER_PREFIX, Listeners, NodeConfig};
+use nimbus::node::{self, Broker, Cluster, DEFAULT_BROKER_PREFIX, Listeners, NodeConfig};
 use nimbus::trigger::http::ServeOptions;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -41,6 +41,15 @@ pub struct UpArgs {
     /// Prefix of the NATS streams and subjects Nimbus creates.
     #[arg(long, default_value = DEFAULT_BROKER_PREFIX, env = "NIMBUS_BROKER_PREFIX")]
     broker_prefix: String,
+    /// Join a cluster: every node given the same NATS JetStream URL and
+    /// cluster name serves the app with shared key-value stores, queues and
+    /// members, e.g. `nats://127.0.0.1:4222`.
+    #[arg(long, env = "NIMBUS_CLUSTER")]
+    cluster: Option<String>,
+    /// The cluster's name (default: the app's name); it prefixes every
+    /// stream and bucket the cluster uses on the NATS server.
+    #[arg(long, env = "NIMBUS_CLUSTER_NAME", requires = "cluster")]
+    cluster_name: Option<String>,
     /// Address for the admin API; beyond loopback it needs --admin-token.
     #[arg(long, default_value = nimbus::admin::DEFAULT_ADMIN_LISTEN, env = "NIMBUS_ADMIN_LISTEN")]
     admin_listen: SocketAddr,
@@ -60,7 +69,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || nimbus::build::build_all(&m, &mut std::io::stderr()))
             .await??;
     }
+    let cluster = match &args.cluster {
+        Some(url) => Some(Cluster::new(
+            url,
+            args.cluster_name.as_deref().unwrap_or(&manifest.name),
+        )?),
+        None => None,
+    };
     let config = NodeConfig {
+        cluster,
         state_dir: node::state_dir(&manifest, args.state_dir.as_deref()),
         runtime: None,
         pool_instances: args.pool_instances,

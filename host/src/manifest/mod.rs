@@ -21,6 +21,7 @@ pub use gateway::{
     AuthRule, CorsSpec, JwtProviderSpec, KeySource, RateKey, RateLimitSpec, RouteOptions,
 };
 pub use id::{FunctionId, MAX_ID_LEN, StoreName};
+pub(crate) use id::validate_id;
 pub use outbound::HostPattern;
 pub use route::{Route, RoutePattern, Segment};
 pub use topic::{TopicPattern, validate_topic};

@@ -15,7 +15,9 @@ use crate::admin::{ADMIN_GRACE, Admin};
 use crate::app::{App, LiveApp, LoadError};
 use crate::backend::embedded::EmbeddedBackend;
 use crate::backend::nats::NatsBackend;
-use crate::backend::{BackendError, Backends};
+use crate::backend::members::HEARTBEAT;
+use crate::backend::queue::now_ms;
+use crate::backend::{BackendError, Backends, Member, MembersBackend};
 use crate::deploy::Deployer;
 use crate::deploy::store::StoreError;
 use crate::engine::{DEFAULT_POOL_INSTANCES, Runtime, RuntimeConfig};
@@ -69,6 +71,35 @@ impl Broker {
     }
 }
 
+/// The cluster a node is a member of: every piece of shared state (key-value
+/// stores, queues, members) on one NATS JetStream server or cluster, named
+/// after the cluster so several clusters share one server without meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// `nats://HOST:PORT`.
+    pub url: String,
+    /// Lowercase letters, digits and `-`: it prefixes every stream, bucket
+    /// and subject the cluster uses.
+    pub name: String,
+}
+
+impl Cluster {
+    /// The cluster `name` on the NATS server at `url`, both checked.
+    pub fn new(url: &str, name: &str) -> Result<Cluster, NodeError> {
+        if !url.starts_with("nats://") {
+            return Err(NodeError::ClusterUrl(url.to_owned()));
+        }
+        crate::manifest::validate_id(name).map_err(|why| NodeError::ClusterName {
+            name: name.to_owned(),
+            why: why.replacen("invalid id", "invalid cluster name", 1),
+        })?;
+        Ok(Cluster {
+            url: url.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
 /// Everything a node needs besides its listeners.
 pub struct NodeConfig {
     /// The app.
@@ -82,8 +113,11 @@ pub struct NodeConfig {
     /// Component instances the pooling allocator holds, when the node makes
     /// its own engine.
     pub pool_instances: u32,
-    /// Where queues live.
+    /// Where queues live, when the node is not in a cluster.
     pub broker: Broker,
+    /// The cluster the node is a member of; `None`: a node on its own, with
+    /// its state in the state folder.
+    pub cluster: Option<Cluster>,
     /// The token the admin API requires; required when the admin listener
     /// is beyond loopback.
     pub admin_token: Option<String>,
@@ -101,6 +135,7 @@ impl NodeConfig {
             runtime: None,
             pool_instances: DEFAULT_POOL_INSTANCES,
             broker: Broker::Embedded,
+            cluster: None,
             admin_token: None,
             serve: ServeOptions::default(),
         }
@@ -163,6 +198,20 @@ pub enum NodeError {
     /// The broker setting is neither `embedded` nor a NATS URL.
     #[error("--broker `{0}`: write `embedded` or a nats:// URL")]
     Broker(String),
+    /// The cluster URL is not a NATS URL.
+    #[error("--cluster `{0}`: write the NATS server's URL, such as nats://127.0.0.1:4222")]
+    ClusterUrl(String),
+    /// The cluster name breaks the naming rules.
+    #[error("--cluster-name `{name}`: {why}")]
+    ClusterName {
+        /// The name.
+        name: String,
+        /// Which rule it breaks.
+        why: String,
+    },
+    /// A cluster member was also given a broker of its own.
+    #[error("a cluster member's queues are the cluster's: drop --broker, or drop --cluster")]
+    BrokerInCluster,
     /// The wasm engine could not be made.
     #[error("cannot create the wasm engine: {0}")]
     Engine(String),
@@ -253,12 +302,29 @@ pub async fn start(
     let queues = QueueTriggers::start(&app, executor.clone(), trigger.clone())
         .await
         .map_err(NodeError::Queues)?;
-    let admin = Arc::new(Admin::new(deployer.clone(), config.admin_token.clone()));
+    let id = node_id();
+    let admin = Admin::new(deployer.clone(), config.admin_token.clone()).with_node_id(id.clone());
+    let admin = Arc::new(admin);
     let (stop, stopped) = watch::channel(false);
+    let member = Member {
+        id,
+        public: addr.to_string(),
+        admin: admin_addr.map(|a| a.to_string()),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_ms: now_ms(),
+        heartbeat_ms: 0,
+        in_flight: 0,
+    };
+    let heartbeat = Heartbeat {
+        members: app.backends().members.clone(),
+        member,
+        live: live.clone(),
+    };
     let serving = Serving {
         trigger,
         admin,
         queues,
+        heartbeat,
         options: config.serve.clone(),
     };
     let task = tokio::spawn(serving.run(listeners, stopped, shutdown));
@@ -335,7 +401,68 @@ struct Serving {
     trigger: Arc<HttpTrigger>,
     admin: Arc<Admin>,
     queues: QueueTriggers,
+    heartbeat: Heartbeat,
     options: ServeOptions,
+}
+
+/// The node's record among the members, renewed every [`HEARTBEAT`].
+struct Heartbeat {
+    members: Arc<dyn MembersBackend>,
+    member: Member,
+    live: LiveApp,
+}
+
+impl Heartbeat {
+    /// Renews the record until `stop` turns true, then removes it.
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
+            let app = self.live.current();
+            self.member.in_flight = app
+                .functions
+                .iter()
+                .map(|f| f.metrics.in_flight.get().max(0) as u64)
+                .sum();
+            self.member.heartbeat_ms = now_ms();
+            match self.members.beat(&self.member).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(node = self.member.id, "heartbeats recorded again");
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(node = self.member.id, error = %e, "cannot record this node's heartbeat; retrying");
+                }
+                Err(_) => {}
+            }
+        }
+        if let Err(e) = self.members.leave(&self.member.id).await {
+            tracing::warn!(node = self.member.id, error = %e, "cannot remove this node from the members; it expires on its own");
+        }
+    }
+}
+
+/// A node id unique to this process: the host name and a random suffix.
+fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    match host.trim_matches('-') {
+        "" => format!("node-{suffix}"),
+        host => format!("{host}-{suffix}"),
+    }
 }
 
 impl Serving {
@@ -352,6 +479,7 @@ impl Serving {
             trigger,
             admin,
             queues,
+            heartbeat,
             options,
         } = self;
         let (stop_all, stop_rx) = watch::channel(false);
@@ -391,7 +519,8 @@ impl Serving {
             queues.shutdown(options.grace).await;
             served
         };
-        let ((), public, admin) = tokio::join!(watcher, public, admin);
+        let heartbeat = heartbeat.run(stop_rx.clone());
+        let ((), public, admin, ()) = tokio::join!(watcher, public, admin, heartbeat);
         tracing::info!("stopped");
         public.and(admin)
     }
@@ -417,9 +546,21 @@ pub fn runtime(state_dir: &Path, pool_instances: u32) -> Result<Runtime, NodeErr
     Ok(runtime)
 }
 
-/// The embedded store in the state folder, with the queues on NATS if the
-/// config says so.
+/// The cluster's NATS backend for everything, or the embedded store in the
+/// state folder, with the queues on NATS if the config says so.
 async fn open_backends(config: &NodeConfig) -> Result<Backends, NodeError> {
+    let nats = |url: String, prefix: String| async move {
+        NatsBackend::connect(&url, &prefix)
+            .await
+            .map_err(|source| NodeError::Nats { url, source })
+    };
+    if let Some(cluster) = &config.cluster {
+        if config.broker != Broker::Embedded {
+            return Err(NodeError::BrokerInCluster);
+        }
+        let backend = nats(cluster.url.clone(), cluster.name.clone()).await?;
+        return Ok(Backends::nats(backend));
+    }
     let path = config.state_dir.join(STATE_FILE);
     let store = {
         let path = path.clone();
@@ -428,13 +569,7 @@ async fn open_backends(config: &NodeConfig) -> Result<Backends, NodeError> {
     .map_err(|source| NodeError::Store { path, source })?;
     let mut backends = Backends::embedded(store);
     if let Broker::Nats { url, prefix } = &config.broker {
-        let nats = NatsBackend::connect(url, prefix)
-            .await
-            .map_err(|source| NodeError::Nats {
-                url: url.clone(),
-                source,
-            })?;
-        backends.queue = Arc::new(nats);
+        backends.queue = Arc::new(nats(url.clone(), prefix.clone()).await?);
     }
     Ok(backends)
 }

@@ -14,13 +14,16 @@
 //! - `writer.rs`: the writer thread and its batches;
 //! - `kv.rs`: key-value stores, in the `kv` table;
 //! - `queue.rs`: queues, in the `queue`, `dead` and `meta` tables, and how
-//!   their records are encoded.
+//!   their records are encoded;
+//! - `members.rs`: the one member, this node, kept in memory.
 
 mod kv;
+mod members;
 mod queue;
 mod writer;
 
 use super::BackendError;
+use super::members::Member;
 use crate::manifest::TopicPattern;
 use queue::release_leases;
 use redb::{Database, TableDefinition, WriteTransaction};
@@ -56,6 +59,8 @@ pub struct EmbeddedBackend {
     subscriptions: Arc<Mutex<Subscriptions>>,
     /// Woken when a message becomes deliverable.
     wake: Arc<Notify>,
+    /// This node's last heartbeat: a node on embedded state is alone.
+    member: Arc<Mutex<Option<Member>>>,
 }
 
 impl EmbeddedBackend {
@@ -89,6 +94,7 @@ impl EmbeddedBackend {
             db,
             subscriptions: Arc::default(),
             wake: Arc::new(Notify::new()),
+            member: Arc::default(),
         })
     }
 

@@ -1,4 +1,5 @@
-//! The NATS JetStream backend, so several Nimbus nodes share queues.
+//! The NATS JetStream backend, so several Nimbus nodes share queues and
+//! key-value stores.
 //!
 //! # Layout on the server
 //!
@@ -11,6 +12,8 @@
 //! | messages of app `A` | `P_queue_A` | `P.msg.A.<topic>` | interest |
 //! | dead letters of app `A` | `P_dead_A` | `P.dead.A.<function>` | limits (kept until replayed or purged) |
 //! | replays for app `A` | `P_replay_A` | `P.replay.A.<function>` | work queue |
+//! | the cluster's members | bucket `P_members` | `$KV.P_members.<node id>` | expire after `MEMBER_TTL` |
+//! | key-value store `S` of app `A` | bucket `P_kv_A_S` (stream `KV_P_kv_A_S`) | `$KV.P_kv_A_S.<key>` | one revision per key |
 //!
 //! Each queue-triggered function `F` has a durable pull consumer `P_F` on
 //! `P_queue_A` filtered on `P.msg.A.<its topic pattern>` (Nimbus patterns are
@@ -43,6 +46,10 @@
 //!   and subjects, and the helpers every part uses;
 //! - `queue.rs`: the [`QueueBackend`](super::QueueBackend) implementation, and
 //!   why it is built the way it is;
+//! - `kv.rs`: the [`KvBackend`](super::KvBackend) implementation on KV
+//!   buckets, and how keys are encoded;
+//! - `members.rs`: the [`MembersBackend`](super::MembersBackend)
+//!   implementation, a bucket whose entries expire;
 //! - `consumer.rs`: each app's streams and each function's durable consumers:
 //!   creating them, finding them again, pulling messages from them;
 //! - `ack.rs`: delivery tokens (JetStream ack subjects) and settling a
@@ -52,13 +59,15 @@
 
 mod ack;
 mod consumer;
+mod kv;
+mod members;
 mod message;
 mod queue;
 
 pub use consumer::DEFAULT_LEASE;
 pub use message::RESERVED_HEADERS;
 
-use super::{BackendError, Consumer};
+use super::{BackendError, Consumer, Namespace};
 use async_nats::jetstream::stream;
 use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
@@ -71,10 +80,16 @@ use std::sync::{Arc, Mutex};
 /// Queues on a NATS JetStream server.
 pub struct NatsBackend {
     client: async_nats::Client,
+    /// The server's URL, for errors.
+    url: String,
     js: jetstream::Context,
     prefix: String,
     /// Each consumer's pair of JetStream consumers, once looked up.
     consumers: Mutex<HashMap<Consumer, Arc<Pair>>>,
+    /// Each key-value store's bucket, once opened.
+    buckets: Mutex<HashMap<Namespace, async_nats::jetstream::kv::Store>>,
+    /// The members' bucket, once opened.
+    members: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
 }
 
 /// Where one consumer's messages live.
@@ -129,9 +144,12 @@ impl NatsBackend {
         let js = jetstream::new(client.clone());
         Ok(NatsBackend {
             client,
+            url: url.to_owned(),
             js,
             prefix: prefix.to_owned(),
             consumers: Mutex::default(),
+            buckets: Mutex::default(),
+            members: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -153,6 +171,18 @@ impl NatsBackend {
         format!("{}.msg.{}.{topic}", self.prefix, name_token(app))
     }
 
+    /// Refuses at once, rather than after a timeout, while the connection to
+    /// the server is down (the client reconnects on its own meanwhile).
+    fn connected(&self) -> Result<(), BackendError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(BackendError::Storage(format!(
+                "NATS at {} is unreachable ({state}); reconnecting",
+                self.url
+            ))),
+        }
+    }
+
     /// A handle on a stream by name; sends no request.
     async fn stream(&self, name: &str) -> Result<stream::Stream<()>, BackendError> {
         self.js
@@ -162,13 +192,15 @@ impl NatsBackend {
     }
 
     /// Deletes all of this backend's streams (everything under its prefix):
-    /// messages, dead letters and consumers of every app. Returns how many.
+    /// messages, dead letters, consumers and key-value buckets of every app.
+    /// Returns how many.
     pub async fn delete_all(&self) -> Result<usize, BackendError> {
         let mut names = self.js.stream_names();
         let mut mine = Vec::new();
         while let Some(name) = names.next().await {
             let name = name.map_err(|e| fail("cannot list streams", e))?;
-            if name.starts_with(&format!("{}_", self.prefix)) {
+            let bucket = name.strip_prefix("KV_").unwrap_or(&name);
+            if bucket.starts_with(&format!("{}_", self.prefix)) {
                 mine.push(name);
             }
         }
@@ -179,6 +211,10 @@ impl NatsBackend {
                 .map_err(|e| fail(&format!("cannot delete stream {name}"), e))?;
         }
         self.consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.buckets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();

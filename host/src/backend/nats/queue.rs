@@ -163,6 +163,7 @@ impl QueueBackend for NatsBackend {
         payload: &[u8],
         headers: &[(String, String)],
     ) -> Result<String, BackendError> {
+        self.connected()?;
         validate_topic(topic).map_err(BackendError::Invalid)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut map = publisher_headers(headers)?;

@@ -110,14 +110,27 @@ pub(super) async fn check<'a, 'p>(
     Ok(Gated::Pass { routed, call })
 }
 
-/// `GET /.well-known/nimbus/...`: health, the OpenAPI document, its docs page.
+/// `GET /.well-known/nimbus/...`: health (liveness), ready (readiness: `503`
+/// while the shared state of a cluster is out of reach), the OpenAPI
+/// document, its docs page.
 fn well_known(
     app: &App,
     method: &http::Method,
     endpoint: &str,
 ) -> Result<Response<Body>, HttpError> {
     let gateway = &app.gateway;
+    let mut status = http::StatusCode::OK;
     let (body, content_type) = match endpoint {
+        "ready" => {
+            let body = match app.backends().members.unreachable() {
+                None => serde_json::json!({"status": "ready", "app": app.name}),
+                Some(why) => {
+                    status = http::StatusCode::SERVICE_UNAVAILABLE;
+                    serde_json::json!({"status": "not_ready", "app": app.name, "reason": why})
+                }
+            };
+            (Bytes::from(format!("{body}\n")), "application/json")
+        }
         "health" => {
             let body = serde_json::json!({
                 "status": "ok",
@@ -142,6 +155,7 @@ fn well_known(
         });
     }
     let mut response = Response::new(full(body));
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
