@@ -184,7 +184,13 @@ async fn prefix_listing_comes_in_pages(kv: Arc<dyn KvBackend>) {
     assert!(!page.more);
     // No match is an empty page.
     let page = kv.list(&data, "zzz", None, 10).await.unwrap();
-    assert_eq!(page, KeyPage { keys: Vec::new(), more: false });
+    assert_eq!(
+        page,
+        KeyPage {
+            keys: Vec::new(),
+            more: false
+        }
+    );
 }
 
 async fn stores_and_apps_are_isolated(kv: Arc<dyn KvBackend>) {
@@ -195,7 +201,10 @@ async fn stores_and_apps_are_isolated(kv: Arc<dyn KvBackend>) {
     kv.set(&other_app, "key", b"blog a").await.unwrap();
     assert_eq!(text(&kv, &a, "key").await.as_deref(), Some("shop a"));
     assert_eq!(text(&kv, &b, "key").await.as_deref(), Some("shop b"));
-    assert_eq!(text(&kv, &other_app, "key").await.as_deref(), Some("blog a"));
+    assert_eq!(
+        text(&kv, &other_app, "key").await.as_deref(),
+        Some("blog a")
+    );
     kv.delete(&a, "key").await.unwrap();
     assert_eq!(text(&kv, &b, "key").await.as_deref(), Some("shop b"));
     assert_eq!(kv.list(&b, "", None, 10).await.unwrap().keys, ["key"]);

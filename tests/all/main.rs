@@ -4,6 +4,7 @@
 //! brokers. The tests that run the `nimbus` executable are in `tests/cli`.
 
 mod cache;
+mod cluster;
 mod config;
 mod deploy;
 mod gateway;

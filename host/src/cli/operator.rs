@@ -50,7 +50,11 @@ pub async fn nodes(json: bool, admin: &AdminArgs) -> anyhow::Result<()> {
         "NODE", "PUBLIC", "ADMIN", "VERSION", "LAST HEARTBEAT", "IN-FLIGHT"
     );
     for n in &nodes {
-        let id = if n.this { format!("{} *", n.id) } else { n.id.clone() };
+        let id = if n.this {
+            format!("{} *", n.id)
+        } else {
+            n.id.clone()
+        };
         println!(
             "{:<28} {:<22} {:<22} {:<8} {:<24} {:>9}",
             id,

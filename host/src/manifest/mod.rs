@@ -20,8 +20,8 @@ mod units;
 pub use gateway::{
     AuthRule, CorsSpec, JwtProviderSpec, KeySource, RateKey, RateLimitSpec, RouteOptions,
 };
-pub use id::{FunctionId, MAX_ID_LEN, StoreName};
 pub(crate) use id::validate_id;
+pub use id::{FunctionId, MAX_ID_LEN, StoreName};
 pub use outbound::HostPattern;
 pub use route::{Route, RoutePattern, Segment};
 pub use topic::{TopicPattern, validate_topic};

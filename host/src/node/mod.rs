@@ -14,8 +14,8 @@
 use crate::admin::{ADMIN_GRACE, Admin};
 use crate::app::{App, LiveApp, LoadError};
 use crate::backend::embedded::EmbeddedBackend;
-use crate::backend::nats::NatsBackend;
 use crate::backend::members::HEARTBEAT;
+use crate::backend::nats::NatsBackend;
 use crate::backend::queue::now_ms;
 use crate::backend::{BackendError, Backends, Member, MembersBackend};
 use crate::deploy::Deployer;
@@ -590,5 +590,27 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cluster, NodeError};
+
+    #[test]
+    fn a_cluster_needs_a_nats_url_and_a_plain_name() {
+        let cluster = Cluster::new("nats://127.0.0.1:4222", "shop-eu").unwrap();
+        assert_eq!(cluster.name, "shop-eu");
+        let url = Cluster::new("http://127.0.0.1:4222", "shop").unwrap_err();
+        assert!(matches!(url, NodeError::ClusterUrl(_)), "{url}");
+        assert!(url.to_string().contains("nats://127.0.0.1:4222"), "{url}");
+        for bad in ["", "Shop", "shop_eu", "shop.eu", "-shop"] {
+            let e = Cluster::new("nats://127.0.0.1:4222", bad).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("--cluster-name `{bad}`: invalid cluster name")),
+                "{e}"
+            );
+        }
     }
 }

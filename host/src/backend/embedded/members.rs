@@ -2,8 +2,8 @@
 //! with embedded state shares it with nobody).
 
 use super::EmbeddedBackend;
-use crate::backend::members::{Member, MembersBackend};
 use crate::backend::BackendError;
+use crate::backend::members::{Member, MembersBackend};
 use async_trait::async_trait;
 
 #[async_trait]

@@ -65,7 +65,12 @@ impl NatsBackend {
     /// The bucket of `ns`, created on first use.
     async fn bucket(&self, ns: &Namespace) -> Result<Store, BackendError> {
         self.connected()?;
-        if let Some(store) = self.buckets.lock().unwrap_or_else(|e| e.into_inner()).get(ns) {
+        if let Some(store) = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ns)
+        {
             return Ok(store.clone());
         }
         let name = format!(

@@ -59,7 +59,9 @@ impl MembersBackend for NatsBackend {
             match serde_json::from_slice::<Member>(&record) {
                 Ok(member) if live(member.heartbeat_ms, now) => members.push(member),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(key, error = %e, "skipping a member record Nimbus cannot read"),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "skipping a member record Nimbus cannot read")
+                }
             }
         }
         members.sort_by(|a, b| a.id.cmp(&b.id));
