@@ -181,9 +181,7 @@ impl Admin {
             app: self.app().name.clone(),
         }))
     }
-}
 
-impl Admin {
     /// `GET /v1/nodes`
     async fn nodes(&self) -> Answer {
         let app = self.app();

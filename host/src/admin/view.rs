@@ -4,6 +4,7 @@
 //! Times are milliseconds since the Unix epoch.
 
 use crate::backend::{DeadLetter, Member, QueueStats};
+use crate::deploy::rfc3339;
 use crate::manifest::QueueSpec;
 use serde::{Deserialize, Serialize};
 
@@ -40,10 +41,7 @@ pub struct NodeView {
 impl NodeView {
     /// `member` as listed by the node `this_id`.
     pub fn new(member: Member, this_id: &str) -> NodeView {
-        let at = |ms: u64| {
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-            humantime::format_rfc3339_millis(t).to_string()
-        };
+        let at = |ms: u64| rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
         NodeView {
             this: member.id == this_id,
             started_at: at(member.started_ms),

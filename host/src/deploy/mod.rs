@@ -56,6 +56,7 @@ pub mod store;
 mod view;
 
 pub use error::{DeployError, parse_percent};
+pub(crate) use view::rfc3339;
 pub use view::{Action, CanaryView, ChangeView, FunctionView, LimitsView, TriggerKind};
 
 use crate::app::{App, Canary, LiveApp, SHORT_DIGEST_LEN, Traffic, Version};

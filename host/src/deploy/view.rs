@@ -196,7 +196,8 @@ impl LimitsView {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
+/// `t` as the admin API writes times: RFC 3339, UTC, to the millisecond.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 

@@ -195,9 +195,7 @@ impl KvBackend for NatsBackend {
         limit: usize,
     ) -> Result<KeyPage, BackendError> {
         let store = self.bucket(ns).await?;
-        let listing = |e: &dyn std::fmt::Display| fail(&format!("cannot list {}", ns.store), e);
-        let encoded = store.keys().await.map_err(|e| listing(&e))?;
-        let encoded: Vec<String> = encoded.try_collect().await.map_err(|e| listing(&e))?;
+        let encoded = all_keys(&store, &format!("store `{}`", ns.store)).await?;
         let mut keys: Vec<String> = encoded
             .iter()
             .filter_map(|k| decode_key(k))
@@ -244,6 +242,14 @@ impl KvBackend for NatsBackend {
             }
         }
     }
+}
+
+/// Every key of the bucket `store` (of `what`), as the server holds them,
+/// in the order they were last written.
+pub(super) async fn all_keys(store: &Store, what: &str) -> Result<Vec<String>, BackendError> {
+    let listing = |e: &dyn std::fmt::Display| fail(&format!("cannot list the keys of {what}"), e);
+    let keys = store.keys().await.map_err(|e| listing(&e))?;
+    keys.try_collect().await.map_err(|e| listing(&e))
 }
 
 /// Whether `byte` stands for itself in a NATS key.

@@ -4,13 +4,13 @@
 //! node stopped renewing; `list` also skips records older than that, since
 //! the server expires them only about once a second.
 
+use super::kv::all_keys;
 use super::{NatsBackend, fail};
 use crate::backend::BackendError;
 use crate::backend::members::{MEMBER_TTL, Member, MembersBackend, live};
 use crate::backend::queue::now_ms;
 use async_nats::jetstream::kv::Store;
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 
 impl NatsBackend {
     async fn members_bucket(&self) -> Result<&Store, BackendError> {
@@ -46,14 +46,14 @@ impl MembersBackend for NatsBackend {
 
     async fn list(&self) -> Result<Vec<Member>, BackendError> {
         let bucket = self.members_bucket().await?;
-        let listing = |e: &dyn std::fmt::Display| fail("cannot list the members", e);
-        let keys = bucket.keys().await.map_err(|e| listing(&e))?;
-        let keys: Vec<String> = keys.try_collect().await.map_err(|e| listing(&e))?;
+        let keys = all_keys(bucket, "the members").await?;
         let now = now_ms();
         let mut members = Vec::with_capacity(keys.len());
         for key in keys {
             // Gone between the listing and the read: left or expired.
-            let Some(record) = bucket.get(&key).await.map_err(|e| listing(&e))? else {
+            let read = bucket.get(&key).await;
+            let Some(record) = read.map_err(|e| fail(&format!("cannot read member {key}"), e))?
+            else {
                 continue;
             };
             match serde_json::from_slice::<Member>(&record) {
