@@ -1,18 +1,34 @@
 //! Three nodes of one cluster on the real NATS server, each started as
 //! `nimbus up --cluster` starts one (own state folder, own listeners, the
-//! admin API on loopback), sharing key-value stores, queues and members.
+//! admin API on loopback), sharing key-value stores, queues, deployments
+//! and members.
 
 use nimbus::manifest::Manifest;
 use nimbus::node::{self, Cluster, Listeners, Node, NodeConfig};
 use nimbus_tests::{
-    Broker, EVENTUALLY, NATS_URL, client, eventually, json, loopback, runtime, write_manifest,
+    Broker, EVENTUALLY, NATS_URL, client, eventually, guest, json, loopback, runtime,
+    write_manifest,
 };
 use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// What the manifest's `hello` answers, and what `wstd-hello` answers.
+const OLD: &str = "Hello, world!\n";
+const NEW: &str = "Hello from wstd!\n";
+
+/// How soon a change through one node serves on the others: one second,
+/// as the issue asks (the times seen are printed; tens of milliseconds in a
+/// debug build).
+const SPREAD: Duration = Duration::from_secs(1);
 
 const APP: &str = r#"
 version = 1
 [app]
 name = "cluster"
+
+[functions.hello]
+source = "guest:hello"
+routes = ["GET /hello"]
 
 [functions.store]
 source = "guest:kv-store"
@@ -74,6 +90,51 @@ impl Member {
     async fn stop(&mut self) {
         self.node.take().unwrap().shutdown().await.unwrap();
     }
+
+    /// Sends an admin request, with `body` as a component if given; its
+    /// status and JSON answer.
+    async fn admin(&self, method: http::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let admin = self.node().admin_addr().unwrap();
+        let mut request = self.client.request(method, format!("http://{admin}{path}"));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/wasm")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), json(response).await)
+    }
+
+    async fn hello(&self) -> String {
+        let response = self.client.get(self.url("/hello")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    async fn function(&self, id: &str) -> Value {
+        let (status, view) = self
+            .admin(http::Method::GET, &format!("/v1/functions/{id}"), None)
+            .await;
+        assert_eq!(status, 200, "{view}");
+        view
+    }
+}
+
+fn component(name: &str) -> Vec<u8> {
+    std::fs::read(guest(name)).unwrap()
+}
+
+/// Waits until every one of `members` answers `/hello` with `body`; returns
+/// how long that took.
+async fn served_by_all(members: &[&Member], body: &str, what: &str) -> Duration {
+    let start = Instant::now();
+    for member in members {
+        eventually(what, SPREAD, || async {
+            (member.hello().await == body).then_some(())
+        })
+        .await;
+    }
+    start.elapsed()
 }
 
 /// The cluster named after a fresh test broker, and its three members.
@@ -218,5 +279,250 @@ async fn queue_messages_are_all_handled_across_the_cluster() {
         .await;
     }
     drop(members);
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_rollback_and_canary_through_one_node_reach_every_node() {
+    let (broker, mut members) = three().await;
+    for member in &members {
+        assert_eq!(member.hello().await, OLD);
+    }
+    let (status, change) = members[0]
+        .admin(
+            http::Method::PUT,
+            "/v1/functions/hello",
+            Some(component("wstd-hello")),
+        )
+        .await;
+    assert_eq!(status, 200, "{change}");
+    let digest = change["version"].as_str().unwrap().to_owned();
+    let took = served_by_all(
+        &[&members[1], &members[2]],
+        NEW,
+        "the deploy through node 1 to serve on nodes 2 and 3",
+    )
+    .await;
+    eprintln!("deploy through node 1 served by nodes 2 and 3 after {took:?}");
+    for member in &members {
+        let view = member.function("hello").await;
+        assert_eq!(view["version"], digest.as_str());
+        assert_eq!(view["history"], 1);
+    }
+
+    let (status, change) = members[2]
+        .admin(http::Method::POST, "/v1/functions/hello/rollback", None)
+        .await;
+    assert_eq!(status, 200, "{change}");
+    let took = served_by_all(
+        &[&members[0], &members[1]],
+        OLD,
+        "the rollback through node 3 to serve on nodes 1 and 2",
+    )
+    .await;
+    eprintln!("rollback through node 3 served by nodes 1 and 2 after {took:?}");
+
+    let (status, change) = members[2]
+        .admin(
+            http::Method::PUT,
+            "/v1/functions/hello/canary?percent=100",
+            Some(component("wstd-hello")),
+        )
+        .await;
+    assert_eq!(status, 200, "{change}");
+    let took = served_by_all(
+        &[&members[0], &members[1]],
+        NEW,
+        "the canary through node 3 to serve on nodes 1 and 2",
+    )
+    .await;
+    eprintln!("canary through node 3 served by nodes 1 and 2 after {took:?}");
+    let view = members[0].function("hello").await;
+    assert_eq!(view["canary"]["version"], digest.as_str());
+    assert_eq!(view["canary"]["percent"], 100);
+    // A change that needs the canary settled is refused on any node.
+    let (status, refusal) = members[1]
+        .admin(
+            http::Method::PUT,
+            "/v1/functions/hello",
+            Some(component("echo")),
+        )
+        .await;
+    assert_eq!(status, 409, "{refusal}");
+    assert_eq!(refusal["error"], "canary_running");
+
+    let (status, change) = members[1]
+        .admin(http::Method::POST, "/v1/functions/hello/canary/abort", None)
+        .await;
+    assert_eq!(status, 200, "{change}");
+    served_by_all(
+        &[&members[0], &members[2]],
+        OLD,
+        "the abort through node 2 to serve on nodes 1 and 3",
+    )
+    .await;
+
+    // A node that joins later serves what the cluster deployed before it
+    // reports ready, and the members list grows to four, then shrinks.
+    let (status, _) = members[0]
+        .admin(
+            http::Method::PUT,
+            "/v1/functions/hello",
+            Some(component("wstd-hello")),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let cluster = Cluster::new(NATS_URL, broker_name(&broker)).unwrap();
+    let fourth = Member::start(&cluster).await;
+    let ready = fourth
+        .client
+        .get(fourth.url("/.well-known/nimbus/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(fourth.hello().await, NEW);
+    assert_eq!(fourth.function("hello").await["history"], 1);
+    members.push(fourth);
+    eventually("four members", EVENTUALLY, || async {
+        (members[3].nodes().await.len() == 4).then_some(())
+    })
+    .await;
+    members[0].stop().await;
+    eventually("three members after one stopped", EVENTUALLY, || async {
+        (members[3].nodes().await.len() == 3).then_some(())
+    })
+    .await;
+    drop(members);
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deploys_at_once_through_two_nodes_leave_one_winner_and_a_409() {
+    let (broker, members) = three().await;
+    let (a, b) = (component("wstd-hello"), component("echo"));
+    let mut conflicts = 0;
+    // The two changes race: when one lands before the other node decides,
+    // both succeed one after the other, so a few rounds are run and at
+    // least one must meet the other head on.
+    for round in 0..6 {
+        let (first, second) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (one, two) = tokio::join!(
+            members[0].admin(
+                http::Method::PUT,
+                "/v1/functions/hello",
+                Some(first.clone())
+            ),
+            members[1].admin(
+                http::Method::PUT,
+                "/v1/functions/hello",
+                Some(second.clone())
+            ),
+        );
+        let mut statuses = [one.0, two.0];
+        statuses.sort();
+        match statuses {
+            [200, 200] => {}
+            [200, 409] => {
+                conflicts += 1;
+                let refusal = if one.0 == 409 { &one.1 } else { &two.1 };
+                assert_eq!(refusal["error"], "conflict", "{refusal}");
+            }
+            other => panic!("round {round}: {other:?}: {} / {}", one.1, two.1),
+        }
+        // Every node ends on one version, the one the cluster recorded last.
+        let settled = eventually("all nodes on one version", SPREAD, || async {
+            let mut versions = Vec::new();
+            for member in &members {
+                versions.push(member.function("hello").await["version"].clone());
+            }
+            versions
+                .iter()
+                .all(|v| *v == versions[0])
+                .then(|| versions[0].clone())
+        })
+        .await;
+        if statuses == [200, 409] {
+            let winner = if one.0 == 200 { &one.1 } else { &two.1 };
+            assert_eq!(settled, winner["version"]);
+            eprintln!("the deploys met head on in round {}", round + 1);
+            break;
+        }
+        // Both landed, one after the other: the later one serves.
+        assert!(
+            [&one.1, &two.1].iter().any(|c| c["version"] == settled),
+            "{settled}"
+        );
+    }
+    assert!(conflicts > 0, "no round had the two deploys meet");
+    drop(members);
+    broker.cleanup().await;
+}
+
+fn broker_name(broker: &Broker) -> &str {
+    match broker {
+        Broker::Cluster { name } => name,
+        _ => unreachable!("a cluster"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_records_are_revision_checked_watched_and_components_kept_whole() {
+    use futures_util::StreamExt as _;
+    use nimbus::backend::DeploymentsBackend;
+    let broker = Broker::cluster_unique();
+    let nats = nimbus::backend::nats::NatsBackend::connect(NATS_URL, broker_name(&broker))
+        .await
+        .unwrap();
+    assert!(nats.behind().is_some(), "behind until first applied");
+    let (records, last) = nats.records().await.unwrap();
+    assert_eq!((records.len(), last), (0, 0));
+    let mut changes = nats.watch(last).await.unwrap();
+
+    let first = nats.write("hello", b"one", 0).await.unwrap().unwrap();
+    assert_eq!(nats.write("hello", b"again", 0).await.unwrap(), None);
+    let second = nats.write("hello", b"two", first).await.unwrap().unwrap();
+    assert!(second > first);
+    assert_eq!(nats.write("hello", b"late", first).await.unwrap(), None);
+    let other = nats.write("users", b"", 0).await.unwrap().unwrap();
+    for (value, revision, function) in [
+        (&b"one"[..], first, "hello"),
+        (b"two", second, "hello"),
+        (b"", other, "users"),
+    ] {
+        let change = tokio::time::timeout(EVENTUALLY, changes.next())
+            .await
+            .expect("a change in time")
+            .expect("the watch goes on")
+            .unwrap();
+        assert_eq!(
+            (
+                change.function.as_str(),
+                change.value.as_slice(),
+                change.revision
+            ),
+            (function, value, revision)
+        );
+    }
+    let (mut records, last) = nats.records().await.unwrap();
+    records.sort_by(|a, b| a.function.cmp(&b.function));
+    assert_eq!(last, other);
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        (records[0].value.as_slice(), records[0].revision),
+        (&b"two"[..], second)
+    );
+
+    // A component is larger than one NATS message; it comes back whole,
+    // and is kept once however often it is put.
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    nats.put_component(&digest, &bytes).await.unwrap();
+    nats.put_component(&digest, &bytes).await.unwrap();
+    assert!(nats.get_component(&digest).await.unwrap() == bytes);
+    let missing = blake3::hash(b"nothing").to_hex().to_string();
+    assert!(nats.get_component(&missing).await.is_err());
+    nats.set_behind(None);
+    assert_eq!(nats.behind(), None);
     broker.cleanup().await;
 }

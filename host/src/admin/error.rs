@@ -163,6 +163,8 @@ mod tests {
                 path: "f".into(),
                 message: f(),
             }),
+            DeployError::Conflict(f()),
+            DeployError::Shared(BackendError::Storage(f())),
         ];
         for e in &deploy {
             match e {
@@ -178,7 +180,9 @@ mod tests {
                 | DeployError::Percent(_)
                 | DeployError::QueueFunction { .. }
                 | DeployError::Unavailable { .. }
-                | DeployError::Store(_) => {}
+                | DeployError::Store(_)
+                | DeployError::Conflict(_)
+                | DeployError::Shared(_) => {}
             }
         }
         let mut all = vec![

@@ -5,19 +5,24 @@
 //! - [`kv`]: the [`KvBackend`] trait and what every key-value backend shares;
 //! - [`queue`]: the [`QueueBackend`] trait and the messages it carries;
 //! - [`members`]: the [`MembersBackend`] trait: the nodes serving an app;
+//! - [`deployments`]: the [`DeploymentsBackend`] trait: what serves each
+//!   function, shared by a cluster (a node on its own keeps deployments as
+//!   files in its state folder instead);
 //! - [`embedded`]: one `redb` file holding key-value stores and queues;
-//! - [`nats`]: NATS JetStream, for key-value stores, queues and members
-//!   shared by several nodes.
+//! - [`nats`]: NATS JetStream, for key-value stores, queues, deployments and
+//!   members shared by several nodes.
 //!
 //! Each backend is a folder with one file per capability it implements, so a
 //! new capability (or a new backend) is a file of its own beside the others.
 
+pub mod deployments;
 pub mod embedded;
 pub mod kv;
 pub mod members;
 pub mod nats;
 pub mod queue;
 
+pub use deployments::DeploymentsBackend;
 pub use kv::{KeyPage, KvBackend};
 pub use members::{Member, MembersBackend};
 pub use queue::{Consumer, DeadLetter, Delivery, QueueBackend, QueueMessage, QueueStats};
@@ -33,6 +38,8 @@ pub struct Backends {
     pub queue: Arc<dyn QueueBackend>,
     /// The nodes serving the app.
     pub members: Arc<dyn MembersBackend>,
+    /// A cluster's deployments; `None` on a node on its own.
+    pub deployments: Option<Arc<dyn DeploymentsBackend>>,
 }
 
 impl Backends {
@@ -43,6 +50,7 @@ impl Backends {
             kv: store.clone(),
             queue: store.clone(),
             members: store,
+            deployments: None,
         }
     }
 
@@ -52,7 +60,8 @@ impl Backends {
         Backends {
             kv: nats.clone(),
             queue: nats.clone(),
-            members: nats,
+            members: nats.clone(),
+            deployments: Some(nats),
         }
     }
 }

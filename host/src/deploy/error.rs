@@ -4,6 +4,7 @@
 use super::store::StoreError;
 use super::{MANIFEST_HEADER, MAX_PERCENT};
 use crate::app::LoadError;
+use crate::backend::BackendError;
 use http::StatusCode;
 
 /// Why a deployment operation was refused. Nothing changed when one is
@@ -85,6 +86,16 @@ pub enum DeployError {
     /// The state folder could not be written; nothing changed.
     #[error("cannot record the deployment: {0}")]
     Store(#[from] StoreError),
+    /// Another node of the cluster changed the function first; its change
+    /// serves now, and this one was not made.
+    #[error(
+        "function `{0}` was changed through another node at the same moment; that change won and serves now, so look at the function again and retry"
+    )]
+    Conflict(String),
+    /// The cluster's deployments could not be read or written; nothing
+    /// changed.
+    #[error("cannot record the deployment in the cluster: {0}")]
+    Shared(BackendError),
 }
 
 impl DeployError {
@@ -106,6 +117,8 @@ impl DeployError {
             DeployError::Unavailable { .. } | DeployError::Store(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            DeployError::Conflict(_) => StatusCode::CONFLICT,
+            DeployError::Shared(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -126,6 +139,8 @@ impl DeployError {
             DeployError::QueueFunction { .. } => "queue_function",
             DeployError::Unavailable { .. } => "version_unavailable",
             DeployError::Store(_) => "store",
+            DeployError::Conflict(_) => "conflict",
+            DeployError::Shared(_) => "deployments_unavailable",
         }
     }
 }

@@ -26,7 +26,10 @@
 //!
 //! With a state folder, every change is written to it ([`store`]) before it
 //! takes effect, and [`Deployer::open`] applies the record after the
-//! manifest loads. If the manifest's component changed since the
+//! manifest loads. In a cluster ([`Deployer::join`]) every change is written
+//! to the cluster's [`DeploymentsBackend`] instead, checked against the
+//! revision this node last saw (a lost race is [`DeployError::Conflict`]),
+//! and [`Deployer::follow`] applies what other nodes write. If the manifest's component changed since the
 //! deployments were made, the manifest wins and the function's deployments
 //! are forgotten.
 //!
@@ -43,11 +46,15 @@
 //! - `persist`: what goes to the state folder and comes back from it: the
 //!   record applied at start, a function's record, components kept and
 //!   loaded again;
+//! - `cluster`: deployments shared by a cluster's nodes: each change a
+//!   revision-checked write of one function's record, every other node's
+//!   changes followed and applied;
 //! - `metrics`: the serving versions and the changes, in the metrics;
 //! - `view`: the typed answers;
 //! - `error`: [`DeployError`], each refusal with its HTTP status;
 //! - [`store`]: the files in the state folder.
 
+mod cluster;
 mod entry;
 mod error;
 mod metrics;
@@ -60,11 +67,12 @@ pub(crate) use view::rfc3339;
 pub use view::{Action, CanaryView, ChangeView, FunctionView, LimitsView, TriggerKind};
 
 use crate::app::{App, Canary, LiveApp, SHORT_DIGEST_LEN, Traffic, Version};
+use crate::backend::DeploymentsBackend;
 use entry::{parse_entry, read_manifest};
 use error::check_percent;
 use metrics::count;
 use persist::function_record;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -91,14 +99,33 @@ pub struct Deployer {
     /// against; why not, when it could not be read again (then functions
     /// cannot be added).
     manifest: Result<(PathBuf, toml::Table), String>,
-    store: Option<DeployStore>,
+    keep: Keep,
     control: Mutex<Control>,
+}
+
+/// Where the deployments are kept.
+enum Keep {
+    /// Nowhere: they last until the process ends.
+    Memory,
+    /// In the state folder.
+    Files(DeployStore),
+    /// In the cluster's shared backend, reached from blocking code through
+    /// the runtime's handle.
+    Cluster {
+        backend: Arc<dyn DeploymentsBackend>,
+        runtime: tokio::runtime::Handle,
+    },
 }
 
 /// Everything off the hot path, changed under one lock.
 struct Control {
     tracks: Vec<Track>,
     record: Record,
+    /// In a cluster: the revision of each function's record this node
+    /// serves (a write must name it).
+    revisions: HashMap<String, u64>,
+    /// In a cluster: functions whose latest record could not be applied.
+    failing: BTreeSet<String>,
 }
 
 /// One function's deployment bookkeeping.
@@ -194,7 +221,7 @@ impl Deployer {
     /// A deployer that keeps nothing on disk: deployments last until the
     /// process ends.
     pub fn in_memory(app: impl Into<LiveApp>) -> Deployer {
-        Self::new(app.into(), None)
+        Self::new(app.into(), Keep::Memory)
     }
 
     /// A deployer keeping deployments in `state_dir`, with what was recorded
@@ -205,12 +232,12 @@ impl Deployer {
     pub fn open(app: impl Into<LiveApp>, state_dir: &Path) -> Result<Deployer, StoreError> {
         let store = DeployStore::new(state_dir);
         let record = store.load()?;
-        let deployer = Self::new(app.into(), Some(store));
+        let deployer = Self::new(app.into(), Keep::Files(store));
         deployer.restore(record)?;
         Ok(deployer)
     }
 
-    fn new(live: LiveApp, store: Option<DeployStore>) -> Deployer {
+    fn new(live: LiveApp, keep: Keep) -> Deployer {
         let app = live.current();
         let tracks = app
             .functions
@@ -229,10 +256,12 @@ impl Deployer {
         let deployer = Deployer {
             live,
             manifest: read_manifest(app.manifest_file()),
-            store,
+            keep,
             control: Mutex::new(Control {
                 tracks,
                 record: Record::default(),
+                revisions: HashMap::new(),
+                failing: BTreeSet::new(),
             }),
         };
         let mut control = deployer.lock();
@@ -430,10 +459,7 @@ impl Deployer {
         if let Some(entry) = function_record(&track, traffic.as_deref(), &track.history) {
             record.functions.insert(id.to_owned(), entry);
         }
-        if let Some(store) = &self.store {
-            store.save(&record)?;
-        }
-        control.record = record;
+        self.record(&mut control, id, record)?;
         let index = self.install(&mut control, app, track);
         tracing::info!(
             function = id,
@@ -516,12 +542,7 @@ impl Deployer {
             Some(entry) => record.functions.insert(function.id.to_string(), entry),
             None => record.functions.remove(function.id.as_str()),
         };
-        if let Some(store) = &self.store
-            && record.functions != control.record.functions
-        {
-            store.save(&record)?;
-        }
-        control.record = record;
+        self.record(control, function.id.as_str(), record)?;
         control.tracks[index].history = change.history;
         let serving = change
             .traffic
@@ -548,10 +569,25 @@ impl Deployer {
         );
         count(function.id.as_str(), change.action.as_str());
         self.show_versions(control, index);
-        if let Some(store) = &self.store {
+        if let Keep::Files(store) = &self.keep {
             store.collect_garbage(&control.record);
         }
         Ok(self.answer(control, index, change.action, change.previous))
+    }
+
+    /// Keeps `record`, in which function `id` changed, where the deployments
+    /// are kept, then makes it this deployer's record. If keeping it fails,
+    /// nothing changes.
+    fn record(&self, control: &mut Control, id: &str, record: Record) -> Result<(), DeployError> {
+        if record.functions != control.record.functions {
+            match &self.keep {
+                Keep::Memory => {}
+                Keep::Files(store) => store.save(&record)?,
+                Keep::Cluster { .. } => self.write_shared(control, id, record.functions.get(id))?,
+            }
+        }
+        control.record = record;
+        Ok(())
     }
 
     /// A function as the admin API shows it.

@@ -6,7 +6,8 @@
 use super::entry::parse_entry;
 use super::store::{CanaryRecord, FunctionRecord, Record, StoreError, VersionRecord};
 use super::{
-    Control, DeployError, Deployer, HISTORY_LIMIT, MAX_PERCENT, Past, Track, UPLOAD_ORIGIN, short,
+    Control, DeployError, Deployer, HISTORY_LIMIT, Keep, MAX_PERCENT, Past, Track, UPLOAD_ORIGIN,
+    short,
 };
 use crate::app::{Canary, Traffic, Version};
 use std::collections::VecDeque;
@@ -15,12 +16,27 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 impl Deployer {
-    /// Keeps a component's bytes in the state folder, if there is one.
+    /// Keeps a component's bytes where the deployments are kept.
     pub(super) fn keep_component(&self, digest: &str, bytes: &[u8]) -> Result<(), DeployError> {
-        if let Some(store) = &self.store {
-            store.put_component(digest, bytes)?;
+        match &self.keep {
+            Keep::Memory => {}
+            Keep::Files(store) => store.put_component(digest, bytes)?,
+            Keep::Cluster { backend, runtime } => runtime
+                .block_on(backend.put_component(digest, bytes))
+                .map_err(DeployError::Shared)?,
         }
         Ok(())
+    }
+
+    /// A kept component's bytes, or why they cannot be had.
+    pub(super) fn component(&self, digest: &str) -> Result<Vec<u8>, String> {
+        match &self.keep {
+            Keep::Memory => Err("no state folder".into()),
+            Keep::Files(store) => store.get_component(digest).map_err(|e| e.to_string()),
+            Keep::Cluster { backend, runtime } => runtime
+                .block_on(backend.get_component(digest))
+                .map_err(|e| e.to_string()),
+        }
     }
 
     /// An earlier version, loaded from disk when it was restored unloaded.
@@ -41,13 +57,7 @@ impl Deployer {
             digest: short(&past.digest).to_owned(),
             message,
         };
-        let store = self
-            .store
-            .as_ref()
-            .ok_or_else(|| unavailable("no state folder".into()))?;
-        let bytes = store
-            .get_component(&past.digest)
-            .map_err(|e| unavailable(e.to_string()))?;
+        let bytes = self.component(&past.digest).map_err(unavailable)?;
         let mut version = self
             .app()
             .prepare(index, &bytes, Path::new(UPLOAD_ORIGIN))
@@ -62,7 +72,7 @@ impl Deployer {
         for (id, entry) in &record.functions {
             self.restore_entry(&mut control, id, entry);
         }
-        if let Some(store) = &self.store {
+        if let Keep::Files(store) = &self.keep {
             if control.record.functions != record.functions {
                 store.save(&control.record)?;
             }
@@ -73,7 +83,7 @@ impl Deployer {
 
     /// Applies the record of function `id`; one that no longer fits the
     /// app is logged and forgotten.
-    fn restore_entry(&self, control: &mut Control, id: &str, entry: &FunctionRecord) {
+    pub(super) fn restore_entry(&self, control: &mut Control, id: &str, entry: &FunctionRecord) {
         if let Some(fragment) = &entry.fragment {
             if self.app().index_of(id).is_some() {
                 tracing::info!(
@@ -104,29 +114,16 @@ impl Deployer {
             );
             return;
         }
-        match self.restore_function(&base, index, entry) {
-            Ok((traffic, history)) => {
-                control.tracks[index].history = history;
-                control
-                    .record
-                    .functions
-                    .insert(id.to_owned(), entry.clone());
-                let removed = traffic.is_none();
-                self.app().functions[index].set_traffic(traffic);
-                if removed {
-                    self.live.replace(Arc::new(self.app().rerouted()));
-                }
-                self.show_versions(control, index);
-                tracing::info!(
-                    function = id,
-                    version = entry
-                        .stable
-                        .as_ref()
-                        .map_or("removed", |v| short(&v.digest)),
-                    canary = entry.canary.as_ref().map(|c| short(&c.version.digest)),
-                    "restored deployed version"
-                );
-            }
+        match self.serve_record(control, index, Some(entry)) {
+            Ok(()) => tracing::info!(
+                function = id,
+                version = entry
+                    .stable
+                    .as_ref()
+                    .map_or("removed", |v| short(&v.digest)),
+                canary = entry.canary.as_ref().map(|c| short(&c.version.digest)),
+                "restored deployed version"
+            ),
             Err(e) => tracing::warn!(
                 function = id,
                 error = %e,
@@ -135,23 +132,60 @@ impl Deployer {
         }
     }
 
+    /// Makes `functions[index]` serve what `entry` records (`None`: just its
+    /// manifest's component, no history), reusing the versions it has loaded.
+    pub(super) fn serve_record(
+        &self,
+        control: &mut Control,
+        index: usize,
+        entry: Option<&FunctionRecord>,
+    ) -> Result<(), DeployError> {
+        let app = self.app();
+        let function = &app.functions[index];
+        let base = control.tracks[index].base.clone();
+        let mut loaded: Vec<Arc<Version>> = control.tracks[index]
+            .history
+            .iter()
+            .filter_map(|p| p.version.clone())
+            .collect();
+        if let Some(traffic) = function.traffic() {
+            loaded.push(traffic.stable.clone());
+            loaded.extend(traffic.canary.as_ref().map(|c| c.version.clone()));
+        }
+        let (traffic, history) = match entry {
+            Some(entry) => self.restore_function(&base, index, entry, &loaded)?,
+            None => (serving_base(&base), VecDeque::new()),
+        };
+        control.tracks[index].history = history;
+        let id = function.id.to_string();
+        match entry {
+            Some(entry) => control.record.functions.insert(id, entry.clone()),
+            None => control.record.functions.remove(&id),
+        };
+        let rerouted = function.traffic().is_some() != traffic.is_some();
+        function.set_traffic(traffic);
+        if rerouted {
+            self.live.replace(Arc::new(app.rerouted()));
+        }
+        self.show_versions(control, index);
+        Ok(())
+    }
+
     /// Adds a function recorded as added through the admin API.
-    fn add_again(
+    pub(super) fn add_again(
         &self,
         control: &mut Control,
         id: &str,
         fragment: &str,
         entry: &FunctionRecord,
     ) -> Result<(), DeployError> {
-        let store = self
-            .store
-            .as_ref()
-            .ok_or_else(|| DeployError::Unavailable {
+        let bytes = self
+            .component(&entry.base)
+            .map_err(|message| DeployError::Unavailable {
                 function: id.to_owned(),
                 digest: short(&entry.base).to_owned(),
-                message: "no state folder".into(),
+                message,
             })?;
-        let bytes = store.get_component(&entry.base)?;
         let fragment = parse_entry(id, fragment)?;
         let (app, track) = self.with_function(control, id, &fragment, &bytes)?;
         self.install(control, app, track);
@@ -163,11 +197,12 @@ impl Deployer {
         base: &Arc<Version>,
         index: usize,
         entry: &FunctionRecord,
+        loaded: &[Arc<Version>],
     ) -> Result<(Option<Traffic>, VecDeque<Past>), DeployError> {
         let past = |v: &VersionRecord| Past {
             digest: v.digest.clone(),
             deployed_at: from_ms(v.deployed_ms),
-            version: None,
+            version: loaded.iter().find(|l| l.digest == v.digest).cloned(),
         };
         let traffic = match &entry.stable {
             None => None,
@@ -242,4 +277,12 @@ fn to_ms(t: SystemTime) -> u64 {
 
 fn from_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The manifest's component serving alone.
+fn serving_base(base: &Arc<Version>) -> Option<Traffic> {
+    Some(Traffic {
+        stable: base.clone(),
+        canary: None,
+    })
 }

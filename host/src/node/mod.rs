@@ -237,6 +237,9 @@ pub enum NodeError {
     /// The recorded deployments could not be read.
     #[error(transparent)]
     Deployments(#[from] StoreError),
+    /// The cluster's deployments could not be read.
+    #[error("cannot read the cluster's deployments: {0}")]
+    SharedDeployments(BackendError),
     /// The queue consumers could not subscribe.
     #[error("cannot start the queue triggers: {0}")]
     Queues(BackendError),
@@ -284,9 +287,17 @@ pub async fn start(
     let backends = open_backends(&config).await?;
     let app = load(&runtime, &config.manifest, backends).await?;
     let live = LiveApp::new(app.clone());
-    let deployer = {
-        let (live, state_dir) = (live.clone(), config.state_dir.clone());
-        blocking(move || Deployer::open(live, &state_dir)).await?
+    let deployer = match app.backends().deployments.clone() {
+        Some(shared) => {
+            let live = live.clone();
+            blocking(move || Deployer::join(live, shared))
+                .await
+                .map_err(NodeError::SharedDeployments)?
+        }
+        None => {
+            let (live, state_dir) = (live.clone(), config.state_dir.clone());
+            blocking(move || Deployer::open(live, &state_dir)).await?
+        }
     };
     let deployer = Arc::new(deployer);
     tracing::info!(
@@ -321,6 +332,7 @@ pub async fn start(
         live: live.clone(),
     };
     let serving = Serving {
+        deployer: deployer.clone(),
         trigger,
         admin,
         queues,
@@ -398,6 +410,7 @@ impl Drop for Node {
 
 /// What the node's task serves.
 struct Serving {
+    deployer: Arc<Deployer>,
     trigger: Arc<HttpTrigger>,
     admin: Arc<Admin>,
     queues: QueueTriggers,
@@ -476,6 +489,7 @@ impl Serving {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let Serving {
+            deployer,
             trigger,
             admin,
             queues,
@@ -520,7 +534,8 @@ impl Serving {
             served
         };
         let heartbeat = heartbeat.run(stop_rx.clone());
-        let ((), public, admin, ()) = tokio::join!(watcher, public, admin, heartbeat);
+        let follow = deployer.follow(stop_rx.clone());
+        let ((), public, admin, (), ()) = tokio::join!(watcher, public, admin, heartbeat, follow);
         tracing::info!("stopped");
         public.and(admin)
     }

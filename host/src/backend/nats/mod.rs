@@ -1,5 +1,5 @@
-//! The NATS JetStream backend, so several Nimbus nodes share queues and
-//! key-value stores.
+//! The NATS JetStream backend, so several Nimbus nodes share queues,
+//! key-value stores, deployments and members.
 //!
 //! # Layout on the server
 //!
@@ -14,6 +14,8 @@
 //! | replays for app `A` | `P_replay_A` | `P.replay.A.<function>` | work queue |
 //! | the cluster's members | bucket `P_members` | `$KV.P_members.<node id>` | expire after `MEMBER_TTL` |
 //! | key-value store `S` of app `A` | bucket `P_kv_A_S` (stream `KV_P_kv_A_S`) | `$KV.P_kv_A_S.<key>` | one revision per key |
+//! | what serves each function | bucket `P_deploy` | `$KV.P_deploy.<function>` | one revision per function |
+//! | deployed components | object store `P_components` (stream `OBJ_P_components`) | `$O.P_components.>` | an object per digest |
 //!
 //! Each queue-triggered function `F` has a durable pull consumer `P_F` on
 //! `P_queue_A` filtered on `P.msg.A.<its topic pattern>` (Nimbus patterns are
@@ -59,6 +61,7 @@
 
 mod ack;
 mod consumer;
+mod deployments;
 mod kv;
 mod members;
 mod message;
@@ -90,6 +93,12 @@ pub struct NatsBackend {
     buckets: Mutex<HashMap<Namespace, async_nats::jetstream::kv::Store>>,
     /// The members' bucket, once opened.
     members: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
+    /// The deployments bucket, opened on first use.
+    deployments: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
+    /// The components' object store, opened on first use.
+    components: tokio::sync::OnceCell<async_nats::jetstream::object_store::ObjectStore>,
+    /// Whether the deployer applied the deployments.
+    behind: crate::backend::deployments::Behind,
 }
 
 /// Where one consumer's messages live.
@@ -150,6 +159,9 @@ impl NatsBackend {
             consumers: Mutex::default(),
             buckets: Mutex::default(),
             members: tokio::sync::OnceCell::new(),
+            deployments: tokio::sync::OnceCell::new(),
+            components: tokio::sync::OnceCell::new(),
+            behind: Default::default(),
         })
     }
 
@@ -199,7 +211,10 @@ impl NatsBackend {
         let mut mine = Vec::new();
         while let Some(name) = names.next().await {
             let name = name.map_err(|e| fail("cannot list streams", e))?;
-            let bucket = name.strip_prefix("KV_").unwrap_or(&name);
+            let bucket = name
+                .strip_prefix("KV_")
+                .or_else(|| name.strip_prefix("OBJ_"))
+                .unwrap_or(&name);
             if bucket.starts_with(&format!("{}_", self.prefix)) {
                 mine.push(name);
             }

@@ -111,7 +111,8 @@ pub(super) async fn check<'a, 'p>(
 }
 
 /// `GET /.well-known/nimbus/...`: health (liveness), ready (readiness: `503`
-/// while the shared state of a cluster is out of reach), the OpenAPI
+/// while the shared state of a cluster is out of reach or its deployments
+/// are not applied here), the OpenAPI
 /// document, its docs page.
 fn well_known(
     app: &App,
@@ -122,7 +123,14 @@ fn well_known(
     let mut status = http::StatusCode::OK;
     let (body, content_type) = match endpoint {
         "ready" => {
-            let body = match app.backends().members.unreachable() {
+            let backends = app.backends();
+            let behind = backends.members.unreachable().or_else(|| {
+                backends
+                    .deployments
+                    .as_ref()
+                    .and_then(|deployments| deployments.behind())
+            });
+            let body = match behind {
                 None => serde_json::json!({"status": "ready", "app": app.name}),
                 Some(why) => {
                     status = http::StatusCode::SERVICE_UNAVAILABLE;
