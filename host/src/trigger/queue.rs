@@ -271,6 +271,7 @@ async fn handle(fetcher: &Fetcher, delivery: Delivery, slot: OwnedSemaphorePermi
     let outcome = match result {
         Ok(()) => {
             count("acked");
+            tracing::debug!(%function, message_id = message.id, attempt = delivery.attempt, "message handled");
             queue.ack(consumer, &delivery).await
         }
         Err(e) if delivery.attempt >= spec.max_attempts => {

@@ -225,18 +225,27 @@ impl NatsBackend {
     }
 }
 
+/// How long past its own wait a pull may go unanswered. A pull request sent
+/// as the connection drops is lost with it and would never be answered, so
+/// the consumer loop would wait forever; past this it fails, and the loop
+/// asks again.
+const PULL_MARGIN: Duration = Duration::from_secs(5);
+
 /// Up to `max` messages there now, without waiting.
 pub(super) async fn pull_now(
     consumer: &PullConsumer,
     max: usize,
 ) -> Result<Vec<jetstream::Message>, BackendError> {
-    let batch = consumer
-        .fetch()
-        .max_messages(max)
-        .messages()
-        .await
-        .map_err(|e| fail("cannot fetch messages", e))?;
-    collect(batch).await
+    bounded(Duration::ZERO, async {
+        let batch = consumer
+            .fetch()
+            .max_messages(max)
+            .messages()
+            .await
+            .map_err(|e| fail("cannot fetch messages", e))?;
+        collect(batch).await
+    })
+    .await
 }
 
 /// The next message, waiting up to `wait` for it.
@@ -244,14 +253,30 @@ pub(super) async fn pull_wait(
     consumer: &PullConsumer,
     wait: Duration,
 ) -> Result<Vec<jetstream::Message>, BackendError> {
-    let batch = consumer
-        .batch()
-        .max_messages(1)
-        .expires(wait)
-        .messages()
-        .await
-        .map_err(|e| fail("cannot fetch messages", e))?;
-    collect(batch).await
+    bounded(wait, async {
+        let batch = consumer
+            .batch()
+            .max_messages(1)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|e| fail("cannot fetch messages", e))?;
+        collect(batch).await
+    })
+    .await
+}
+
+/// `pull`, failing if it is not answered within `wait` and [`PULL_MARGIN`].
+async fn bounded(
+    wait: Duration,
+    pull: impl Future<Output = Result<Vec<jetstream::Message>, BackendError>>,
+) -> Result<Vec<jetstream::Message>, BackendError> {
+    let limit = wait + PULL_MARGIN;
+    tokio::time::timeout(limit, pull).await.unwrap_or_else(|_| {
+        Err(BackendError::Storage(format!(
+            "NATS: a fetch of messages was not answered within {limit:?}; asking again"
+        )))
+    })
 }
 
 async fn collect(mut batch: pull::Batch) -> Result<Vec<jetstream::Message>, BackendError> {

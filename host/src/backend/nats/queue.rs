@@ -45,7 +45,7 @@ use crate::backend::{BackendError, Consumer, DeadLetter, Delivery, QueueBackend,
 use crate::manifest::{TopicPattern, validate_topic};
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
-use async_nats::jetstream::context::{ConsumerInfoErrorKind, PublishErrorKind};
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind, PublishErrorKind};
 use async_nats::jetstream::stream::{self, ConsumerErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -176,10 +176,23 @@ impl QueueBackend for NatsBackend {
             .map_err(|e| fail(&format!("cannot publish to `{topic}`"), e))?;
         match ack.await {
             Ok(_) => Ok(id),
-            // No stream: no function of this app has ever subscribed.
+            // Nothing took the message: either the app has no stream (no
+            // function of it ever subscribed), or JetStream is not answering
+            // (a server shutting down stops its streams before it closes
+            // connections). Only the first is a success.
             Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
-                tracing::debug!(app, topic, "published to a topic nobody consumes");
-                Ok(id)
+                let name = format!("{}_queue_{}", self.prefix, name_token(app));
+                match self.js.get_stream(&name).await {
+                    Err(missing) if matches!(missing.kind(), GetStreamErrorKind::JetStream(ref j) if is_stream_not_found(j)) =>
+                    {
+                        tracing::debug!(app, topic, "published to a topic nobody consumes");
+                        Ok(id)
+                    }
+                    _ => Err(fail(
+                        &format!("cannot publish to `{topic}`: JetStream did not store it"),
+                        e,
+                    )),
+                }
             }
             Err(e) => Err(fail(&format!("cannot publish to `{topic}`"), e)),
         }
