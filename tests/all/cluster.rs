@@ -398,14 +398,15 @@ async fn a_deploy_rollback_and_canary_through_one_node_reach_every_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_deploys_at_once_through_two_nodes_leave_one_winner_and_a_409() {
+async fn two_deploys_at_once_through_two_nodes_end_on_one_version() {
     let (broker, members) = three().await;
     let (a, b) = (component("wstd-hello"), component("echo"));
-    let mut conflicts = 0;
     // The two changes race: when one lands before the other node decides,
-    // both succeed one after the other, so a few rounds are run and at
-    // least one must meet the other head on.
-    for round in 0..6 {
+    // both succeed one after the other; when they meet, one gets `409
+    // conflict` (the next test makes them meet for sure). Either way every
+    // node ends on the version the cluster recorded last.
+    let mut conflicts = 0;
+    for round in 0..3 {
         let (first, second) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
         let (one, two) = tokio::join!(
             members[0].admin(
@@ -421,16 +422,6 @@ async fn two_deploys_at_once_through_two_nodes_leave_one_winner_and_a_409() {
         );
         let mut statuses = [one.0, two.0];
         statuses.sort();
-        match statuses {
-            [200, 200] => {}
-            [200, 409] => {
-                conflicts += 1;
-                let refusal = if one.0 == 409 { &one.1 } else { &two.1 };
-                assert_eq!(refusal["error"], "conflict", "{refusal}");
-            }
-            other => panic!("round {round}: {other:?}: {} / {}", one.1, two.1),
-        }
-        // Every node ends on one version, the one the cluster recorded last.
         let settled = eventually("all nodes on one version", SPREAD, || async {
             let mut versions = Vec::new();
             for member in &members {
@@ -442,20 +433,81 @@ async fn two_deploys_at_once_through_two_nodes_leave_one_winner_and_a_409() {
                 .then(|| versions[0].clone())
         })
         .await;
-        if statuses == [200, 409] {
-            let winner = if one.0 == 200 { &one.1 } else { &two.1 };
-            assert_eq!(settled, winner["version"]);
-            eprintln!("the deploys met head on in round {}", round + 1);
-            break;
+        match statuses {
+            [200, 200] => assert!(
+                [&one.1, &two.1].iter().any(|c| c["version"] == settled),
+                "the later deploy serves: {settled}"
+            ),
+            [200, 409] => {
+                conflicts += 1;
+                let (winner, loser) = if one.0 == 200 {
+                    (&one.1, &two.1)
+                } else {
+                    (&two.1, &one.1)
+                };
+                assert_eq!(loser["error"], "conflict", "{loser}");
+                assert_eq!(settled, winner["version"]);
+            }
+            other => panic!("round {round}: {other:?}: {} / {}", one.1, two.1),
         }
-        // Both landed, one after the other: the later one serves.
-        assert!(
-            [&one.1, &two.1].iter().any(|c| c["version"] == settled),
-            "{settled}"
-        );
     }
-    assert!(conflicts > 0, "no round had the two deploys meet");
+    eprintln!("{conflicts} of 3 rounds met head on");
     drop(members);
+    broker.cleanup().await;
+}
+
+/// Two deployers of one cluster, the second not following the records:
+/// its change is decided on a revision the first already replaced, so the
+/// cluster refuses it with `409 conflict` and nothing changes; once it
+/// follows, it serves the winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_decided_on_an_old_revision_is_refused_with_409() {
+    use nimbus::app::{App, LiveApp};
+    use nimbus::backend::Backends;
+    use nimbus::deploy::{DeployError, Deployer};
+    use std::sync::Arc;
+    let broker = Broker::cluster_unique();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = Manifest::load(&write_manifest(dir.path(), APP)).unwrap();
+    let mut deployers = Vec::new();
+    for _ in 0..2 {
+        let nats = nimbus::backend::nats::NatsBackend::connect(NATS_URL, broker_name(&broker))
+            .await
+            .unwrap();
+        let manifest = manifest.clone();
+        let deployer = tokio::task::spawn_blocking(move || {
+            let backends = Backends::nats(nats);
+            let shared = backends.deployments.clone().unwrap();
+            let app = App::load(&runtime(), &manifest, backends).unwrap();
+            Deployer::join(LiveApp::from(Arc::new(app)), shared).unwrap()
+        })
+        .await
+        .unwrap();
+        deployers.push(Arc::new(deployer));
+    }
+    let deploy = |d: &Arc<Deployer>, name: &str| {
+        let (d, bytes) = (d.clone(), component(name));
+        tokio::task::spawn_blocking(move || d.deploy("hello", &bytes))
+    };
+    let won = deploy(&deployers[0], "wstd-hello").await.unwrap().unwrap();
+    let lost = deploy(&deployers[1], "echo").await.unwrap().unwrap_err();
+    assert!(matches!(lost, DeployError::Conflict(_)), "{lost}");
+    assert_eq!(lost.status(), 409);
+    assert!(lost.to_string().contains("another node"), "{lost}");
+    let before = deployers[1].get("hello").unwrap();
+    assert_eq!(before.history, 0, "the refused change changed nothing");
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follow = tokio::spawn(deployers[1].clone().follow(stopped));
+    let second = deployers[1].clone();
+    eventually(
+        "the second deployer to apply the winner",
+        SPREAD,
+        || async { (second.get("hello").unwrap().version == won.function.version).then_some(()) },
+    )
+    .await;
+    stop.send(true).unwrap();
+    follow.await.unwrap();
     broker.cleanup().await;
 }
 

@@ -47,11 +47,11 @@ fn start(dir: &Path) -> Server {
     Server::start(up_command(dir))
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,7 +68,7 @@ fn rng(test: &str) -> fastrand::Rng {
     fastrand::Rng::with_seed(seed)
 }
 
-fn kill_9(server: &mut Server) {
+pub(crate) fn kill_9(server: &mut Server) {
     server.signal("-KILL");
     server.wait(Duration::from_secs(10));
 }
@@ -93,15 +93,21 @@ fn open(stats: &serde_json::Value) -> u64 {
         .sum()
 }
 
-/// Publishes `MESSAGES` messages from `CLIENTS` publishers; returns their ids.
-async fn publish_all(client: &reqwest::Client, admin: &str) -> Vec<String> {
-    let url = format!("{admin}/v1/topics/jobs.crash/messages");
+/// Publishes `count` messages to `topic` through the admin API at `admin`,
+/// from `CLIENTS` publishers; returns their ids.
+pub(crate) async fn publish_all(
+    client: &reqwest::Client,
+    admin: &str,
+    topic: &str,
+    count: usize,
+) -> Vec<String> {
+    let url = format!("{admin}/v1/topics/{topic}/messages");
     let mut tasks = Vec::new();
     for p in 0..CLIENTS {
         let (client, url) = (client.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
-            for i in (p..MESSAGES).step_by(CLIENTS) {
+            for i in (p..count).step_by(CLIENTS) {
                 let answer: serde_json::Value = client
                     .post(&url)
                     .body(format!("message {i}"))
@@ -116,7 +122,7 @@ async fn publish_all(client: &reqwest::Client, admin: &str) -> Vec<String> {
             ids
         }));
     }
-    let mut ids = Vec::with_capacity(MESSAGES);
+    let mut ids = Vec::with_capacity(count);
     for task in tasks {
         ids.extend(task.await.unwrap());
     }
@@ -131,7 +137,7 @@ fn three_kill_9s_while_messages_are_handled_lose_none() {
     let mut rng = rng("queues");
 
     let mut server = start(dir.path());
-    let ids = rt.block_on(publish_all(&client, &server.admin));
+    let ids = rt.block_on(publish_all(&client, &server.admin, "jobs.crash", MESSAGES));
     assert_eq!(ids.len(), MESSAGES);
 
     // Each kill comes once the open messages fall below a random mark in

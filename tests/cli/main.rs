@@ -5,6 +5,7 @@
 //! This test binary belongs to the `nimbus` package (see `host/Cargo.toml`)
 //! because only that package's tests get `CARGO_BIN_EXE_nimbus`.
 
+mod cluster;
 mod commands;
 mod crash;
 mod deploy_commands;
