@@ -578,3 +578,54 @@ async fn deployment_records_are_revision_checked_watched_and_components_kept_who
     assert_eq!(nats.behind(), None);
     broker.cleanup().await;
 }
+
+/// The Kubernetes example is not applied here (no cluster), but it parses,
+/// and its pods join the cluster and are probed on the readiness endpoint;
+/// nginx in the local example balances over the nodes its script starts.
+#[test]
+fn the_cluster_examples_parse_and_point_at_the_right_endpoints() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
+    let check = r#"
+import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+print(json.dumps(docs))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", check])
+        .arg(root.join("k8s/nimbus.yaml"))
+        .output()
+        .expect("python3 runs (.ci/run installs PyYAML)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Secret", "Deployment", "Service", "Service"]);
+    let pod = &docs[1]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        pod["readinessProbe"]["httpGet"]["path"],
+        "/.well-known/nimbus/ready"
+    );
+    assert_eq!(
+        pod["livenessProbe"]["httpGet"]["path"],
+        "/.well-known/nimbus/health"
+    );
+    let env: Vec<&str> = pod["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"NIMBUS_CLUSTER"), "{env:?}");
+    assert!(env.contains(&"NIMBUS_ADMIN_TOKEN"), "{env:?}");
+
+    let nginx = std::fs::read_to_string(root.join("nginx.conf")).unwrap();
+    let script = std::fs::read_to_string(root.join("run.sh")).unwrap();
+    for i in 1..=3 {
+        assert!(nginx.contains(&format!("server 127.0.0.1:310{i};")), "{nginx}");
+    }
+    assert!(script.contains("--listen \"127.0.0.1:310$i\""), "{script}");
+    assert!(script.contains("--cluster \"$NATS\""), "{script}");
+}
