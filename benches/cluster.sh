@@ -36,10 +36,9 @@ readonly OUT=$ROOT/target/cluster-bench
 readonly GUESTS=$ROOT/target/$GUEST_TARGET/release
 readonly NIMBUS=$ROOT/target/release/nimbus
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
-as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 for pkg in wrk:wrk nginx:nginx-light curl:curl; do
     tool=${pkg%%:*}
     if ! command -v "$tool" >/dev/null && [[ ! -x /usr/sbin/$tool ]]; then
@@ -58,26 +57,7 @@ cargo build --release --quiet --target "$GUEST_TARGET" -p kv-store -p queue-noop
 rm -rf "$OUT"
 mkdir -p "$OUT"
 head -c 100 /dev/zero | tr '\0' v >"$OUT/kv-value"
-cat >"$OUT/put.lua" <<'EOF'
-wrk.method = "PUT"
-local file = assert(io.open(os.getenv("KV_VALUE_FILE"), "rb"))
-wrk.body = file:read("*a")
-file:close()
-EOF
-cat >"$OUT/publish.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = '{"order":1}'
-local limit = tonumber(os.getenv("MESSAGES"))
-local answered = 0
-response = function(status)
-    if status ~= 202 then
-        io.stderr:write("publish answered " .. status .. "\n")
-        os.exit(1)
-    end
-    answered = answered + 1
-    if answered >= limit then wrk.thread:stop() end
-end
-EOF
+write_wrk_scripts "$OUT"
 export KV_VALUE_FILE=$OUT/kv-value MESSAGES
 cat >"$OUT/nimbus.toml" <<EOF
 version = 1
@@ -143,7 +123,6 @@ wrk_run() {
         die "errors in $report; its numbers would be meaningless"
     fi
 }
-rate() { awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$1"; }
 metric() {
     curl -fsS "http://$1/metrics" | awk -v name="$2" '$1 == name { printf "%d", $2; found = 1 }
         END { if (!found) printf "0" }'

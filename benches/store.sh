@@ -47,12 +47,11 @@ readonly ROOT=$PWD
 readonly OUT=$ROOT/target/store
 readonly GUESTS=$ROOT/target/$GUEST_TARGET/release
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 # --- tools -----------------------------------------------------------------------------
 
-as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 for tool in wrk strace curl; do
     if ! command -v "$tool" >/dev/null; then
         log "installing $tool"
@@ -112,29 +111,7 @@ describe() {
 }
 
 head -c "$KV_VALUE_BYTES" /dev/zero | tr '\0' v >"$OUT/kv-value"
-cat >"$OUT/put.lua" <<'EOF'
-wrk.method = "PUT"
-local file = assert(io.open(os.getenv("KV_VALUE_FILE"), "rb"))
-wrk.body = file:read("*a")
-file:close()
-EOF
-# Publishes through the admin API until MESSAGES answers came back; the server's
-# own count of what was published is what the rate is computed from.
-cat >"$OUT/publish.lua" <<'EOF'
-wrk.method = "POST"
-wrk.headers["content-type"] = "application/json"
-wrk.body = '{"order":1}'
-local limit = tonumber(os.getenv("MESSAGES"))
-local answered = 0
-response = function(status)
-    if status ~= 202 then
-        io.stderr:write("publish answered " .. status .. "\n")
-        os.exit(1)
-    end
-    answered = answered + 1
-    if answered >= limit then wrk.thread:stop() end
-end
-EOF
+write_wrk_scripts "$OUT"
 export KV_VALUE_FILE=$OUT/kv-value MESSAGES
 
 cat >"$OUT/nimbus.toml" <<EOF
@@ -202,7 +179,6 @@ wrk_run() {
         die "errors in $report; its numbers would be meaningless"
     fi
 }
-rate() { awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$1"; }
 requests() { awk '/ requests in / { print $1 }' "$1"; }
 # The 99th percentile of wrk's latency distribution, in milliseconds.
 p99_ms() {

@@ -6,7 +6,7 @@
 use nimbus::manifest::Manifest;
 use nimbus::node::{self, Cluster, Listeners, Node, NodeConfig};
 use nimbus_tests::{
-    Broker, EVENTUALLY, NATS_URL, client, eventually, guest, json, loopback, runtime,
+    Broker, EVENTUALLY, NATS_URL, admin_call, client, eventually, guest, json, loopback, runtime,
     write_manifest,
 };
 use serde_json::Value;
@@ -95,14 +95,7 @@ impl Member {
     /// status and JSON answer.
     async fn admin(&self, method: http::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
         let admin = self.node().admin_addr().unwrap();
-        let mut request = self.client.request(method, format!("http://{admin}{path}"));
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/wasm")
-                .body(body);
-        }
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), json(response).await)
+        admin_call(&self.client, admin, None, method, path, body).await
     }
 
     async fn hello(&self) -> String {
@@ -624,7 +617,10 @@ print(json.dumps(docs))
     let nginx = std::fs::read_to_string(root.join("nginx.conf")).unwrap();
     let script = std::fs::read_to_string(root.join("run.sh")).unwrap();
     for i in 1..=3 {
-        assert!(nginx.contains(&format!("server 127.0.0.1:310{i};")), "{nginx}");
+        assert!(
+            nginx.contains(&format!("server 127.0.0.1:310{i};")),
+            "{nginx}"
+        );
     }
     assert!(script.contains("--listen \"127.0.0.1:310$i\""), "{script}");
     assert!(script.contains("--cluster \"$NATS\""), "{script}");

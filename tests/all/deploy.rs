@@ -7,7 +7,7 @@
 use nimbus::manifest::Manifest;
 use nimbus::node::{self, Listeners, Node, NodeConfig};
 use nimbus_tests::{
-    EVENTUALLY, client, eventually, guest, json, loopback, runtime, write_manifest,
+    EVENTUALLY, admin_call, client, eventually, guest, json, loopback, runtime, write_manifest,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -116,14 +116,8 @@ impl Ops {
 
     /// Sends an admin request and returns its status and JSON answer.
     async fn call(&self, method: http::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
-        let mut request = self.request(method, path);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/wasm")
-                .body(body);
-        }
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), json(response).await)
+        let token = self.token.as_deref();
+        admin_call(&self.client, self.admin, token, method, path, body).await
     }
 
     async fn deploy(&self, id: &str, component: Vec<u8>) -> (u16, Value) {

@@ -290,6 +290,30 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// Sends an admin API request to `admin` (with `token` as its bearer token,
+/// and `component` as an `application/wasm` body, if given); its status and
+/// JSON answer.
+pub async fn admin_call(
+    client: &reqwest::Client,
+    admin: SocketAddr,
+    token: Option<&str>,
+    method: http::Method,
+    path: &str,
+    component: Option<Vec<u8>>,
+) -> (u16, serde_json::Value) {
+    let mut request = client.request(method, format!("http://{admin}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = component {
+        request = request
+            .header("content-type", "application/wasm")
+            .body(body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), json(response).await)
+}
+
 /// A response's body as JSON.
 pub async fn json(response: reqwest::Response) -> serde_json::Value {
     let text = response.text().await.expect("body");

@@ -1,0 +1,35 @@
+# Helpers the bench scripts share; sourced, not run.
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+# rate WRK_REPORT: its requests per second, whole.
+rate() { awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$1"; }
+
+# write_wrk_scripts DIR: DIR/put.lua (a PUT of the file $KV_VALUE_FILE) and
+# DIR/publish.lua (POSTs a JSON message until $MESSAGES answers came back,
+# each a 202, else it fails).
+write_wrk_scripts() {
+    cat >"$1/put.lua" <<'EOF'
+wrk.method = "PUT"
+local file = assert(io.open(os.getenv("KV_VALUE_FILE"), "rb"))
+wrk.body = file:read("*a")
+file:close()
+EOF
+    cat >"$1/publish.lua" <<'EOF'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"order":1}'
+local limit = tonumber(os.getenv("MESSAGES"))
+local answered = 0
+response = function(status)
+    if status ~= 202 then
+        io.stderr:write("publish answered " .. status .. "\n")
+        os.exit(1)
+    end
+    answered = answered + 1
+    if answered >= limit then wrk.thread:stop() end
+end
+EOF
+}
