@@ -515,12 +515,14 @@ fn broker_name(broker: &Broker) -> &str {
 async fn deployment_records_are_revision_checked_watched_and_components_kept_whole() {
     use futures_util::StreamExt as _;
     use nimbus::backend::DeploymentsBackend;
+    use nimbus::backend::deployments::latest;
     let broker = Broker::cluster_unique();
     let nats = nimbus::backend::nats::NatsBackend::connect(NATS_URL, broker_name(&broker))
         .await
         .unwrap();
-    assert!(nats.behind().is_some(), "behind until first applied");
-    let (records, last) = nats.records().await.unwrap();
+    assert!(nats.behind().get().is_some(), "behind until first applied");
+    let records = nats.records().await.unwrap();
+    let last = latest(&records);
     assert_eq!((records.len(), last), (0, 0));
     let mut changes = nats.watch(last).await.unwrap();
 
@@ -549,7 +551,8 @@ async fn deployment_records_are_revision_checked_watched_and_components_kept_who
             (function, value, revision)
         );
     }
-    let (mut records, last) = nats.records().await.unwrap();
+    let mut records = nats.records().await.unwrap();
+    let last = latest(&records);
     records.sort_by(|a, b| a.function.cmp(&b.function));
     assert_eq!(last, other);
     assert_eq!(records.len(), 2);
@@ -567,8 +570,8 @@ async fn deployment_records_are_revision_checked_watched_and_components_kept_who
     assert!(nats.get_component(&digest).await.unwrap() == bytes);
     let missing = blake3::hash(b"nothing").to_hex().to_string();
     assert!(nats.get_component(&missing).await.is_err());
-    nats.set_behind(None);
-    assert_eq!(nats.behind(), None);
+    nats.behind().set(None);
+    assert_eq!(nats.behind().get(), None);
     broker.cleanup().await;
 }
 

@@ -28,9 +28,9 @@ pub struct Stored {
 /// Where a cluster's deployments live.
 #[async_trait]
 pub trait DeploymentsBackend: Send + Sync + 'static {
-    /// Every function's record, and the latest revision of all of them
-    /// (a watch from there misses nothing).
-    async fn records(&self) -> Result<(Vec<Stored>, u64), BackendError>;
+    /// Every function's record; a watch from their [`latest`] revision
+    /// misses nothing.
+    async fn records(&self) -> Result<Vec<Stored>, BackendError>;
     /// Writes function `function`'s record if `expected` is still its
     /// revision (0: it has none yet). `Ok(None)` when another write came
     /// first; else the new revision.
@@ -50,11 +50,14 @@ pub trait DeploymentsBackend: Send + Sync + 'static {
         &self,
         after: u64,
     ) -> Result<BoxStream<'static, Result<Stored, BackendError>>, BackendError>;
-    /// Whether this node serves what the records say: `None` when it does,
-    /// else why not.
-    fn behind(&self) -> Option<String>;
-    /// Sets what [`behind`](Self::behind) answers.
-    fn set_behind(&self, why: Option<String>);
+    /// Whether this node serves what the records say, as the deployer last
+    /// set it (readiness reads it).
+    fn behind(&self) -> &Behind;
+}
+
+/// The latest revision of `records` (0 when there are none).
+pub fn latest(records: &[Stored]) -> u64 {
+    records.iter().map(|r| r.revision).max().unwrap_or(0)
 }
 
 /// What [`DeploymentsBackend::behind`] answers, kept by each backend: behind

@@ -18,9 +18,10 @@
 use super::store::FunctionRecord;
 use super::{Control, DeployError, Deployer, Keep, short};
 use crate::app::LiveApp;
-use crate::backend::deployments::Stored;
+use crate::backend::deployments::{Stored, latest};
 use crate::backend::{BackendError, DeploymentsBackend};
 use futures_util::StreamExt as _;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -38,7 +39,7 @@ impl Deployer {
     ) -> Result<Deployer, BackendError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| BackendError::Storage(format!("no Tokio runtime to reach NATS: {e}")))?;
-        let (records, _) = runtime.block_on(backend.records())?;
+        let records = runtime.block_on(backend.records())?;
         let deployer = Self::new(
             app.into(),
             Keep::Cluster {
@@ -60,7 +61,7 @@ impl Deployer {
             }
         }
         drop(control);
-        backend.set_behind(None);
+        backend.behind().set(None);
         Ok(deployer)
     }
 
@@ -75,15 +76,16 @@ impl Deployer {
         let backend = backend.clone();
         let mut failing = false;
         loop {
-            let why = tokio::select! {
-                why = self.clone().follow_once(&backend) => why,
+            let followed = tokio::select! {
+                followed = self.clone().follow_once(&backend) => followed,
                 _ = stop.wait_for(|stop| *stop) => return,
             };
+            let Err(why) = followed;
             if !failing {
                 tracing::warn!(error = %why, "cannot follow the cluster's deployments; retrying");
             }
             failing = true;
-            backend.set_behind(Some(format!(
+            backend.behind().set(Some(format!(
                 "cannot follow the cluster's deployments: {why}"
             )));
             tokio::select! {
@@ -94,35 +96,35 @@ impl Deployer {
     }
 
     /// Reads every record, applies the new ones, then applies each change as
-    /// it comes; returns why it stopped.
-    async fn follow_once(self: Arc<Self>, backend: &Arc<dyn DeploymentsBackend>) -> BackendError {
-        let caught_up = async {
-            let (records, last) = backend.records().await?;
-            for stored in records {
-                self.clone().apply_blocking(stored).await;
-            }
-            let mut changes = backend.watch(last).await?;
-            self.settle(backend);
-            while let Some(change) = changes.next().await {
-                self.clone().apply_blocking(change?).await;
-                self.settle(backend);
-            }
-            Err::<(), _>(BackendError::Storage(
-                "the watch of the deployments ended".into(),
-            ))
-        };
-        match caught_up.await {
-            Ok(()) => unreachable!("following ends only with an error"),
-            Err(e) => e,
+    /// it comes; ends only with why it stopped.
+    async fn follow_once(
+        self: Arc<Self>,
+        backend: &Arc<dyn DeploymentsBackend>,
+    ) -> Result<Infallible, BackendError> {
+        let records = backend.records().await?;
+        let last = latest(&records);
+        for stored in records {
+            self.clone().apply_blocking(stored).await;
         }
+        let mut changes = backend.watch(last).await?;
+        self.settle(backend);
+        while let Some(change) = changes.next().await {
+            self.clone().apply_blocking(change?).await;
+            self.settle(backend);
+        }
+        Err(BackendError::Storage(
+            "the watch of the deployments ended".into(),
+        ))
     }
 
     /// Marks the backend behind while a record could not be applied.
     fn settle(&self, backend: &Arc<dyn DeploymentsBackend>) {
         let control = self.lock();
-        backend.set_behind(control.failing.iter().next().map(|id| {
-            format!("the cluster's deployment of `{id}` cannot be applied on this node")
-        }));
+        backend
+            .behind()
+            .set(control.failing.iter().next().map(|id| {
+                format!("the cluster's deployment of `{id}` cannot be applied on this node")
+            }));
     }
 
     async fn apply_blocking(self: Arc<Self>, stored: Stored) {

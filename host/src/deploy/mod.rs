@@ -29,7 +29,8 @@
 //! manifest loads. In a cluster ([`Deployer::join`]) every change is written
 //! to the cluster's [`DeploymentsBackend`] instead, checked against the
 //! revision this node last saw (a lost race is [`DeployError::Conflict`]),
-//! and [`Deployer::follow`] applies what other nodes write. If the manifest's component changed since the
+//! and [`Deployer::follow`] applies what other nodes write. If the
+//! manifest's component changed since the
 //! deployments were made, the manifest wins and the function's deployments
 //! are forgotten.
 //!

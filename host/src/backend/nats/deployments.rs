@@ -13,7 +13,7 @@
 use super::kv::all_keys;
 use super::{NatsBackend, fail};
 use crate::backend::BackendError;
-use crate::backend::deployments::{DeploymentsBackend, Stored};
+use crate::backend::deployments::{Behind, DeploymentsBackend, Stored};
 use async_nats::jetstream::kv::{CreateErrorKind, Entry, Operation, Store, UpdateErrorKind};
 use async_nats::jetstream::object_store::{self, ObjectStore};
 use async_nats::jetstream::stream::StorageType;
@@ -80,7 +80,7 @@ fn stored(entry: Entry) -> Stored {
 
 #[async_trait]
 impl DeploymentsBackend for NatsBackend {
-    async fn records(&self) -> Result<(Vec<Stored>, u64), BackendError> {
+    async fn records(&self) -> Result<Vec<Stored>, BackendError> {
         let bucket = self.deploy_bucket().await?;
         let mut records = Vec::new();
         for key in all_keys(bucket, "the deployments").await? {
@@ -90,8 +90,7 @@ impl DeploymentsBackend for NatsBackend {
                 .map_err(|e| fail(&format!("cannot read the deployments of `{key}`"), e))?;
             records.extend(entry.map(stored));
         }
-        let last = records.iter().map(|r| r.revision).max().unwrap_or(0);
-        Ok((records, last))
+        Ok(records)
     }
 
     async fn write(
@@ -164,14 +163,7 @@ impl DeploymentsBackend for NatsBackend {
             .boxed())
     }
 
-    fn behind(&self) -> Option<String> {
-        self.connected()
-            .err()
-            .map(|e| e.to_string())
-            .or_else(|| self.behind.get())
-    }
-
-    fn set_behind(&self, why: Option<String>) {
-        self.behind.set(why);
+    fn behind(&self) -> &Behind {
+        &self.behind
     }
 }

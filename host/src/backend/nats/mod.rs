@@ -165,12 +165,17 @@ impl NatsBackend {
         })
     }
 
+    /// The stream of `app`'s messages.
+    fn queue_stream(&self, app: &str) -> String {
+        format!("{}_queue_{}", self.prefix, name_token(app))
+    }
+
     fn names(&self, consumer: &Consumer) -> Names {
         let p = &self.prefix;
         let app = name_token(&consumer.app);
         let function = name_token(&consumer.function);
         Names {
-            queue_stream: format!("{p}_queue_{app}"),
+            queue_stream: self.queue_stream(&consumer.app),
             dead_stream: format!("{p}_dead_{app}"),
             replay_stream: format!("{p}_replay_{app}"),
             consumer: format!("{p}_{function}"),

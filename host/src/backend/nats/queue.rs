@@ -181,8 +181,7 @@ impl QueueBackend for NatsBackend {
             // (a server shutting down stops its streams before it closes
             // connections). Only the first is a success.
             Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
-                let name = format!("{}_queue_{}", self.prefix, name_token(app));
-                match self.js.get_stream(&name).await {
+                match self.js.get_stream(self.queue_stream(app)).await {
                     Err(missing) if matches!(missing.kind(), GetStreamErrorKind::JetStream(ref j) if is_stream_not_found(j)) =>
                     {
                         tracing::debug!(app, topic, "published to a topic nobody consumes");

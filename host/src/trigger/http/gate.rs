@@ -128,7 +128,7 @@ fn well_known(
                 backends
                     .deployments
                     .as_ref()
-                    .and_then(|deployments| deployments.behind())
+                    .and_then(|deployments| deployments.behind().get())
             });
             let body = match behind {
                 None => serde_json::json!({"status": "ready", "app": app.name}),
