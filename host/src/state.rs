@@ -174,6 +174,10 @@ impl WasiHttpView for HostState {
 pub struct MemoryLimiter {
     limit: u64,
     exceeded: bool,
+    /// Linear memory the store's instances hold now, in bytes, and the
+    /// most they held: every memory's creation and growth passes here.
+    held: u64,
+    peak: u64,
 }
 
 impl MemoryLimiter {
@@ -181,7 +185,14 @@ impl MemoryLimiter {
         MemoryLimiter {
             limit,
             exceeded: false,
+            held: 0,
+            peak: 0,
         }
+    }
+
+    /// The most linear memory the store's instances held at once, in bytes.
+    pub fn peak(&self) -> u64 {
+        self.peak
     }
 
     /// True once a grow was refused.
@@ -198,7 +209,7 @@ impl MemoryLimiter {
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -206,6 +217,10 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded = true;
             return Ok(false);
         }
+        self.held = self
+            .held
+            .saturating_add(desired.saturating_sub(current) as u64);
+        self.peak = self.peak.max(self.held);
         Ok(true)
     }
 

@@ -8,6 +8,7 @@
 mod cluster;
 mod commands;
 mod crash;
+mod dashboard;
 mod deploy_commands;
 mod queue_commands;
 mod readme;

@@ -20,7 +20,7 @@
 
 use super::view::{
     DeadLetterView, ErrorView, HealthView, NodeView, PublishedView, PurgedView, QueueView,
-    ReplayedView,
+    ReplayedView, StatsView,
 };
 use crate::deploy::{ChangeView, FunctionView, MANIFEST_HEADER};
 use bytes::Bytes;
@@ -169,6 +169,11 @@ impl AdminClient {
     /// `GET /v1/nodes`: the nodes serving the app.
     pub async fn nodes(&self) -> Result<Vec<NodeView>, ClientError> {
         self.get("/v1/nodes").await
+    }
+
+    /// `GET /v1/stats?window=SECONDS`: each function's last seconds.
+    pub async fn stats(&self, window: u64) -> Result<StatsView, ClientError> {
+        self.get(&format!("/v1/stats?window={window}")).await
     }
 
     /// `GET /v1/queues`: every queue function.

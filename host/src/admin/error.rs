@@ -52,6 +52,14 @@ pub enum AdminError {
     /// A canary upload without `?percent=N`.
     #[error("say how much traffic the canary takes: ?percent=N (0 to 100)")]
     NoPercent,
+    /// `GET /v1/stats?window=` is not a number of seconds it keeps.
+    #[error("`window` must be a whole number of seconds from 1 to {max}, not `{given}`")]
+    InvalidWindow {
+        /// What the query said.
+        given: String,
+        /// The most seconds kept.
+        max: u64,
+    },
     /// The deployer refused the change.
     #[error(transparent)]
     Deploy(#[from] DeployError),
@@ -74,7 +82,8 @@ impl AdminError {
             AdminError::InvalidTopic(_)
             | AdminError::Component(_)
             | AdminError::ManifestHeader
-            | AdminError::NoPercent => StatusCode::BAD_REQUEST,
+            | AdminError::NoPercent
+            | AdminError::InvalidWindow { .. } => StatusCode::BAD_REQUEST,
             AdminError::Message(_) | AdminError::ComponentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::Deploy(e) => e.status(),
             AdminError::Backend(_) | AdminError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -93,6 +102,7 @@ impl AdminError {
             AdminError::Component(_) => "bad_request",
             AdminError::ManifestHeader => "invalid_manifest_header",
             AdminError::NoPercent => "missing_percent",
+            AdminError::InvalidWindow { .. } => "invalid_window",
             AdminError::Deploy(e) => e.code(),
             AdminError::Backend(_) => "backend",
             AdminError::Task(_) => "internal",
@@ -199,6 +209,10 @@ mod tests {
             AdminError::Component(f()),
             AdminError::ManifestHeader,
             AdminError::NoPercent,
+            AdminError::InvalidWindow {
+                given: f(),
+                max: 300,
+            },
             AdminError::Backend(BackendError::Storage(f())),
             AdminError::Task(f()),
         ];
@@ -214,6 +228,7 @@ mod tests {
                 | AdminError::Component(_)
                 | AdminError::ManifestHeader
                 | AdminError::NoPercent
+                | AdminError::InvalidWindow { .. }
                 | AdminError::Deploy(_)
                 | AdminError::Backend(_)
                 | AdminError::Task(_) => {}

@@ -8,6 +8,8 @@
 //! |---|---|
 //! | `GET /v1/health` | `{"status":"ok","app":...}` ([`HealthView`]) |
 //! | `GET /metrics` | Prometheus metrics, OpenMetrics text format |
+//! | `GET /` or `GET /ui` | the dashboard: one page, no token needed to load it (it asks for one and sends it with each call) |
+//! | `GET /v1/stats[?window=SECONDS]` | each function's requests/s, error rate, p50/p99, peak memory and in-flight instances over the last SECONDS (default 60, at most 300), with a per-second series ([`StatsView`]) |
 //! | `GET /v1/nodes` | the nodes serving the app: this one alone, or a cluster's live members ([`NodeView`]) |
 //! | `GET /v1/queues` | each queue function: topic, policy, ready/delayed/in-flight/dead counts ([`QueueView`]) |
 //! | `POST /v1/topics/{topic}/messages` | publish the body (its `content-type` is kept); `202` ([`PublishedView`]) |
@@ -49,12 +51,13 @@ pub mod view;
 
 pub use error::AdminError;
 pub use view::{
-    DeadLetterView, ErrorView, HealthView, NodeView, PublishedView, PurgedView, QueueView,
-    ReplayedView,
+    DeadLetterView, ErrorView, FunctionStatsView, HealthView, NodeView, PublishedView, PurgedView,
+    QueueView, ReplayedView, StatsView,
 };
 
 use crate::app::App;
 use crate::deploy::Deployer;
+use crate::telemetry::recent::WINDOW_SECONDS;
 use crate::wire::{Body, full};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -74,6 +77,9 @@ pub const MAX_PUBLISH_BODY: usize = 4 * 1024 * 1024;
 /// Rust services are a few MiB; debug builds with symbols reach tens of MiB.
 /// The whole body is held in memory while it is checked and compiled.
 pub const MAX_COMPONENT_SIZE: usize = 128 * 1024 * 1024;
+
+/// The seconds `GET /v1/stats` covers unless asked.
+pub const DEFAULT_STATS_WINDOW: u64 = 60;
 
 /// How long the admin listener waits for its requests at shutdown:
 /// operator calls are short, and a deploy in flight finishes in the background.
@@ -117,8 +123,12 @@ impl Admin {
     /// request, and a client reusing the connection would see it dropped.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let has_body = !http_body::Body::is_end_stream(req.body());
+        // The page holds no data: it asks for the token, then sends it with
+        // each call it makes.
+        let page = Endpoint::find(req.method(), req.uri().path()) == Some(Endpoint::Dashboard);
         let mut response = match self.authorized(&req) {
             Ok(()) => self.route(req).await,
+            Err(_) if page => Ok(dashboard()),
             Err(e) => Err(e),
         }
         .unwrap_or_else(AdminError::into_response);
@@ -157,6 +167,8 @@ impl Admin {
         match endpoint {
             Endpoint::Health => self.health(),
             Endpoint::Metrics => Ok(metrics()),
+            Endpoint::Dashboard => Ok(dashboard()),
+            Endpoint::Stats => self.stats(req.uri().query()),
             Endpoint::Nodes => self.nodes().await,
             Endpoint::Queues => self.queues().await,
             Endpoint::Publish { topic } => self.publish(&topic, req).await,
@@ -182,6 +194,36 @@ impl Admin {
         }))
     }
 
+    /// `GET /v1/stats[?window=SECONDS]`
+    fn stats(&self, query: Option<&str>) -> Answer {
+        let window = match route::query_param(query, "window") {
+            None => DEFAULT_STATS_WINDOW,
+            Some(text) => match text.parse::<u64>() {
+                Ok(seconds) if (1..=WINDOW_SECONDS).contains(&seconds) => seconds,
+                _ => {
+                    return Err(AdminError::InvalidWindow {
+                        given: text,
+                        max: WINDOW_SECONDS,
+                    });
+                }
+            },
+        };
+        let app = self.app();
+        let functions = app
+            .functions
+            .iter()
+            .map(|function| FunctionStatsView {
+                function: function.id_str.to_string(),
+                in_flight: function.metrics.in_flight.get(),
+                recent: function.metrics.recent.view(window),
+            })
+            .collect();
+        Ok(ok(&StatsView {
+            window_seconds: window,
+            functions,
+        }))
+    }
+
     /// `GET /v1/nodes`
     async fn nodes(&self) -> Answer {
         let app = self.app();
@@ -193,6 +235,30 @@ impl Admin {
             .collect();
         Ok(ok(&nodes))
     }
+}
+
+/// `GET /` and `GET /ui`: the dashboard, one self-contained page.
+fn dashboard() -> Response<Body> {
+    const PAGE: &str = include_str!("dashboard.html");
+    let mut response = Response::new(full(PAGE));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Everything the page needs is inside it; it talks only to this API.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// `GET /metrics`

@@ -11,6 +11,10 @@ pub(super) enum Endpoint {
     Health,
     /// `GET /metrics`
     Metrics,
+    /// `GET /` or `GET /ui`: the dashboard page
+    Dashboard,
+    /// `GET /v1/stats[?window=SECONDS]`
+    Stats,
     /// `GET /v1/nodes`
     Nodes,
     /// `GET /v1/queues`
@@ -50,6 +54,8 @@ impl Endpoint {
         let endpoint = match (method.as_str(), segments.as_slice()) {
             ("GET", ["v1", "health"]) => Endpoint::Health,
             ("GET", ["metrics"]) => Endpoint::Metrics,
+            ("GET", [""] | ["ui"]) => Endpoint::Dashboard,
+            ("GET", ["v1", "stats"]) => Endpoint::Stats,
             ("GET", ["v1", "nodes"]) => Endpoint::Nodes,
             ("GET", ["v1", "queues"]) => Endpoint::Queues,
             ("POST", ["v1", "topics", topic, "messages"]) => Endpoint::Publish {
@@ -105,6 +111,9 @@ mod tests {
         let cases = [
             (Method::GET, "/v1/health", Endpoint::Health),
             (Method::GET, "/metrics", Endpoint::Metrics),
+            (Method::GET, "/", Endpoint::Dashboard),
+            (Method::GET, "/ui", Endpoint::Dashboard),
+            (Method::GET, "/v1/stats", Endpoint::Stats),
             (Method::GET, "/v1/nodes", Endpoint::Nodes),
             (Method::GET, "/v1/queues", Endpoint::Queues),
             (

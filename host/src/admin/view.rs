@@ -6,6 +6,7 @@
 use crate::backend::{DeadLetter, Member, QueueStats};
 use crate::deploy::rfc3339;
 use crate::manifest::QueueSpec;
+use crate::telemetry::RecentView;
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/health`.
@@ -165,4 +166,25 @@ pub struct ErrorView {
     pub error: Option<String>,
     /// What is wrong, for people.
     pub message: String,
+}
+
+/// `GET /v1/stats`: each function's last seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsView {
+    /// The seconds the figures cover, the current one included.
+    pub window_seconds: u64,
+    /// Each function the app serves, in manifest order.
+    pub functions: Vec<FunctionStatsView>,
+}
+
+/// One function's figures in [`StatsView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionStatsView {
+    /// The function's id.
+    pub function: String,
+    /// Instances running now.
+    pub in_flight: i64,
+    /// Invocations, failures, latency and memory over the window.
+    #[serde(flatten)]
+    pub recent: RecentView,
 }

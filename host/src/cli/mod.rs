@@ -2,12 +2,14 @@
 //! comments are the `--help` text), and what each command runs.
 //!
 //! - [`up`]: `nimbus up`, which starts a node;
+//! - [`top`]: `nimbus top`, a live table of what each function does;
 //! - [`operator`]: the commands that talk to a running node's admin API, and
 //!   how their answers are printed;
 //! - [`logging`]: the log subscriber.
 
 pub mod logging;
 pub mod operator;
+pub mod top;
 pub mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -76,6 +78,22 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// A live table of each function's requests/s, errors, p99 latency,
+    /// peak memory and instances in flight, refreshed in place (once, when
+    /// the output is not a terminal).
+    Top {
+        /// How often to refresh, e.g. `1s` or `500ms`.
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// The seconds the figures cover (1 to 300).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+        window: u64,
+        /// Print the table once and exit.
+        #[arg(long)]
+        once: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -251,6 +269,15 @@ impl AdminArgs {
     }
 }
 
+/// A refresh interval of at least 100 ms, written as in nimbus.toml (`1s`).
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| format!("`{text}`: {e}"))?;
+    if interval < std::time::Duration::from_millis(100) {
+        return Err(format!("`{text}` is too often: at least 100ms"));
+    }
+    Ok(interval)
+}
+
 /// Runs one command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -288,6 +315,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         } => operator::publish(&topic, data, file, &content_type, &admin).await,
         Command::Nodes { json, admin } => operator::nodes(json, &admin).await,
         Command::Queues { json, admin } => operator::queues(json, &admin).await,
+        Command::Top {
+            interval,
+            window,
+            once,
+            admin,
+        } => top::top(interval, window, once, &admin).await,
         Command::DeadLetters { action } => operator::dead_letters(action).await,
         Command::Deploy {
             id,

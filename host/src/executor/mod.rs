@@ -37,7 +37,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
@@ -189,17 +189,20 @@ impl Executor {
         let timeout = function.limits.timeout;
         let message = crate::capability::messaging::Message::delivered(delivery);
         let _in_flight = InFlight::new(&function.metrics.in_flight);
+        let mut clock = Clock::start();
         let run = async {
             let message = store.data_mut().push_message(message)?;
             let started = Instant::now();
             let handler = pre.instantiate_async(&mut store).await?;
-            function.metrics.instantiated(started);
+            clock.instantiating = function.metrics.instantiated(started);
             handler
                 .wasi_messaging_incoming_handler()
                 .call_handle(&mut store, message)
                 .await
         };
-        match tokio::time::timeout(timeout, run).await {
+        let result = tokio::time::timeout(timeout, run).await;
+        clock.stop(function, &store);
+        match result {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(InvocationError::Rejected(messaging_error_text(&e))),
             Ok(Err(e)) => Err(classify(e, &store.data().limiter)),
@@ -285,6 +288,30 @@ impl Executor {
     }
 }
 
+/// When an invocation began and how long its instantiation took: the
+/// guest's own time is the rest.
+struct Clock {
+    began: Instant,
+    instantiating: Duration,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            began: Instant::now(),
+            instantiating: Duration::ZERO,
+        }
+    }
+
+    /// Counts what the invocation of `function` in `store` cost.
+    fn stop(&self, function: &Function, store: &Store<HostState>) {
+        let guest = self.began.elapsed().saturating_sub(self.instantiating);
+        function
+            .metrics
+            .ran(Some(guest), store.data().limiter.peak());
+    }
+}
+
 /// A fresh store for one invocation of `version`, on the engine it was
 /// compiled for, with the function's limits applied.
 fn new_store(
@@ -363,13 +390,14 @@ impl Guest {
         let _permit = &self.permit;
         let _in_flight = InFlight::new(&function.metrics.in_flight);
         let timeout = function.limits.timeout;
+        let mut clock = Clock::start();
         let run = async {
             let (proxy, served) = match reused {
                 Some(reused) => reused,
                 None => {
                     let started = Instant::now();
                     let proxy = pre.instantiate_async(&mut store).await?;
-                    function.metrics.instantiated(started);
+                    clock.instantiating = function.metrics.instantiated(started);
                     (proxy, 0)
                 }
             };
@@ -379,7 +407,9 @@ impl Guest {
                 .await?;
             wasmtime::Result::Ok((proxy, served + 1))
         };
-        let result = match tokio::time::timeout(timeout, run).await {
+        let result = tokio::time::timeout(timeout, run).await;
+        clock.stop(function, &store);
+        let result = match result {
             Ok(Ok((proxy, served))) => {
                 self.keep(store, proxy, served);
                 Ok(())
@@ -422,10 +452,11 @@ impl Guest {
         let _in_flight = InFlight::new(&function.metrics.in_flight);
         let timeout = function.limits.timeout;
         let responded = self.responded.clone();
+        let mut clock = Clock::start();
         let run = async {
             let started = Instant::now();
             let service = pre.instantiate_async(&mut store).await?;
-            function.metrics.instantiated(started);
+            clock.instantiating = function.metrics.instantiated(started);
             store
                 .run_concurrent(async |accessor| {
                     let (request, io) = accessor.with(|mut access| {
@@ -450,7 +481,9 @@ impl Guest {
                 })
                 .await?
         };
-        let result = match tokio::time::timeout(timeout, run).await {
+        let result = tokio::time::timeout(timeout, run).await;
+        clock.stop(function, &store);
+        let result = match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(classify(e, &store.data().limiter)),
             Err(_) => Err(InvocationError::Timeout { limit: timeout }),

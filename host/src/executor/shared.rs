@@ -220,6 +220,7 @@ impl HandlerState for Workers {
             },
             state: Worker {
                 function: function.id_str.clone(),
+                metrics: function.metrics.clone(),
                 reuse: self.reuse,
                 timeout,
                 calls,
@@ -235,6 +236,7 @@ impl HandlerState for Workers {
 /// One instance's state as its worker sees it.
 struct Worker {
     function: Arc<str>,
+    metrics: crate::telemetry::FunctionMetrics,
     reuse: Reuse,
     timeout: Duration,
     calls: Arc<SharedCalls>,
@@ -286,6 +288,7 @@ impl WorkerState for Worker {
     }
 
     fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
+        self.metrics.ran(None, store.data().limiter.peak());
         let Err(e) = result else { return };
         let cause = if self.timed_out.load(Ordering::Acquire) {
             Cause::Timeout {

@@ -250,10 +250,14 @@ async fn handle(fetcher: &Fetcher, delivery: Delivery, slot: OwnedSemaphorePermi
             .get_or_create(&crate::telemetry::outcome(function.as_str(), kind))
             .inc();
     };
+    let started = std::time::Instant::now();
     let result = runner
         .executor
         .invoke_queue(app, index, &delivery, call, &runner.services)
         .await;
+    app.functions[index]
+        .metrics
+        .delivered(started.elapsed(), result.is_ok());
     // The instance is gone: its slot goes to the next message while this
     // outcome is recorded (a commit the next message need not wait for).
     let _recording = recording

@@ -128,7 +128,7 @@ impl HttpTrigger {
             ))
             .inc();
         if let Some(function) = function {
-            function.metrics.answered(elapsed);
+            function.metrics.answered(elapsed, status);
         }
         tracing::info!(
             target: crate::log_format::ACCESS_TARGET,

@@ -10,6 +10,10 @@ use prometheus_client::registry::Registry;
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
+pub mod recent;
+
+pub use recent::{Recent, RecentView, SecondView};
+
 /// Latency buckets in seconds: from a warm hello (~100 µs) to a slow
 /// downstream call (10 s).
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -92,6 +96,10 @@ pub struct Metrics {
     pub request_seconds: Family<FunctionLabels, Histogram>,
     /// Time to instantiate a component.
     pub instantiate_seconds: Family<FunctionLabels, Histogram>,
+    /// Wall time inside the guest per invocation, after instantiation.
+    pub guest_seconds: Family<FunctionLabels, Histogram>,
+    /// The most linear memory an invocation's instance held.
+    pub memory_peak_bytes: Family<FunctionLabels, Histogram>,
     /// Instances running now.
     pub in_flight: Family<FunctionLabels, Gauge>,
     /// Instances the pooling allocator holds at most (0 without pooling):
@@ -114,10 +122,18 @@ pub struct Metrics {
     pub store_commits: Counter,
     /// Writes to the embedded store; per commit, the group commit's batch.
     pub store_writes: Counter,
+    /// Each function's last minutes, by id: kept across deploys (a
+    /// function's `Function` is rebuilt when its manifest entry changes).
+    recent: std::sync::Mutex<std::collections::HashMap<String, Arc<Recent>>>,
 }
 
 fn latency() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Peak memory buckets in bytes: from one 64 KiB page to 4 GiB, by fours.
+fn memory_buckets() -> Histogram {
+    Histogram::new((0..10).map(|i| 65536.0 * 4f64.powi(i)))
 }
 
 impl Metrics {
@@ -128,6 +144,21 @@ impl Metrics {
             Family::<FunctionLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
         let instantiate_seconds =
             Family::<FunctionLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let guest_seconds =
+            Family::<FunctionLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let memory_peak_bytes = Family::<FunctionLabels, Histogram>::new_with_constructor(
+            memory_buckets as fn() -> Histogram,
+        );
+        registry.register(
+            "guest_duration_seconds",
+            "Wall time inside the guest per invocation, after instantiation (a fresh or reused instance; a shared instance's requests are in http_request_duration_seconds)",
+            guest_seconds.clone(),
+        );
+        registry.register(
+            "memory_peak_bytes",
+            "The most linear memory an invocation's instance held (a reused or shared instance: over its life so far)",
+            memory_peak_bytes.clone(),
+        );
         let in_flight = Family::<FunctionLabels, Gauge>::default();
         let pool_capacity = Gauge::default();
         let failures = Family::<OutcomeLabels, Counter>::default();
@@ -208,13 +239,25 @@ impl Metrics {
             requests,
             request_seconds: Family::clone(&request_seconds),
             instantiate_seconds,
+            guest_seconds,
+            memory_peak_bytes,
             in_flight,
             pool_capacity,
             failures,
             rejections,
             queue_deliveries,
             queue_published,
+            recent: Default::default(),
         }
+    }
+
+    /// Function `id`'s last minutes, made on first use.
+    pub fn recent(&self, id: &str) -> Arc<Recent> {
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent.entry(id.to_owned()).or_default().clone()
     }
 
     /// The metrics in OpenMetrics text format.
@@ -247,6 +290,10 @@ pub struct FunctionMetrics {
     pub in_flight: Gauge,
     instantiate_seconds: Histogram,
     request_seconds: Histogram,
+    guest_seconds: Histogram,
+    memory_peak_bytes: Histogram,
+    /// Its last minutes, second by second.
+    pub recent: Arc<Recent>,
 }
 
 impl FunctionMetrics {
@@ -258,18 +305,39 @@ impl FunctionMetrics {
             in_flight: metrics.in_flight.get_or_create(&label).clone(),
             instantiate_seconds: metrics.instantiate_seconds.get_or_create(&label).clone(),
             request_seconds: metrics.request_seconds.get_or_create(&label).clone(),
+            guest_seconds: metrics.guest_seconds.get_or_create(&label).clone(),
+            memory_peak_bytes: metrics.memory_peak_bytes.get_or_create(&label).clone(),
+            recent: metrics.recent(id),
         }
     }
 
-    /// Counts an HTTP request answered after `elapsed`.
-    pub fn answered(&self, elapsed: std::time::Duration) {
+    /// Counts an HTTP request answered after `elapsed` with `status`.
+    pub fn answered(&self, elapsed: std::time::Duration, status: u16) {
         self.request_seconds.observe(elapsed.as_secs_f64());
+        self.recent.record(elapsed, status >= 500);
     }
 
-    /// Counts an instantiation that began at `started`.
-    pub fn instantiated(&self, started: std::time::Instant) {
-        self.instantiate_seconds
-            .observe(started.elapsed().as_secs_f64());
+    /// Counts a queue delivery handled in `elapsed`, acknowledged or not.
+    pub fn delivered(&self, elapsed: std::time::Duration, acked: bool) {
+        self.recent.record(elapsed, !acked);
+    }
+
+    /// Counts what one invocation cost: `guest` inside the guest (none
+    /// for a request of a shared instance) and the instance's peak linear
+    /// memory in bytes.
+    pub fn ran(&self, guest: Option<std::time::Duration>, peak_memory: u64) {
+        if let Some(guest) = guest {
+            self.guest_seconds.observe(guest.as_secs_f64());
+        }
+        self.memory_peak_bytes.observe(peak_memory as f64);
+        self.recent.memory(peak_memory);
+    }
+
+    /// Counts an instantiation that began at `started`; how long it took.
+    pub fn instantiated(&self, started: std::time::Instant) -> std::time::Duration {
+        let took = started.elapsed();
+        self.instantiate_seconds.observe(took.as_secs_f64());
+        took
     }
 }
 
