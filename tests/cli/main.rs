@@ -13,3 +13,4 @@ mod deploy_commands;
 mod queue_commands;
 mod readme;
 mod support;
+mod top;
