@@ -114,19 +114,7 @@ start() {
     pids+=("$pid") publics+=("$public") admins+=("$admin")
 }
 
-wrk_run() {
-    local report=$1
-    shift
-    wrk "$@" >"$report"
-    if grep -q 'Non-2xx or 3xx responses' "$report"; then
-        cat "$report" >&2
-        die "errors in $report; its numbers would be meaningless"
-    fi
-}
-metric() {
-    curl -fsS "http://$1/metrics" | awk -v name="$2" '$1 == name { printf "%d", $2; found = 1 }
-        END { if (!found) printf "0" }'
-}
+wrk_cpu=()
 
 # delete_cluster NAME: deletes what cluster NAME made on the NATS server, with
 # the plain NATS protocol (no client to install).

@@ -33,3 +33,23 @@ response = function(status)
 end
 EOF
 }
+
+# wrk_run REPORT WRK_ARGS...: wrk (under the script's `wrk_cpu` prefix, e.g.
+# taskset, if it sets one) with its report in REPORT; a non-2xx answer fails
+# the bench, since its numbers would be meaningless.
+wrk_run() {
+    local report=$1
+    shift
+    "${wrk_cpu[@]}" wrk "$@" >"$report"
+    if grep -q 'Non-2xx or 3xx responses' "$report"; then
+        cat "$report" >&2
+        die "errors in $report; its numbers would be meaningless"
+    fi
+}
+
+# metric ADMIN NAME: the value of metric NAME (with its labels) at the admin
+# listener ADMIN (host:port), 0 when absent.
+metric() {
+    curl -fsS "http://$1/metrics" | awk -v name="$2" '$1 == name { printf "%d", $2; found = 1 }
+        END { if (!found) printf "0" }'
+}

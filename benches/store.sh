@@ -170,15 +170,6 @@ start() {
 }
 
 # wrk_run REPORT ARGS...: runs wrk on wrk's CPU and fails on any error answer.
-wrk_run() {
-    local report=$1
-    shift
-    "${wrk_cpu[@]}" wrk "$@" >"$report"
-    if grep -q 'Non-2xx or 3xx responses' "$report"; then
-        cat "$report" >&2
-        die "errors in $report; its numbers would be meaningless"
-    fi
-}
 requests() { awk '/ requests in / { print $1 }' "$1"; }
 # The 99th percentile of wrk's latency distribution, in milliseconds.
 p99_ms() {
@@ -186,10 +177,6 @@ p99_ms() {
         v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
         if (unit == "us") v /= 1000; else if (unit == "s") v *= 1000
         printf "%.2f", v }' "$1"
-}
-metric() {
-    curl -fsS "http://$admin/metrics" | awk -v name="$1" '$1 == name { printf "%d", $2; found = 1 }
-        END { if (!found) printf "0" }'
 }
 
 declare -A result
@@ -254,8 +241,8 @@ queue_scenario() {
     publisher=$!
     deadline=$((SECONDS + DRAIN_TIMEOUT_SECONDS))
     while :; do
-        published=$(metric 'nimbus_queue_published_total{function="admin"}')
-        acked=$(metric 'nimbus_queue_deliveries_total{function="noop",kind="acked"}')
+        published=$(metric "$admin" 'nimbus_queue_published_total{function="admin"}')
+        acked=$(metric "$admin" 'nimbus_queue_deliveries_total{function="noop",kind="acked"}')
         ((published >= MESSAGES && acked >= published)) && break
         kill -0 "$publisher" 2>/dev/null || { cat "$OUT/queue-$broker.$build.wrk" >&2; die "$broker: the publisher stopped"; }
         ((SECONDS < deadline)) || die "$broker: $acked of $published acknowledged after ${DRAIN_TIMEOUT_SECONDS}s"

@@ -3,6 +3,7 @@
 //! capabilities (logs, service calls), never seen by the guest directly.
 
 use crate::gateway::Claims;
+use crate::telemetry::otlp::SpanNotes;
 use http::HeaderValue;
 use std::sync::Arc;
 
@@ -19,6 +20,9 @@ pub struct CallCtx {
     /// The outside caller's claims, verified by the gateway; service calls
     /// pass them on.
     pub claims: Option<Arc<Claims>>,
+    /// Where the invocation's span notes its version and the guest's log
+    /// records, when traces are exported; each invocation has its own.
+    pub span: Option<Arc<SpanNotes>>,
 }
 
 impl CallCtx {
@@ -33,6 +37,7 @@ impl CallCtx {
             traceparent: traceparent.and_then(|t| HeaderValue::from_str(t).ok()),
             chain: Arc::new([function]),
             claims: None,
+            span: None,
         }
     }
 
@@ -45,6 +50,7 @@ impl CallCtx {
             traceparent: self.traceparent.clone(),
             chain: chain.into(),
             claims: self.claims.clone(),
+            span: None,
         }
     }
 

@@ -57,7 +57,7 @@ impl HostState {
     /// State for one invocation during `call`, granting what `grants` grant;
     /// service calls go through `services`.
     pub fn new(grants: &Grants, call: CallCtx, services: Arc<dyn Services>) -> HostState {
-        let log = LogCtx::new(grants.function.clone(), call.request_id.clone());
+        let log = LogCtx::new(grants.function.clone(), &call);
         let mut wasi = WasiCtxBuilder::new();
         for (k, v) in grants.env.iter() {
             wasi.env(k, v);
@@ -80,7 +80,7 @@ impl HostState {
     /// Hands a reused instance's state to the next invocation: its request id
     /// for logs, and the call chain and services for its outbound calls.
     pub fn begin_request(&mut self, call: CallCtx, services: Arc<dyn Services>) {
-        self.log.set_request_id(call.request_id.clone());
+        self.log.set_call(&call);
         self.outbound.begin(services, call);
     }
 
@@ -141,6 +141,7 @@ impl HostState {
         crate::capability::messaging::add_to_linker(&mut linker, |s| MessagingView {
             ctx: &s.messaging,
             table: &mut s.table,
+            traceparent: s.outbound.traceparent(),
         })?;
         Ok(linker)
     }

@@ -2,6 +2,8 @@
 //! the host's tracing output, tagged with the function and request id.
 
 use super::bindings::wasi::logging::logging::{self, Level};
+use crate::call::CallCtx;
+use crate::telemetry::otlp::SpanNotes;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,32 +22,54 @@ pub struct LogCtx {
     function: Arc<str>,
     /// Shared with the stdout and stderr streams, which a reused instance
     /// keeps from one invocation to the next; only a guest's log line reads it.
-    request_id: Arc<Mutex<Arc<str>>>,
+    current: Arc<Mutex<Current>>,
+}
+
+/// The invocation a guest's log lines belong to.
+#[derive(Clone)]
+struct Current {
+    request_id: Arc<str>,
+    /// Its span, when traces are exported: each line is also an event there.
+    span: Option<Arc<SpanNotes>>,
 }
 
 impl LogCtx {
-    /// Logs of `function` while it serves `request_id`.
-    pub fn new(function: Arc<str>, request_id: Arc<str>) -> LogCtx {
+    /// Logs of `function` while it runs the invocation `call`.
+    pub fn new(function: Arc<str>, call: &CallCtx) -> LogCtx {
         LogCtx {
             function,
-            request_id: Arc::new(Mutex::new(request_id)),
+            current: Arc::new(Mutex::new(Current {
+                request_id: call.request_id.clone(),
+                span: call.span.clone(),
+            })),
         }
     }
 
-    /// Tags what the guest logs from now on with `request_id`: a reused
+    /// What the guest logs from now on belongs to `call`: a reused
     /// instance's next invocation.
-    pub fn set_request_id(&self, request_id: Arc<str>) {
-        *self
-            .request_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = request_id;
+    pub fn set_call(&self, call: &CallCtx) {
+        *self.lock() = Current {
+            request_id: call.request_id.clone(),
+            span: call.span.clone(),
+        };
     }
 
-    fn request_id(&self) -> Arc<str> {
-        self.request_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// Tags what the guest logs from now on with `request_id` alone, and
+    /// attaches it to no span: an instance that runs several requests at
+    /// once cannot tell whose line it is.
+    pub fn set_request_id(&self, request_id: Arc<str>) {
+        *self.lock() = Current {
+            request_id,
+            span: None,
+        };
+    }
+
+    fn current(&self) -> Current {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A stream for the guest's stdout or stderr.
@@ -82,8 +106,11 @@ impl logging::Host for &LogCtx {
         message: String,
     ) -> wasmtime::Result<()> {
         let message = truncate(&message);
-        let request_id = self.request_id();
-        let (function, request_id) = (&*self.function, &*request_id);
+        let current = self.current();
+        if let Some(span) = &current.span {
+            span.log(level_name(level), &context, message);
+        }
+        let (function, request_id) = (&*self.function, &*current.request_id);
         match level {
             Level::Trace => {
                 tracing::trace!(target: "guest", function, request_id, context, "{message}")
@@ -102,6 +129,18 @@ impl logging::Host for &LogCtx {
             }
         }
         Ok(())
+    }
+}
+
+/// A wasi:logging level as OpenTelemetry's severity text spells it.
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+        Level::Critical => "fatal",
     }
 }
 
@@ -164,11 +203,14 @@ impl Line {
     fn emit(&self, line: &mut Vec<u8>) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
-        let request_id = self.ctx.request_id();
+        let current = self.ctx.current();
+        if let Some(span) = &current.span {
+            span.log("info", self.name, text);
+        }
         tracing::info!(
             target: "guest",
             function = &*self.ctx.function,
-            request_id = &*request_id,
+            request_id = &*current.request_id,
             stream = self.name,
             "{text}"
         );

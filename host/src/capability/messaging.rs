@@ -17,6 +17,8 @@ pub const META_MESSAGE_ID: &str = "nimbus-message-id";
 pub const META_ATTEMPT: &str = "nimbus-attempt";
 /// Metadata key that carries the content type through the broker.
 pub const META_CONTENT_TYPE: &str = "content-type";
+/// Metadata key of the publisher's W3C trace context.
+pub const TRACEPARENT: &str = "traceparent";
 
 /// Per-function publishing policy and the broker.
 #[derive(Clone)]
@@ -83,6 +85,9 @@ pub struct MessagingView<'a> {
     pub ctx: &'a MessagingCtx,
     /// The instance's resource table.
     pub table: &'a mut ResourceTable,
+    /// The `traceparent` of the invocation that publishes: a message
+    /// without one of its own carries it, so its delivery continues the trace.
+    pub traceparent: Option<&'a http::HeaderValue>,
 }
 
 struct HasMessaging;
@@ -227,6 +232,13 @@ impl producer::Host for MessagingView<'_> {
             .collect();
         if let Some(ct) = message.content_type {
             headers.push((META_CONTENT_TYPE.into(), ct));
+        }
+        if let Some(tp) = self.traceparent.and_then(|tp| tp.to_str().ok())
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(TRACEPARENT))
+        {
+            headers.push((TRACEPARENT.into(), tp.to_owned()));
         }
         match self
             .ctx

@@ -125,6 +125,11 @@ impl OutboundCtx {
         }))
     }
 
+    /// The `traceparent` of the invocation running now.
+    pub fn traceparent(&self) -> Option<&HeaderValue> {
+        self.call.traceparent.as_ref()
+    }
+
     /// Starts the next invocation of a reused instance.
     pub fn begin(&mut self, services: Arc<dyn Services>, call: CallCtx) {
         self.services = Some(services);

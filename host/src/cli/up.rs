@@ -56,6 +56,11 @@ pub struct UpArgs {
     /// Token the admin API requires as `Authorization: Bearer <token>`.
     #[arg(long, env = "NIMBUS_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Export traces to this OpenTelemetry collector over OTLP/HTTP
+    /// (protobuf), e.g. `http://127.0.0.1:4318`: a span per invocation.
+    /// Off by default.
+    #[arg(long, env = "NIMBUS_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Component instances the pooling allocator holds at once.
     #[arg(long, default_value_t = nimbus::engine::DEFAULT_POOL_INSTANCES, env = "NIMBUS_POOL_INSTANCES")]
     pool_instances: u32,
@@ -64,6 +69,10 @@ pub struct UpArgs {
 /// Serves an app until Ctrl-C or SIGTERM.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.path)?;
+    if let Some(endpoint) = &args.otlp_endpoint {
+        nimbus::telemetry::otlp::install(endpoint, &manifest.name)
+            .map_err(|e| anyhow::anyhow!("--otlp-endpoint: {e}"))?;
+    }
     if args.build {
         let m = manifest.clone();
         tokio::task::spawn_blocking(move || nimbus::build::build_all(&m, &mut std::io::stderr()))
@@ -102,7 +111,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
     }
-    node.wait().await?;
+    let served = node.wait().await;
+    // The last spans, among them those of the requests that just finished.
+    nimbus::telemetry::otlp::flush(Duration::from_secs(5)).await;
+    served?;
     Ok(())
 }
 

@@ -179,6 +179,9 @@ impl Executor {
                 "the function has no queue trigger".into(),
             ));
         };
+        if let Some(span) = &call.span {
+            span.version(&version.digest);
+        }
         let mut store = new_store(
             app.runtime(),
             &version,
@@ -234,6 +237,9 @@ impl Executor {
         let Some(pre) = version.http.clone() else {
             return Err(InvocationError::NoHttpHandler);
         };
+        if let Some(span) = &call.span {
+            span.version(&version.digest);
+        }
         let permit = acquire_slot(function).await?;
         if let (HttpPre::P3(pre), Some(reuse)) = (&pre, function.spec.instance_reuse) {
             let pool = self.shared_pool(app, index, &version, pre.clone(), reuse, services);

@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry;
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
+pub mod otlp;
 pub mod recent;
 
 pub use recent::{Recent, RecentView, SecondView};
@@ -122,6 +123,11 @@ pub struct Metrics {
     pub store_commits: Counter,
     /// Writes to the embedded store; per commit, the group commit's batch.
     pub store_writes: Counter,
+    /// Spans sent to the OTLP collector.
+    pub otlp_exported: Counter,
+    /// Spans dropped: the export queue was full, or the collector refused
+    /// them or could not be reached.
+    pub otlp_dropped: Counter,
     /// Each function's last minutes, by id: kept across deploys (a
     /// function's `Function` is rebuilt when its manifest entry changes).
     recent: std::sync::Mutex<std::collections::HashMap<String, Arc<Recent>>>,
@@ -230,8 +236,22 @@ impl Metrics {
             "Writes to the embedded store (key-value and queue); divided by commits, the writes each sync covers",
             store_writes.clone(),
         );
+        let otlp_exported = Counter::default();
+        let otlp_dropped = Counter::default();
+        registry.register(
+            "otlp_spans_exported",
+            "Spans sent to the OTLP collector (--otlp-endpoint)",
+            otlp_exported.clone(),
+        );
+        registry.register(
+            "otlp_spans_dropped",
+            "Spans dropped: the export queue was full, or the collector refused them or could not be reached",
+            otlp_dropped.clone(),
+        );
         Metrics {
             registry,
+            otlp_exported,
+            otlp_dropped,
             store_commits,
             store_writes,
             function_version,

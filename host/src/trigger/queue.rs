@@ -17,7 +17,9 @@ use crate::call::CallCtx;
 use crate::capability::outbound::Services;
 use crate::executor::Executor;
 use crate::manifest::QueueSpec;
+use crate::telemetry::otlp::{Kind, Span};
 use crate::wire::TRACEPARENT;
+use opentelemetry::KeyValue;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -241,7 +243,23 @@ async fn handle(fetcher: &Fetcher, delivery: Delivery, slot: OwnedSemaphorePermi
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(TRACEPARENT.as_str()))
         .map(|(_, v)| v.as_str());
-    let call = CallCtx::new(message.id.as_str(), traceparent, index);
+    // The delivery is a span of the publisher's trace (or starts one); the
+    // guest's service calls are its children.
+    let own = crate::telemetry::trace::child_of(traceparent);
+    let span = Span::begin(Kind::Consumer, &own, traceparent, || {
+        let attributes = vec![
+            KeyValue::new("nimbus.function", app.functions[index].id_str.clone()),
+            KeyValue::new("messaging.system", "nimbus"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.destination.name", message.topic.clone()),
+            KeyValue::new("messaging.message.id", message.id.clone()),
+            KeyValue::new("nimbus.attempt", i64::from(delivery.attempt)),
+        ];
+        (format!("{} process", message.topic), attributes)
+    });
+    let mut call = CallCtx::new(message.id.as_str(), None, index);
+    call.traceparent = Some(own);
+    call.span = span.as_ref().map(Span::notes);
     let queue = &app.backends().queue;
     let metrics = crate::telemetry::metrics();
     let count = |kind: &str| {
@@ -266,6 +284,16 @@ async fn handle(fetcher: &Fetcher, delivery: Delivery, slot: OwnedSemaphorePermi
         .await
         .expect("never closed");
     drop(slot);
+    if let Some(span) = span {
+        let (kind, error) = match &result {
+            Ok(()) => ("acked", None),
+            Err(e) if delivery.attempt >= spec.max_attempts => {
+                ("dead_lettered", Some(e.to_string()))
+            }
+            Err(e) => ("retried", Some(e.to_string())),
+        };
+        span.end([KeyValue::new("nimbus.outcome", kind)], error);
+    }
     if let Err(e) = &result {
         metrics
             .failures

@@ -11,6 +11,7 @@ use super::{ConnInfo, HttpError, HttpTrigger};
 use crate::app::{App, Function};
 use crate::call::CallCtx;
 use crate::capability::outbound::Services;
+use crate::telemetry::otlp::{Kind, Span};
 use crate::wire::{
     Body, HEADER_CALLER, HEADER_CLIENT_ADDR, HEADER_FUNCTION, HEADER_PARAM_PREFIX,
     HEADER_PATH_INFO, HEADER_ROUTE, NIMBUS_HEADER_PREFIX, REQUEST_ID, TRACEPARENT,
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
+use opentelemetry::KeyValue;
 use std::sync::Arc;
 
 /// Where a request came from.
@@ -31,7 +33,8 @@ pub enum Origin<'a> {
 }
 
 /// Runs a routed request through `app.functions[index]`: the guest's
-/// `x-nimbus-*` headers, the body cap, then the executor.
+/// `x-nimbus-*` headers, its trace span (exported when traces are on), the
+/// body cap, then the executor.
 pub(super) async fn invoke<B>(
     trigger: &Arc<HttpTrigger>,
     app: &Arc<App>,
@@ -46,14 +49,72 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let function = &app.functions[index];
-    let max_body = function.limits.max_body;
     let mut headers = guest_headers(function, &routed, &req, origin, &call)?;
     // The invocation is a span of the caller's trace, or starts one; the
     // guest sees its own span, and service calls it makes are its children.
     let incoming_trace = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
     let traceparent = crate::telemetry::trace::child_of(incoming_trace);
+    let span = Span::begin(Kind::Server, &traceparent, incoming_trace, || {
+        describe(function, &routed, &req, origin, &call)
+    });
+    call.span = span.as_ref().map(Span::notes);
     headers.insert(TRACEPARENT, traceparent.clone());
     call.traceparent = Some(traceparent);
+    let result = run(trigger, app, index, req, headers, call).await;
+    if let Some(span) = span {
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(e) => e.status(),
+        };
+        let error = match &result {
+            Err(e) if status.is_server_error() => Some(e.to_string()),
+            _ if status.is_server_error() => Some(format!("status {status}")),
+            _ => None,
+        };
+        let status = KeyValue::new("http.response.status_code", i64::from(status.as_u16()));
+        span.end([status], error);
+    }
+    result
+}
+
+/// The name and attributes of an HTTP invocation's span (OpenTelemetry's
+/// HTTP server conventions, plus Nimbus's own).
+fn describe<B>(
+    function: &Function,
+    routed: &Routed<'_, '_>,
+    req: &Request<B>,
+    origin: Origin<'_>,
+    call: &CallCtx,
+) -> (String, Vec<KeyValue>) {
+    let route = &routed.target.pattern;
+    let mut attributes = vec![
+        KeyValue::new("nimbus.function", function.id_str.clone()),
+        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+        KeyValue::new("http.route", route.clone()),
+        KeyValue::new("url.path", req.uri().path().to_owned()),
+        KeyValue::new("nimbus.request_id", call.request_id.clone()),
+    ];
+    if let Origin::Service(caller) = origin {
+        attributes.push(KeyValue::new("nimbus.caller", caller.to_owned()));
+    }
+    (format!("{} {route}", req.method()), attributes)
+}
+
+/// The rest of [`invoke`]: the body cap, then the executor.
+async fn run<B>(
+    trigger: &Arc<HttpTrigger>,
+    app: &Arc<App>,
+    index: usize,
+    req: Request<B>,
+    headers: HeaderMap,
+    call: CallCtx,
+) -> Result<Response<Body>, HttpError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let function = &app.functions[index];
+    let max_body = function.limits.max_body;
 
     let declared_len = req
         .headers()
