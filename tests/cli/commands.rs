@@ -313,10 +313,101 @@ fn metrics_parse_with_a_real_prometheus_parser_and_count_requests() {
         value("nimbus_instances_in_flight", &[("function", "hello")]),
         Some(0.0)
     );
+    // What each invocation cost: time in the guest, its instance's memory.
+    let hello = [("function", "hello")];
+    assert_eq!(
+        value("nimbus_guest_duration_seconds_count", &hello),
+        Some(3.0)
+    );
+    assert!(value("nimbus_guest_duration_seconds_sum", &hello).unwrap() > 0.0);
+    assert_eq!(value("nimbus_memory_peak_bytes_count", &hello), Some(3.0));
+    let peak = value("nimbus_memory_peak_bytes_sum", &hello).unwrap() / 3.0;
+    assert!(
+        (65536.0..64.0 * 1048576.0).contains(&peak),
+        "at least one page, at most the limit: {peak}"
+    );
     // The default pool, when the pooling allocator could reserve its space.
     let capacity = value("nimbus_pool_capacity_instances", &[]);
     assert!(
         capacity == Some(1000.0) || capacity == Some(0.0),
         "{capacity:?}"
     );
+}
+
+#[test]
+fn stats_count_each_functions_requests_failures_and_memory() {
+    let dir = app_dir(
+        "[functions.hello]\nsource = @hello@\nroutes = [\"GET /hello/:name\"]\n\
+         [functions.boom]\nsource = @panicker@\nroutes = [\"GET /boom\"]\n",
+    );
+    let server = Server::start(up_command(dir.path()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        for (path, status, times) in [("/hello/s", 200, 4), ("/boom", 500, 2)] {
+            for _ in 0..times {
+                let r = client.get(format!("{}{path}", server.url)).send().await;
+                assert_eq!(r.unwrap().status(), status, "{path}");
+            }
+        }
+        let get = |query: &'static str| {
+            let client = client.clone();
+            let url = format!("{}/v1/stats{query}", server.admin);
+            async move {
+                let r = client.get(url).send().await.unwrap();
+                (
+                    r.status().as_u16(),
+                    r.json::<serde_json::Value>().await.unwrap(),
+                )
+            }
+        };
+        let (status, stats) = get("?window=60").await;
+        assert_eq!(status, 200, "{stats}");
+        assert_eq!(stats["window_seconds"], 60);
+        let function = |id: &str| {
+            stats["functions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["function"] == id)
+                .unwrap_or_else(|| panic!("no {id} in {stats}"))
+                .clone()
+        };
+        let (hello, boom) = (function("hello"), function("boom"));
+        assert_eq!(
+            (&hello["count"], &hello["errors"]),
+            (&4.into(), &0.into()),
+            "{hello}"
+        );
+        assert_eq!(
+            (&boom["count"], &boom["errors"]),
+            (&2.into(), &2.into()),
+            "{boom}"
+        );
+        assert_eq!(boom["error_rate"], 1.0);
+        let (p50, p99) = (
+            hello["p50_ms"].as_f64().unwrap(),
+            hello["p99_ms"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p99 >= p50, "{hello}");
+        assert!(
+            hello["peak_memory_bytes"].as_u64().unwrap() >= 65536,
+            "{hello}"
+        );
+        assert_eq!(hello["in_flight"], 0);
+        let seconds = hello["seconds"].as_array().unwrap();
+        assert_eq!(seconds.len(), 60);
+        let counted: u64 = seconds.iter().map(|s| s["count"].as_u64().unwrap()).sum();
+        assert_eq!(counted, 4, "the series adds up to the count");
+        // The default window is a minute.
+        assert_eq!(get("").await.1["window_seconds"], 60);
+        for bad in ["?window=0", "?window=301", "?window=soon"] {
+            let (status, error) = get(bad).await;
+            assert_eq!(status, 400, "{bad}: {error}");
+            assert_eq!(error["error"], "invalid_window");
+        }
+    });
 }

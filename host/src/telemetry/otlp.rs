@@ -8,10 +8,10 @@
 //! the trace a caller started goes on through Nimbus and out of it. The
 //! guest's log records are the span's events.
 //!
-//! A finished span goes into a bounded queue and never waits: when the
-//! queue is full, or the collector refuses or cannot be reached, spans are
-//! dropped and counted (`nimbus_otlp_spans_dropped_total`). One task sends
-//! them in batches through `opentelemetry-otlp`'s exporter.
+//! A finished span goes into a bounded queue and never waits, nor wakes
+//! anything: when the queue is full, or the collector refuses or cannot be
+//! reached, spans are dropped and counted (`nimbus_otlp_spans_dropped_total`).
+//! One task sends them in batches through `opentelemetry-otlp`'s exporter.
 
 use opentelemetry::trace::{Event, SpanContext, SpanKind, Status, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue, SpanId, TraceFlags, TraceId};
@@ -21,13 +21,13 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Spans waiting to be sent at most; more are dropped.
 const QUEUE: usize = 4096;
 /// Spans per export request at most.
 const BATCH: usize = 512;
-/// How long a span waits for others to share its export request.
+/// How often the export task sends what waits (sooner when a batch is full).
 const BATCH_DELAY: Duration = Duration::from_millis(500);
 /// How long one export request may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,15 +36,38 @@ const MAX_EVENTS: usize = 128;
 /// At most one warning this often while exports fail.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
-/// What the export task is sent.
-enum Command {
-    Span(Box<SpanData>),
-    /// Send what is queued now, then answer.
-    Flush(oneshot::Sender<()>),
+/// Finished spans waiting for the export task. A request only pushes onto
+/// the list under a short lock; the task wakes on its own timer, or once
+/// when the list holds a full batch, so no request pays a wake-up.
+struct Queue {
+    spans: Mutex<Vec<SpanData>>,
+    /// A full batch is waiting.
+    batch_ready: Notify,
+    /// Asks the task to send what waits now, then answer.
+    flush: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 /// The process's exporter, once installed.
-static EXPORTER: OnceLock<mpsc::Sender<Command>> = OnceLock::new();
+static EXPORTER: OnceLock<Queue> = OnceLock::new();
+
+impl Queue {
+    fn push(&self, span: SpanData) {
+        let mut spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
+        if spans.len() >= QUEUE {
+            drop(spans);
+            super::metrics().otlp_dropped.inc();
+            return;
+        }
+        spans.push(span);
+        if spans.len() == BATCH {
+            self.batch_ready.notify_one();
+        }
+    }
+
+    fn take(&self) -> Vec<SpanData> {
+        std::mem::take(&mut *self.spans.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
 
 /// The OTLP/HTTP traces URL for `endpoint`: a collector's base URL
 /// (`http://127.0.0.1:4318`) gets the standard `/v1/traces` path.
@@ -89,56 +112,53 @@ pub fn install(endpoint: &str, service: &str) -> Result<(), String> {
             .with_attribute(KeyValue::new("telemetry.sdk.name", "nimbus"))
             .build(),
     );
-    let (sender, receiver) = mpsc::channel(QUEUE);
+    let (flush, flushes) = mpsc::channel(16);
     EXPORTER
-        .set(sender)
+        .set(Queue {
+            spans: Mutex::new(Vec::with_capacity(BATCH)),
+            batch_ready: Notify::new(),
+            flush,
+        })
         .map_err(|_| "the OTLP exporter is already installed".to_owned())?;
-    tokio::spawn(export(exporter, receiver, endpoint.to_owned()));
+    tokio::spawn(export(exporter, flushes, endpoint.to_owned()));
     Ok(())
 }
 
 /// Sends the spans finished so far, waiting at most `limit`: at shutdown.
 pub async fn flush(limit: Duration) {
-    let Some(sender) = EXPORTER.get() else {
+    let Some(queue) = EXPORTER.get() else {
         return;
     };
     let (done, flushed) = oneshot::channel();
-    if sender.send(Command::Flush(done)).await.is_ok() {
+    if queue.flush.send(done).await.is_ok() {
         let _ = tokio::time::timeout(limit, flushed).await;
     }
 }
 
-/// The export task: batches of up to [`BATCH`], each sent once; a failed
-/// batch is dropped and counted.
+/// The export task: every [`BATCH_DELAY`], when a batch is full, or when
+/// asked to flush, it sends what waits in batches of up to [`BATCH`], each
+/// once; a failed batch is dropped and counted.
 async fn export(
     exporter: opentelemetry_otlp::SpanExporter,
-    mut receiver: mpsc::Receiver<Command>,
+    mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
     endpoint: String,
 ) {
+    let queue = EXPORTER.get().expect("installed before the task starts");
     let metrics = super::metrics();
     let mut warned: Option<Instant> = None;
-    let mut flushed = Vec::new();
-    while let Some(first) = receiver.recv().await {
-        let mut batch = Vec::with_capacity(BATCH);
-        let add = |command, batch: &mut Vec<SpanData>, flushed: &mut Vec<_>| match command {
-            Command::Span(span) => batch.push(*span),
-            Command::Flush(done) => flushed.push(done),
+    let mut tick = tokio::time::interval(BATCH_DELAY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let flushed = tokio::select! {
+            _ = tick.tick() => None,
+            () = queue.batch_ready.notified() => None,
+            done = flushes.recv() => Some(done),
         };
-        add(first, &mut batch, &mut flushed);
-        let delay = tokio::time::sleep(BATCH_DELAY);
-        tokio::pin!(delay);
-        while batch.len() < BATCH && flushed.is_empty() {
-            tokio::select! {
-                command = receiver.recv() => match command {
-                    Some(command) => add(command, &mut batch, &mut flushed),
-                    None => break,
-                },
-                _ = &mut delay => break,
-            }
-        }
-        let count = batch.len() as u64;
-        if count > 0 {
-            match exporter.export(batch).await {
+        let mut spans = queue.take();
+        while !spans.is_empty() {
+            let rest = spans.split_off(spans.len().min(BATCH));
+            let count = spans.len() as u64;
+            match exporter.export(spans).await {
                 Ok(()) => {
                     metrics.otlp_exported.inc_by(count);
                     warned = None;
@@ -151,9 +171,15 @@ async fn export(
                     }
                 }
             }
+            spans = rest;
         }
-        for done in flushed.drain(..) {
-            let _ = done.send(());
+        match flushed {
+            Some(Some(done)) => {
+                let _ = done.send(());
+            }
+            // Every sender is gone: nobody can ask again.
+            Some(None) => return,
+            None => {}
         }
     }
 }
@@ -277,7 +303,7 @@ impl Span {
     /// Ends the span with more `attributes` and, for a failure, its
     /// description, and queues it for export (dropped when the queue is full).
     pub fn end(mut self, attributes: impl IntoIterator<Item = KeyValue>, error: Option<String>) {
-        let Some(sender) = EXPORTER.get() else {
+        let Some(queue) = EXPORTER.get() else {
             return;
         };
         self.data.end_time = SystemTime::now();
@@ -295,9 +321,7 @@ impl Span {
                 description: description.into(),
             };
         }
-        if sender.try_send(Command::Span(Box::new(self.data))).is_err() {
-            super::metrics().otlp_dropped.inc();
-        }
+        queue.push(self.data);
     }
 }
 
