@@ -138,9 +138,9 @@ mod tests {
                 seconds: vec![],
             },
         };
-        let row = row(&view);
+        let busy = row(&view);
         for part in ["hello", "20.0", "2.5%", "181µs", "12.50ms", "3.0 MiB", " 3"] {
-            assert!(row.contains(part), "{part:?} in {row:?}");
+            assert!(busy.contains(part), "{part:?} in {busy:?}");
         }
         let idle = FunctionStatsView {
             recent: RecentView {
@@ -155,6 +155,7 @@ mod tests {
             },
             ..view
         };
-        assert_eq!(row(&idle).matches(" -").count(), 4, "{}", row(&idle));
+        let idle = row(&idle);
+        assert_eq!(idle.matches(" -").count(), 4, "{idle}");
     }
 }
