@@ -201,7 +201,8 @@ mod tests {
         assert_eq!(find(Method::GET, "/v1/nope"), None);
         assert_eq!(find(Method::PATCH, "/v1/functions/hello"), None);
         assert_eq!(find(Method::GET, "/v1/functions/hello/rollback"), None);
-        assert_eq!(find(Method::GET, "/"), None);
+        assert_eq!(find(Method::POST, "/"), None);
+        assert_eq!(find(Method::GET, "/dashboard"), None);
         assert_eq!(find(Method::GET, "/v1/health/"), Some(Endpoint::Health));
     }
 
