@@ -14,8 +14,8 @@
 //!   publish was acknowledged is handled, and a deploy through one node
 //!   reaches the others (each follows the deployments again).
 
-use crate::crash::{client, kill_9, publish_all, runtime};
-use crate::support::{Server, app_dir, up_command};
+use crate::crash::{kill_9, publish_all, runtime};
+use crate::support::{Server, app_dir, client, up_command};
 use nimbus_tests::eventually;
 use std::net::TcpStream;
 use std::path::Path;

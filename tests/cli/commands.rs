@@ -1,7 +1,7 @@
 //! `nimbus check`, `up` and `build`: what each prints, its exit status, its
 //! signals, its flags and environment variables, its logs and metrics.
 
-use crate::support::{Server, app_dir, get, nimbus, up_command};
+use crate::support::{Server, app_dir, block_on, client, get, nimbus, up_command};
 use nimbus_tests::{EVENTUALLY, eventually};
 use std::time::Duration;
 
@@ -38,12 +38,8 @@ fn up_prints_its_address_serves_and_stops_gracefully_on_sigterm() {
     let mut server = Server::start(up_command(dir.path()));
     assert_eq!(get(&server, "/hello/cli"), (200, "Hello, cli!\n".into()));
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    block_on(async {
+        let client = client();
 
         // SIGTERM while a request is in flight: it still completes.
         let slow = tokio::spawn(client.get(format!("{}/sleep?ms=800", server.url)).send());
@@ -85,12 +81,8 @@ fn the_access_log_has_one_json_line_per_request() {
     let mut cmd = up_command(dir.path());
     cmd.args(["--log-format", "json"]);
     let mut server = Server::start_with_stderr(cmd, log.reopen().unwrap());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let generated = rt.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let generated = block_on(async {
+        let client = client();
         let ok = client
             .get(format!("{}/hello/log", server.url))
             .header("x-request-id", "id-with-\"quote\"")
@@ -242,12 +234,8 @@ print(json.dumps(out))
 fn metrics_parse_with_a_real_prometheus_parser_and_count_requests() {
     let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /hello/:name\"]\n");
     let server = Server::start(up_command(dir.path()));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let text = rt.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let text = block_on(async {
+        let client = client();
         for _ in 0..3 {
             let r = client
                 .get(format!("{}/hello/m", server.url))
@@ -341,12 +329,8 @@ fn stats_count_each_functions_requests_failures_and_memory() {
          [functions.boom]\nsource = @panicker@\nroutes = [\"GET /boom\"]\n",
     );
     let server = Server::start(up_command(dir.path()));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    block_on(async {
+        let client = client();
         for (path, status, times) in [("/hello/s", 200, 4), ("/boom", 500, 2)] {
             for _ in 0..times {
                 let r = client.get(format!("{}{path}", server.url)).send().await;

@@ -10,7 +10,7 @@
 //! The random moments come from a seed printed by each test, so a failure
 //! can be replayed with `NIMBUS_CRASH_SEED`.
 
-use crate::support::{Server, app_dir, up_command};
+use crate::support::{Server, app_dir, client, up_command};
 use nimbus_tests::eventually;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,10 +45,6 @@ const DRAIN: Duration = Duration::from_secs(120);
 
 fn start(dir: &Path) -> Server {
     Server::start(up_command(dir))
-}
-
-pub(crate) fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {

@@ -5,7 +5,7 @@
 //! the guest's log records as events; with the receiver gone, requests
 //! still succeed and the dropped-span counter moves.
 
-use crate::support::{Server, app_dir, up_command};
+use crate::support::{Server, app_dir, block_on, client, up_command};
 use nimbus_tests::eventually;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -79,12 +79,8 @@ fn a_service_chain_is_one_trace_and_a_lost_collector_costs_no_request() {
     up.args(["--otlp-endpoint", &receiver.url])
         .env("NIMBUS_LOG", "warn");
     let server = Server::start(up);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    block_on(async {
+        let client = client();
         let response = client
             .get(format!("{}/call/logger/log?msg=traced", server.url))
             .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))

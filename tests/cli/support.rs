@@ -47,15 +47,24 @@ pub fn up_command(dir: &Path) -> Command {
     cmd
 }
 
-/// `GET` `path` from `server`, blocking: the status and the body.
-pub fn get(server: &Server, path: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// Runs `test` to its end on a runtime of its own, for a blocking test.
+pub fn block_on<F: std::future::Future>(test: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let r = client
+        .unwrap()
+        .block_on(test)
+}
+
+/// An HTTP client for loopback servers (no proxy from the environment).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// `GET` `path` from `server`, blocking: the status and the body.
+pub fn get(server: &Server, path: &str) -> (u16, String) {
+    block_on(async {
+        let r = client()
             .get(format!("{}{path}", server.url))
             .send()
             .await

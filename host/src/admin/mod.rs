@@ -123,13 +123,17 @@ impl Admin {
     /// request, and a client reusing the connection would see it dropped.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let has_body = !http_body::Body::is_end_stream(req.body());
-        // The page holds no data: it asks for the token, then sends it with
-        // each call it makes.
-        let page = Endpoint::find(req.method(), req.uri().path()) == Some(Endpoint::Dashboard);
-        let mut response = match self.authorized(&req) {
-            Ok(()) => self.route(req).await,
-            Err(_) if page => Ok(dashboard()),
-            Err(e) => Err(e),
+        let endpoint = Endpoint::find(req.method(), req.uri().path());
+        let mut response = match (endpoint, self.authorized(&req)) {
+            // The page holds no data: it asks for the token, then sends it
+            // with each call it makes.
+            (Some(Endpoint::Dashboard), _) => Ok(dashboard()),
+            (_, Err(e)) => Err(e),
+            (Some(endpoint), Ok(())) => self.route(endpoint, req).await,
+            (None, Ok(())) => Err(AdminError::NoEndpoint {
+                method: req.method().clone(),
+                path: req.uri().path().to_owned(),
+            }),
         }
         .unwrap_or_else(AdminError::into_response);
         if has_body && !response.status().is_success() {
@@ -156,14 +160,8 @@ impl Admin {
         }
     }
 
-    /// Finds the request's endpoint in the routing table and runs its handler.
-    async fn route(&self, req: Request<Incoming>) -> Answer {
-        let Some(endpoint) = Endpoint::find(req.method(), req.uri().path()) else {
-            return Err(AdminError::NoEndpoint {
-                method: req.method().clone(),
-                path: req.uri().path().to_owned(),
-            });
-        };
+    /// Runs the handler of `endpoint`, the request's entry in the routing table.
+    async fn route(&self, endpoint: Endpoint, req: Request<Incoming>) -> Answer {
         match endpoint {
             Endpoint::Health => self.health(),
             Endpoint::Metrics => Ok(metrics()),

@@ -261,6 +261,7 @@ impl Span {
         if flags & 1 == 0 {
             return None;
         }
+        let now = SystemTime::now();
         let (name, attributes) = describe();
         let parent = parent
             .and_then(ids)
@@ -280,8 +281,8 @@ impl Span {
                 Kind::Consumer => SpanKind::Consumer,
             },
             name: Cow::Owned(name),
-            start_time: SystemTime::now(),
-            end_time: SystemTime::now(),
+            start_time: now,
+            end_time: now,
             attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
