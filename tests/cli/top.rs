@@ -24,8 +24,11 @@ fn rate(frame: &str, function: &str) -> Option<f64> {
 fn top_redraws_in_a_terminal_as_traffic_arrives_and_ends_on_ctrl_c() {
     let dir = app_dir("[functions.hello]\nsource = @hello@\nroutes = [\"GET /hello/:name\"]\n");
     let server = Server::start(up_command(dir.path()));
+    // `script` runs the command through $SHELL; `exec` leaves no shell
+    // between the terminal and nimbus, since a shell such as dash dies of
+    // the Ctrl-C itself and reports 130 whatever nimbus does with it.
     let command = format!(
-        "{NIMBUS} top --admin {} --interval 200ms --window 5",
+        "exec {NIMBUS} top --admin {} --interval 200ms --window 5",
         server.admin
     );
     let mut top = Command::new("script")
