@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # What exporting traces costs: wrk GET /hello/bench against `nimbus up` with
 # --otlp-endpoint (a receiver that answers and keeps nothing,
-# tests/otlp/receiver.py --discard) and without, in alternating rounds of
-# one run.
+# tests/otlp/receiver.py --discard) and without, in rounds of one run. Each
+# round runs both, in ABBA order (off then on, then on then off) so a drift
+# of the machine's speed falls on both alike; the result is the median of
+# the rounds' ratios, beside the medians of requests/s and of the server's
+# CPU time per request (user + system, from /proc).
 #
 # Run with: benches/otlp.sh
 #
 # On a machine with 2 or more cores the server runs on CPU 0, wrk and the
 # receiver on CPU 1 (taskset). Settings (environment): DURATION seconds per
-# wrk run (default 10), CONNECTIONS (default 64), ROUNDS (default 3). Raw
+# wrk run (default 10), CONNECTIONS (default 64), ROUNDS (default 6). Raw
 # reports are kept under target/otlp-bench/. Needs, installed when missing:
 # wrk (Debian package), curl, and the receiver's opentelemetry-proto (PyPI).
 set -euo pipefail
 
 readonly DURATION=${DURATION:-10}
 readonly CONNECTIONS=${CONNECTIONS:-64}
-readonly ROUNDS=${ROUNDS:-3}
+readonly ROUNDS=${ROUNDS:-6}
+readonly CLK_TCK=$(getconf CLK_TCK)
 readonly READY_TIMEOUT_SECONDS=120
 readonly GUEST_TARGET=wasm32-wasip2
 
@@ -75,8 +79,12 @@ receiver_pid=$!
 until grep -q '^listening on ' "$OUT/receiver.out"; do sleep 0.1; done
 receiver="http://127.0.0.1:$(sed -n 's/^listening on //p' "$OUT/receiver.out")"
 
+# cpu_ticks PID: the user and system CPU time PID has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 # run NAME [NIMBUS ARGS...]: one `nimbus up`, warmed up, then measured; sets
-# public and admin to its addresses, and leaves it running in `servers`.
+# public and admin to its addresses, and cpu_us to its CPU microseconds per
+# request while measured, and leaves it running in `servers`.
 run() {
     local name=$1
     shift
@@ -97,41 +105,68 @@ run() {
     done
     servers+=("$pid")
     wrk_run /dev/null -t1 -c"$CONNECTIONS" -d2s "http://$public/hello/bench"
+    local ticks
+    ticks=$(cpu_ticks "$pid")
     wrk_run "$OUT/$name.wrk" -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$public/hello/bench"
+    ticks=$(($(cpu_ticks "$pid") - ticks))
+    cpu_us=$(awk -v t="$ticks" -v hz="$CLK_TCK" '/ requests in / { printf "%.1f", t / hz * 1e6 / $1 }' "$OUT/$name.wrk")
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# measure off|on ROUND: one server without or with traces, measured and
+# stopped; its requests/s and CPU per request go on the lists.
+measure() {
+    local round=$2
+    if [[ $1 == off ]]; then
+        log "round $round of $ROUNDS: without traces"
+        run "off-$round"
+        off+=("$(rate "$OUT/off-$round.wrk")") off_cpu+=("$cpu_us")
+    else
+        log "round $round of $ROUNDS: with --otlp-endpoint $receiver"
+        run "on-$round" --otlp-endpoint "$receiver"
+        on+=("$(rate "$OUT/on-$round.wrk")") on_cpu+=("$cpu_us")
+        sleep 1
+        exported=$((exported + $(metric "$admin" nimbus_otlp_spans_exported_total)))
+        dropped=$((dropped + $(metric "$admin" nimbus_otlp_spans_dropped_total)))
+    fi
+    stop_servers
+}
 
-off=() on=() exported=0 dropped=0
+# median: of the numbers on stdin, one a line (the mean of the middle two
+# for an even count).
+median() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m }'; }
+
+off=() on=() off_cpu=() on_cpu=() ratios=() exported=0 dropped=0
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$ROUNDS"); do
-    log "round $round of $ROUNDS: without traces"
-    run "off-$round"
-    off+=("$(rate "$OUT/off-$round.wrk")")
-    stop_servers
-    log "round $round of $ROUNDS: with --otlp-endpoint $receiver"
-    run "on-$round" --otlp-endpoint "$receiver"
-    on+=("$(rate "$OUT/on-$round.wrk")")
-    sleep 1
-    exported=$((exported + $(metric "$admin" nimbus_otlp_spans_exported_total)))
-    dropped=$((dropped + $(metric "$admin" nimbus_otlp_spans_dropped_total)))
-    stop_servers
+    if ((round % 2)); then
+        measure off "$round"
+        measure on "$round"
+    else
+        measure on "$round"
+        measure off "$round"
+    fi
+    ratios+=("$(awk -v a="${on[-1]}" -v b="${off[-1]}" 'BEGIN { printf "%.3f", a / b }')")
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 off_median=$(printf '%s\n' "${off[@]}" | median)
 on_median=$(printf '%s\n' "${on[@]}" | median)
+ratio_median=$(printf '%s\n' "${ratios[@]}" | median)
+off_cpu_median=$(printf '%s\n' "${off_cpu[@]}" | median)
+on_cpu_median=$(printf '%s\n' "${on_cpu[@]}" | median)
 {
     echo "## Traces exported over OTLP, $(date -u +%Y-%m-%d)"
     echo
     echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load $load_before before, $load_after after."
-    echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s GET /hello/bench, $ROUNDS alternating rounds, medians."
+    echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s GET /hello/bench, $ROUNDS rounds in ABBA order, medians."
     echo
-    echo "| | req/s per round | median |"
-    echo "|---|---|---|"
-    echo "| without traces | ${off[*]} | $off_median |"
-    echo "| --otlp-endpoint | ${on[*]} | $on_median |"
+    echo "| | req/s per round | median | CPU µs per request, per round | median |"
+    echo "|---|---|---|---|---|"
+    echo "| without traces | ${off[*]} | $off_median | ${off_cpu[*]} | $off_cpu_median |"
+    echo "| --otlp-endpoint | ${on[*]} | $on_median | ${on_cpu[*]} | $on_cpu_median |"
     echo
-    awk -v a="$on_median" -v b="$off_median" 'BEGIN { printf "with traces / without: %.3fx (%.1f%% lower)\n", a / b, (1 - a / b) * 100 }'
+    echo "with traces / without, per round: ${ratios[*]}"
+    awk -v r="$ratio_median" 'BEGIN { printf "median of the rounds: %.3fx (%.1f%% lower)\n", r, (1 - r) * 100 }'
+    awk -v a="$on_cpu_median" -v b="$off_cpu_median" 'BEGIN { printf "CPU per request with traces / without: %.3fx\n", a / b }'
     echo "spans exported: $exported, dropped: $dropped"
 } | tee "$OUT/results.md"

@@ -64,8 +64,11 @@ impl Queue {
         }
     }
 
+    /// What waits, leaving room for a batch so pushes do not reallocate.
     fn take(&self) -> Vec<SpanData> {
-        std::mem::take(&mut *self.spans.lock().unwrap_or_else(PoisonError::into_inner))
+        let room = Vec::with_capacity(BATCH);
+        let mut spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *spans, room)
     }
 }
 
