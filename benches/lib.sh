@@ -7,6 +7,14 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 # rate WRK_REPORT: its requests per second, whole.
 rate() { awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$1"; }
 
+# The median of the numbers on stdin, one a line (the mean of the middle two
+# for an even count).
+median() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2
+    }'
+}
+
 # write_wrk_scripts DIR: DIR/put.lua (a PUT of the file $KV_VALUE_FILE) and
 # DIR/publish.lua (POSTs a JSON message until $MESSAGES answers came back,
 # each a 202, else it fails).

@@ -131,10 +131,6 @@ measure() {
     stop_servers
 }
 
-# median: of the numbers on stdin, one a line (the mean of the middle two
-# for an even count).
-median() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m }'; }
-
 off=() on=() off_cpu=() on_cpu=() ratios=() exported=0 dropped=0
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$ROUNDS"); do
