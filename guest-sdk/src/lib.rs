@@ -143,6 +143,8 @@ pub mod kv;
 pub mod log;
 pub mod queue;
 pub mod service;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 
 pub use ::http::StatusCode;
 pub use bytes::Bytes;

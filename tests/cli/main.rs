@@ -10,6 +10,7 @@ mod commands;
 mod crash;
 mod dashboard;
 mod deploy_commands;
+mod new;
 mod otlp;
 mod queue_commands;
 mod readme;

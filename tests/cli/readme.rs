@@ -99,7 +99,7 @@ struct Session {
 
 /// One `$ ` line of a session and what the README shows it printing.
 #[derive(Debug)]
-struct Step {
+pub(crate) struct Step {
     line: usize,
     command: String,
     expected: Vec<String>,
@@ -108,17 +108,8 @@ struct Step {
 /// Every session of `text`, the README `file`.
 fn parse(file: &str, text: &str) -> Vec<Session> {
     let mut sessions: Vec<Session> = Vec::new();
-    let mut lines = text.lines().enumerate().map(|(i, line)| (i + 1, line));
-    while let Some((opened, line)) = lines.next() {
-        let Some(lang) = line.strip_prefix("```") else {
-            continue;
-        };
-        let lang = lang.trim().to_owned();
-        let block: Vec<(usize, &str)> = lines
-            .by_ref()
-            .take_while(|(_, line)| !line.starts_with("```"))
-            .collect();
-        match lang.as_str() {
+    for (opened, lang, block) in fenced_blocks(text) {
+        match lang {
             "sh" | "bash" | "shell" => sessions.extend(
                 block
                     .iter()
@@ -138,6 +129,34 @@ fn parse(file: &str, text: &str) -> Vec<Session> {
         }
     }
     sessions
+}
+
+/// The steps of every `console` block of `text`, the README `file`, for a
+/// README that talks to one app (as a template's does).
+pub(crate) fn console_steps(file: &str, text: &str) -> Vec<Step> {
+    fenced_blocks(text)
+        .into_iter()
+        .filter(|(_, lang, _)| *lang == "console")
+        .flat_map(|(_, _, block)| steps(file, &block))
+        .collect()
+}
+
+/// The fenced blocks of `text`: the line each opens on, its language, and
+/// its lines with their numbers.
+fn fenced_blocks(text: &str) -> Vec<(usize, &str, Vec<(usize, &str)>)> {
+    let mut blocks = Vec::new();
+    let mut lines = text.lines().enumerate().map(|(i, line)| (i + 1, line));
+    while let Some((opened, line)) = lines.next() {
+        let Some(lang) = line.strip_prefix("```") else {
+            continue;
+        };
+        let block = lines
+            .by_ref()
+            .take_while(|(_, line)| !line.starts_with("```"))
+            .collect();
+        blocks.push((opened, lang.trim(), block));
+    }
+    blocks
 }
 
 /// The session a shell line starts, if it runs `nimbus up examples/NAME`.
@@ -380,13 +399,18 @@ fn failure(file: &str, step: &Step, why: &str, printed: &str, stderr: &str) -> S
     )
 }
 
-/// A session running: its server, and the variables its commands set.
-struct Live<'a> {
-    session: &'a Session,
+/// A session running: its README, its commands, its server, and the
+/// variables its commands set.
+pub(crate) struct Live<'a> {
+    file: &'a str,
+    steps: &'a [Step],
     server: Server,
     vars: BTreeMap<String, String>,
     log: PathBuf,
-    dir: tempfile::TempDir,
+    /// Where the commands run.
+    dir: PathBuf,
+    /// The example's folder, removed at the end.
+    _example: Option<tempfile::TempDir>,
 }
 
 impl<'a> Live<'a> {
@@ -408,18 +432,35 @@ impl<'a> Live<'a> {
         let mut up = up_command(dir.path());
         up.envs(session.env.iter().map(|(k, v)| (k, v)));
         let server = Server::start_with_stderr(up, std::fs::File::create(&log).unwrap());
+        let mut live = Live::attach(&session.file, &session.steps, server, log, dir.path());
+        live._example = Some(dir);
+        live
+    }
+
+    /// The `steps` of the README `file`, to run against `server`, whose log
+    /// is `log`, from the folder `dir`.
+    pub(crate) fn attach(
+        file: &'a str,
+        steps: &'a [Step],
+        server: Server,
+        log: PathBuf,
+        dir: &Path,
+    ) -> Live<'a> {
         Live {
-            session,
+            file,
+            steps,
             server,
             vars: BTreeMap::new(),
             log,
-            dir,
+            dir: dir.to_path_buf(),
+            _example: None,
         }
     }
 
-    fn run(&mut self) {
-        let session = self.session;
-        for step in &session.steps {
+    /// Runs every step; panics at the first that does not answer as the
+    /// README shows, naming its line.
+    pub(crate) fn run(&mut self) {
+        for step in self.steps {
             let outcome = if only_reads(&step.command) {
                 retry_blocking(EVENTUALLY, || self.attempt(step))
             } else {
@@ -431,17 +472,14 @@ impl<'a> Live<'a> {
                     self.log_tail()
                 );
             }
-            eprintln!(
-                "{}:{}: as shown: $ {}",
-                session.file, step.line, step.command
-            );
+            eprintln!("{}:{}: as shown: $ {}", self.file, step.line, step.command);
         }
     }
 
     /// Runs `step` once: why it failed, if it did.
     fn attempt(&mut self, step: &Step) -> Result<(), String> {
-        let file = &self.session.file;
-        let vars = self.dir.path().join("vars");
+        let file = self.file;
+        let vars = self.dir.join(".readme-vars");
         let _ = std::fs::remove_file(&vars);
         let mut script = format!(
             "set -o pipefail\n{}\n__readme_status=$?\n",
@@ -453,7 +491,7 @@ impl<'a> Live<'a> {
         script.push_str("exit $__readme_status\n");
         let mut bash = Command::new("bash");
         bash.args(["-c", &script])
-            .current_dir(self.dir.path())
+            .current_dir(&self.dir)
             .envs(&self.vars)
             .env("NO_PROXY", "*")
             .env("no_proxy", "*")

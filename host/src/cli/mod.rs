@@ -5,9 +5,11 @@
 //! - [`top`]: `nimbus top`, a live table of what each function does;
 //! - [`operator`]: the commands that talk to a running node's admin API, and
 //!   how their answers are printed;
+//! - [`new`]: `nimbus new`, an app from a template;
 //! - [`logging`]: the log subscriber.
 
 pub mod logging;
+pub mod new;
 pub mod operator;
 pub mod top;
 pub mod up;
@@ -51,6 +53,29 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve an app: load its manifest and components and listen for HTTP.
     Up(up::UpArgs),
+    /// Make a new app from a template, in a folder of its own
+    /// (`nimbus new http-rust hello`; `nimbus new --list` shows the
+    /// templates).
+    New {
+        /// The template, e.g. `http-rust`.
+        #[arg(required_unless_present = "list")]
+        template: Option<String>,
+        /// The app's name, which is also its folder's, its function's and
+        /// its key-value store's: lowercase letters, digits and `-`.
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// The folder to create (default: NAME, in the current folder).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The nimbus-sdk crate a Rust app depends on (the `guest-sdk`
+        /// folder of a Nimbus checkout; default: the one this nimbus was
+        /// built from).
+        #[arg(long, env = "NIMBUS_SDK")]
+        sdk: Option<PathBuf>,
+        /// List the templates and what each makes.
+        #[arg(long, exclusive = true)]
+        list: bool,
+    },
     /// Run each function's build command.
     Build {
         /// A nimbus.toml, or a folder holding one.
@@ -282,6 +307,22 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::up(args).await,
+        Command::New { list: true, .. } => {
+            new::list();
+            Ok(())
+        }
+        Command::New {
+            template,
+            name,
+            path,
+            sdk,
+            ..
+        } => {
+            let (Some(template), Some(name)) = (template, name) else {
+                unreachable!("clap requires TEMPLATE and NAME without --list")
+            };
+            new::new(&template, &name, path.as_deref(), sdk.as_deref())
+        }
         Command::Build { path } => {
             let manifest = Manifest::load(&path)?;
             tokio::task::spawn_blocking(move || {

@@ -274,7 +274,7 @@ fn print_queues(queues: &[QueueView]) {
     );
     for q in queues {
         println!(
-            "{:<20} {:<28} {} {} {} {}",
+            "{:<20} {:<28} {:>7} {:>7} {:>9} {:>6}",
             q.function, q.topic, q.ready, q.delayed, q.in_flight, q.dead
         );
     }

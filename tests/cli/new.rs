@@ -1,0 +1,157 @@
+//! `nimbus new`: each template made into a temporary folder outside the
+//! repository, served by `nimbus up --build` as its README says, answering
+//! as its README shows, and passing its own `cargo test`.
+
+use crate::readme::{Live, console_steps};
+use crate::support::{NIMBUS, Server, nimbus, up_command};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The templates `nimbus new --list` must show, in order.
+const TEMPLATES: [&str; 2] = ["http-rust", "queue-rust"];
+
+/// One cargo target folder for every generated app, kept between runs
+/// beside the tests' own: the apps share their dependencies (nimbus-sdk and
+/// what it needs), so only the first build of a run compiles them. Each app
+/// gets a `target` link to it, so its manifest's `target/...` still holds.
+fn shared_target() -> PathBuf {
+    let profile = Path::new(NIMBUS).parent().expect("target/<profile>");
+    profile.parent().expect("target").join("templates")
+}
+
+/// `cargo` in `dir` building into `shared_target()` and nowhere else the
+/// tests' environment points to.
+fn cargo_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("CARGO_BUILD_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env("CARGO_TARGET_DIR", shared_target())
+}
+
+/// `nimbus new TEMPLATE NAME --path <tmp>/NAME`: the folder it made.
+fn generate(template: &str, name: &str, parent: &Path) -> PathBuf {
+    let app = parent.join(name);
+    let out = nimbus(parent)
+        .args(["new", template, name, "--path"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nimbus new {template} {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("nimbus up --build"), "{printed}");
+    std::fs::create_dir_all(shared_target()).unwrap();
+    std::os::unix::fs::symlink(shared_target(), app.join("target")).unwrap();
+    app
+}
+
+/// Makes `template` as app `name` and replays its README's sessions against
+/// `nimbus up --build` in the new folder; then runs its own `cargo test`.
+fn serves_as_its_readme_shows(template: &str, name: &str) {
+    let parent = tempfile::tempdir().unwrap();
+    let app = generate(template, name, parent.path());
+    for file in [
+        "nimbus.toml",
+        "Cargo.toml",
+        "README.md",
+        ".gitignore",
+        "src/lib.rs",
+    ] {
+        let text = std::fs::read_to_string(app.join(file)).unwrap();
+        assert!(
+            !text.contains("{{"),
+            "{template}: {file} has a placeholder left"
+        );
+    }
+
+    let log = parent.path().join("nimbus.log");
+    let mut up = up_command(&app);
+    up.arg("--build");
+    cargo_env(&mut up);
+    let server = Server::start_with_stderr(up, std::fs::File::create(&log).unwrap());
+    let readme = std::fs::read_to_string(app.join("README.md")).unwrap();
+    let file = format!("{template}/README.md");
+    let steps = console_steps(&file, &readme);
+    assert!(!steps.is_empty(), "{file} shows no console session");
+    Live::attach(&file, &steps, server, log, &app).run();
+
+    let mut test = Command::new(env!("CARGO"));
+    test.arg("test").current_dir(&app).env("NIMBUS", NIMBUS);
+    let out = cargo_env(&mut test).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{template}: its own `cargo test` failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+}
+
+#[test]
+fn http_rust_serves_as_its_readme_shows_and_passes_its_test() {
+    serves_as_its_readme_shows("http-rust", "greeter");
+}
+
+#[test]
+fn queue_rust_serves_as_its_readme_shows_and_passes_its_test() {
+    serves_as_its_readme_shows("queue-rust", "tally");
+}
+
+#[test]
+fn list_names_every_template() {
+    let out = nimbus(Path::new("."))
+        .args(["new", "--list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = printed
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(names, TEMPLATES, "{printed}");
+}
+
+#[test]
+fn a_bad_name_a_taken_folder_or_no_sdk_is_an_error_and_writes_nothing() {
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::create_dir(parent.path().join("taken")).unwrap();
+    std::fs::write(parent.path().join("taken/keep.txt"), "mine").unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["http-rust", "Hello"],
+            "must start with a lowercase letter",
+        ),
+        (&["http-rust", "my_app"], "`my_app` cannot name an app"),
+        (&["http-rust", "self"], "reserved name in Rust"),
+        (&["http-rust", "taken"], "`taken` already exists"),
+        (&["rust-http", "fine"], "no template `rust-http`"),
+        (
+            &["http-rust", "fine", "--sdk", "/nonexistent/guest-sdk"],
+            "cannot find the nimbus-sdk crate at `/nonexistent/guest-sdk`",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = nimbus(parent.path())
+            .arg("new")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(stderr.contains("nothing was written"), "{args:?}: {stderr}");
+    }
+    let mut left: Vec<String> = std::fs::read_dir(parent.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["taken"], "only what was there before");
+    assert_eq!(
+        std::fs::read_to_string(parent.path().join("taken/keep.txt")).unwrap(),
+        "mine"
+    );
+}
