@@ -4,7 +4,7 @@ use crate::manifest::{BuildSpec, FunctionId, Manifest};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A build command that failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,40 +33,33 @@ pub enum BuildError {
     },
 }
 
-/// Runs the build command of every function that has one, in manifest order.
-/// Functions sharing one command and folder are built by a single run.
-/// Progress goes to `progress`; the commands' own output goes to the terminal.
-pub fn build_all(manifest: &Manifest, progress: &mut dyn Write) -> Result<usize, BuildError> {
-    // Group functions by identical (command, workdir).
-    let mut steps: Vec<(&BuildSpec, Vec<&FunctionId>)> = Vec::new();
-    for f in &manifest.functions {
-        let Some(spec) = &f.build else { continue };
-        match steps
-            .iter_mut()
-            .find(|(s, _)| s.command == spec.command && s.workdir == spec.workdir)
-        {
-            Some((_, ids)) => ids.push(&f.id),
-            None => steps.push((spec, vec![&f.id])),
-        }
-    }
-    let total = steps.len();
-    if total == 0 {
-        let _ = writeln!(
-            progress,
-            "nothing to build: no function has a `build` command"
-        );
-        return Ok(0);
-    }
-    for (i, (spec, ids)) in steps.iter().enumerate() {
-        let functions = ids
+/// One build command and the functions it builds.
+#[derive(Debug, Clone)]
+pub struct BuildStep {
+    /// The command and the folder it runs in.
+    pub spec: BuildSpec,
+    /// The functions whose components it builds, in manifest order.
+    pub functions: Vec<FunctionId>,
+}
+
+impl BuildStep {
+    /// The functions, as `a`, `b` (for messages: "building `a`, `b`").
+    pub fn label(&self) -> String {
+        self.functions
             .iter()
-            .map(|id| id.as_str())
+            .map(FunctionId::as_str)
             .collect::<Vec<_>>()
-            .join("`, `");
+            .join("`, `")
+    }
+
+    /// Runs the command, its output going to the terminal; `position` is
+    /// the `[i/n]` of the progress lines written to `progress`.
+    pub fn run(&self, position: &str, progress: &mut dyn Write) -> Result<Duration, BuildError> {
+        let functions = self.label();
+        let spec = &self.spec;
         let _ = writeln!(
             progress,
-            "[{}/{total}] building `{functions}`: {} (in {})",
-            i + 1,
+            "{position} building `{functions}`: {} (in {})",
             spec.command,
             spec.workdir.display()
         );
@@ -87,12 +80,51 @@ pub fn build_all(manifest: &Manifest, progress: &mut dyn Write) -> Result<usize,
                 status,
             });
         }
+        let took = started.elapsed();
         let _ = writeln!(
             progress,
-            "[{}/{total}] built `{functions}` in {:.1}s",
-            i + 1,
-            started.elapsed().as_secs_f64()
+            "{position} built `{functions}` in {:.1}s",
+            took.as_secs_f64()
         );
+        Ok(took)
+    }
+}
+
+/// The app's build commands, in manifest order: functions sharing one
+/// command and folder share one step.
+pub fn steps(manifest: &Manifest) -> Vec<BuildStep> {
+    let mut steps: Vec<BuildStep> = Vec::new();
+    for f in &manifest.functions {
+        let Some(spec) = &f.build else { continue };
+        match steps
+            .iter_mut()
+            .find(|s| s.spec.command == spec.command && s.spec.workdir == spec.workdir)
+        {
+            Some(step) => step.functions.push(f.id.clone()),
+            None => steps.push(BuildStep {
+                spec: spec.clone(),
+                functions: vec![f.id.clone()],
+            }),
+        }
+    }
+    steps
+}
+
+/// Runs the build command of every function that has one, in manifest order.
+/// Functions sharing one command and folder are built by a single run.
+/// Progress goes to `progress`; the commands' own output goes to the terminal.
+pub fn build_all(manifest: &Manifest, progress: &mut dyn Write) -> Result<usize, BuildError> {
+    let steps = steps(manifest);
+    let total = steps.len();
+    if total == 0 {
+        let _ = writeln!(
+            progress,
+            "nothing to build: no function has a `build` command"
+        );
+        return Ok(0);
+    }
+    for (i, step) in steps.iter().enumerate() {
+        step.run(&format!("[{}/{total}]", i + 1), progress)?;
     }
     Ok(total)
 }

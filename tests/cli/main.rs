@@ -16,3 +16,4 @@ mod queue_commands;
 mod readme;
 mod support;
 mod top;
+mod watch;

@@ -14,21 +14,21 @@ const TEMPLATES: [&str; 2] = ["http-rust", "queue-rust"];
 /// beside the tests' own: the apps share their dependencies (nimbus-sdk and
 /// what it needs), so only the first build of a run compiles them. Each app
 /// gets a `target` link to it, so its manifest's `target/...` still holds.
-fn shared_target() -> PathBuf {
+pub(crate) fn shared_target() -> PathBuf {
     let profile = Path::new(NIMBUS).parent().expect("target/<profile>");
     profile.parent().expect("target").join("templates")
 }
 
 /// `cargo` in `dir` building into `shared_target()` and nowhere else the
 /// tests' environment points to.
-fn cargo_env(cmd: &mut Command) -> &mut Command {
+pub(crate) fn cargo_env(cmd: &mut Command) -> &mut Command {
     cmd.env_remove("CARGO_BUILD_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
         .env("CARGO_TARGET_DIR", shared_target())
 }
 
 /// `nimbus new TEMPLATE NAME --path <tmp>/NAME`: the folder it made.
-fn generate(template: &str, name: &str, parent: &Path) -> PathBuf {
+pub(crate) fn generate(template: &str, name: &str, parent: &Path) -> PathBuf {
     let app = parent.join(name);
     let out = nimbus(parent)
         .args(["new", template, name, "--path"])

@@ -1,7 +1,7 @@
 //! The `nimbus` command line: its commands and flags (clap derive; the doc
 //! comments are the `--help` text), and what each command runs.
 //!
-//! - [`up`]: `nimbus up`, which starts a node;
+//! - [`up`]: `nimbus up`, which starts a node, and [`watch`], its `--watch`;
 //! - [`top`]: `nimbus top`, a live table of what each function does;
 //! - [`operator`]: the commands that talk to a running node's admin API, and
 //!   how their answers are printed;
@@ -13,6 +13,7 @@ pub mod new;
 pub mod operator;
 pub mod top;
 pub mod up;
+pub mod watch;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use nimbus::admin::client::AdminClient;

@@ -24,6 +24,12 @@ pub struct UpArgs {
     /// Run the functions' build commands first.
     #[arg(long, env = "NIMBUS_BUILD")]
     build: bool,
+    /// Build first, then rebuild a function whenever a file in the folder
+    /// its build runs in changes, and deploy it without a restart (requests
+    /// in flight finish on the old version). A failing build keeps the old
+    /// version serving.
+    #[arg(long, env = "NIMBUS_WATCH")]
+    watch: bool,
     /// Where Nimbus keeps state such as compiled components
     /// (default: .nimbus beside the manifest).
     #[arg(long, env = "NIMBUS_STATE_DIR")]
@@ -73,7 +79,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         nimbus::telemetry::otlp::install(endpoint, &manifest.name)
             .map_err(|e| anyhow::anyhow!("--otlp-endpoint: {e}"))?;
     }
-    if args.build {
+    if args.build || args.watch {
         let m = manifest.clone();
         tokio::task::spawn_blocking(move || nimbus::build::build_all(&m, &mut std::io::stderr()))
             .await??;
@@ -85,9 +91,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    let state_dir = node::state_dir(&manifest, args.state_dir.as_deref());
+    let watched = args.watch.then(|| manifest.clone());
     let config = NodeConfig {
         cluster,
-        state_dir: node::state_dir(&manifest, args.state_dir.as_deref()),
+        state_dir: state_dir.clone(),
         runtime: None,
         pool_instances: args.pool_instances,
         broker: Broker::parse(&args.broker, &args.broker_prefix)?,
@@ -103,6 +111,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let signals = Signals::install().context("cannot install the signal handlers")?;
     let listeners = Listeners::bind(args.listen, Some(args.admin_listen)).await?;
     let node = node::start(config, listeners, shutdown_signal(signals)).await?;
+    let _watch = match &watched {
+        Some(manifest) => Some(super::watch::start(
+            manifest,
+            node.deployer().clone(),
+            &state_dir,
+        )?),
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{}", node.addr())?;
