@@ -141,9 +141,12 @@ pub(crate) fn console_steps(file: &str, text: &str) -> Vec<Step> {
         .collect()
 }
 
+/// Lines of a README with their numbers (from 1).
+type Numbered<'a> = Vec<(usize, &'a str)>;
+
 /// The fenced blocks of `text`: the line each opens on, its language, and
 /// its lines with their numbers.
-fn fenced_blocks(text: &str) -> Vec<(usize, &str, Vec<(usize, &str)>)> {
+fn fenced_blocks(text: &str) -> Vec<(usize, &str, Numbered<'_>)> {
     let mut blocks = Vec::new();
     let mut lines = text.lines().enumerate().map(|(i, line)| (i + 1, line));
     while let Some((opened, line)) = lines.next() {
