@@ -43,7 +43,8 @@ pub struct BuildStep {
 }
 
 impl BuildStep {
-    /// The functions, as `a`, `b` (for messages: "building `a`, `b`").
+    /// The functions' ids joined by `` `, ` ``, to sit between backticks in
+    /// a message ("building `a`, `b`").
     pub fn label(&self) -> String {
         self.functions
             .iter()
