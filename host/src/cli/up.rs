@@ -79,6 +79,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         nimbus::telemetry::otlp::install(endpoint, &manifest.name)
             .map_err(|e| anyhow::anyhow!("--otlp-endpoint: {e}"))?;
     }
+    if args.watch && nimbus::build::steps(&manifest).is_empty() {
+        anyhow::bail!(
+            "--watch: no function of `{}` has a `build` command, so there is nothing to rebuild",
+            manifest.name
+        );
+    }
     if args.build || args.watch {
         let m = manifest.clone();
         tokio::task::spawn_blocking(move || nimbus::build::build_all(&m, &mut std::io::stderr()))

@@ -40,10 +40,8 @@ pub fn start(
     deployer: Arc<Deployer>,
     state_dir: &Path,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    // `nimbus up` checked that there is at least one.
     let steps = nimbus::build::steps(manifest);
-    if steps.is_empty() {
-        anyhow::bail!("--watch: no function has a `build` command, so there is nothing to rebuild");
-    }
     let sources: Vec<(String, PathBuf)> = manifest
         .functions
         .iter()
