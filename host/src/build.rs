@@ -4,7 +4,7 @@ use crate::manifest::{BuildSpec, FunctionId, Manifest};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A build command that failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,7 @@ impl BuildStep {
 
     /// Runs the command, its output going to the terminal; `position` is
     /// the `[i/n]` of the progress lines written to `progress`.
-    pub fn run(&self, position: &str, progress: &mut dyn Write) -> Result<Duration, BuildError> {
+    pub fn run(&self, position: &str, progress: &mut dyn Write) -> Result<(), BuildError> {
         let functions = self.label();
         let spec = &self.spec;
         let _ = writeln!(
@@ -81,13 +81,12 @@ impl BuildStep {
                 status,
             });
         }
-        let took = started.elapsed();
         let _ = writeln!(
             progress,
             "{position} built `{functions}` in {:.1}s",
-            took.as_secs_f64()
+            started.elapsed().as_secs_f64()
         );
-        Ok(took)
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! `nimbus up`: serve an app, as a node of its own.
 
+use super::watch::Watch;
 use anyhow::Context;
 use nimbus::manifest::Manifest;
 use nimbus::node::{self, Broker, Cluster, DEFAULT_BROKER_PREFIX, Listeners, NodeConfig};
@@ -79,12 +80,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         nimbus::telemetry::otlp::install(endpoint, &manifest.name)
             .map_err(|e| anyhow::anyhow!("--otlp-endpoint: {e}"))?;
     }
-    if args.watch && nimbus::build::steps(&manifest).is_empty() {
-        anyhow::bail!(
-            "--watch: no function of `{}` has a `build` command, so there is nothing to rebuild",
-            manifest.name
-        );
-    }
     if args.build || args.watch {
         let m = manifest.clone();
         tokio::task::spawn_blocking(move || nimbus::build::build_all(&m, &mut std::io::stderr()))
@@ -98,10 +93,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         None => None,
     };
     let state_dir = node::state_dir(&manifest, args.state_dir.as_deref());
-    let watched = args.watch.then(|| manifest.clone());
+    // After the first build (whose own writes are no change to react to),
+    // before the node serves.
+    let watch = if args.watch {
+        Some(Watch::prepare(&manifest, &state_dir)?)
+    } else {
+        None
+    };
     let config = NodeConfig {
         cluster,
-        state_dir: state_dir.clone(),
+        state_dir,
         runtime: None,
         pool_instances: args.pool_instances,
         broker: Broker::parse(&args.broker, &args.broker_prefix)?,
@@ -117,14 +118,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let signals = Signals::install().context("cannot install the signal handlers")?;
     let listeners = Listeners::bind(args.listen, Some(args.admin_listen)).await?;
     let node = node::start(config, listeners, shutdown_signal(signals)).await?;
-    let _watch = match &watched {
-        Some(manifest) => Some(super::watch::start(
-            manifest,
-            node.deployer().clone(),
-            &state_dir,
-        )?),
-        None => None,
-    };
+    let _watching = watch.map(|watch| watch.start(node.deployer().clone()));
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{}", node.addr())?;

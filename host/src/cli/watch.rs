@@ -11,7 +11,7 @@
 
 use nimbus::build::BuildStep;
 use nimbus::deploy::{Action, Deployer};
-use nimbus::manifest::Manifest;
+use nimbus::manifest::{FunctionId, Manifest};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -34,52 +34,93 @@ pub const IGNORED_DIRS: &[&str] = &[
 /// or a `git checkout`, is several events.
 const SETTLE: Duration = Duration::from_millis(300);
 
-/// Starts watching; the returned task runs until the process ends.
-pub fn start(
-    manifest: &Manifest,
-    deployer: Arc<Deployer>,
-    state_dir: &Path,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    // `nimbus up` checked that there is at least one.
-    let steps = nimbus::build::steps(manifest);
-    let sources: Vec<(String, PathBuf)> = manifest
-        .functions
-        .iter()
-        .map(|f| (f.id.as_str().to_owned(), f.source.clone()))
-        .collect();
-    let (events, mut changes) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(move |event| {
-        // The receiver lives as long as the task; after it, nobody listens.
-        let _ = events.send(event);
-    })?;
-    let outputs: Vec<PathBuf> = sources.iter().map(|(_, source)| source.clone()).collect();
-    let filter = Filter {
-        workdirs: steps.iter().map(|s| s.spec.workdir.clone()).collect(),
-        state_dir: state_dir.to_path_buf(),
-        outputs,
-    };
-    let mut watched = BTreeSet::new();
-    for step in &steps {
-        watch_tree(&mut watcher, &step.spec.workdir, &filter, &mut watched)?;
-    }
-    tracing::info!(
-        folders = watched.len(),
-        builds = steps.len(),
-        "watching the functions' sources; a change rebuilds and redeploys"
-    );
-    Ok(tokio::spawn(async move {
-        while let Some(first) = changes.recv().await {
-            let mut changed = BTreeSet::new();
-            collect(first, &filter, &mut changed, &mut watcher, &mut watched);
-            // Until the sources are quiet for SETTLE.
-            while let Ok(Some(next)) = tokio::time::timeout(SETTLE, changes.recv()).await {
-                collect(next, &filter, &mut changed, &mut watcher, &mut watched);
-            }
-            for step in affected(&steps, &changed) {
-                rebuild(step.clone(), &sources, &deployer).await;
-            }
+/// The watches on every source folder, set up before the node serves (so a
+/// folder that cannot be watched fails `nimbus up` before it listens), and
+/// what a rebuild needs; [`Watch::start`] begins reacting to changes.
+pub struct Watch {
+    steps: Vec<BuildStep>,
+    sources: Vec<(FunctionId, PathBuf)>,
+    filter: Filter,
+    watcher: notify::RecommendedWatcher,
+    watched: BTreeSet<PathBuf>,
+    changes: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+}
+
+impl Watch {
+    /// Watches the build folders of `manifest`'s functions; an error if no
+    /// function has a build command.
+    pub fn prepare(manifest: &Manifest, state_dir: &Path) -> anyhow::Result<Watch> {
+        let steps = nimbus::build::steps(manifest);
+        if steps.is_empty() {
+            anyhow::bail!(
+                "--watch: no function of `{}` has a `build` command, so there is nothing to rebuild",
+                manifest.name
+            );
         }
-    }))
+        let sources: Vec<(FunctionId, PathBuf)> = manifest
+            .functions
+            .iter()
+            .map(|f| (f.id.clone(), f.source.clone()))
+            .collect();
+        let (events, changes) = mpsc::unbounded_channel();
+        let watcher = notify::recommended_watcher(move |event| {
+            // The receiver lives as long as the task; after it, nobody listens.
+            let _ = events.send(event);
+        })?;
+        let filter = Filter {
+            workdirs: steps.iter().map(|s| s.spec.workdir.clone()).collect(),
+            state_dir: state_dir.to_path_buf(),
+            outputs: sources.iter().map(|(_, source)| source.clone()).collect(),
+        };
+        let mut watch = Watch {
+            steps,
+            sources,
+            filter,
+            watcher,
+            watched: BTreeSet::new(),
+            changes,
+        };
+        for workdir in watch.filter.workdirs.clone() {
+            watch_tree(
+                &mut watch.watcher,
+                &workdir,
+                &watch.filter,
+                &mut watch.watched,
+            )?;
+        }
+        Ok(watch)
+    }
+
+    /// Rebuilds and deploys through `deployer` on every change, in a task
+    /// that runs until the process ends.
+    pub fn start(self, deployer: Arc<Deployer>) -> tokio::task::JoinHandle<()> {
+        let Watch {
+            steps,
+            sources,
+            filter,
+            mut watcher,
+            mut watched,
+            mut changes,
+        } = self;
+        tracing::info!(
+            folders = watched.len(),
+            builds = steps.len(),
+            "watching the functions' sources; a change rebuilds and redeploys"
+        );
+        tokio::spawn(async move {
+            while let Some(first) = changes.recv().await {
+                let mut changed = BTreeSet::new();
+                collect(first, &filter, &mut changed, &mut watcher, &mut watched);
+                // Until the sources are quiet for SETTLE.
+                while let Ok(Some(next)) = tokio::time::timeout(SETTLE, changes.recv()).await {
+                    collect(next, &filter, &mut changed, &mut watcher, &mut watched);
+                }
+                for step in affected(&steps, &changed) {
+                    rebuild(step, &sources, &deployer).await;
+                }
+            }
+        })
+    }
 }
 
 /// What is a source: a file under a build folder, but for build outputs,
@@ -190,15 +231,13 @@ fn affected<'a>(steps: &'a [BuildStep], changed: &BTreeSet<PathBuf>) -> Vec<&'a 
 }
 
 /// Runs `step`'s build, then deploys each of its functions' components.
-async fn rebuild(step: BuildStep, sources: &[(String, PathBuf)], deployer: &Arc<Deployer>) {
+async fn rebuild(step: &BuildStep, sources: &[(FunctionId, PathBuf)], deployer: &Arc<Deployer>) {
     let label = step.label();
-    let built = tokio::task::spawn_blocking(move || {
-        let mut progress = std::io::stderr();
-        step.run("[watch]", &mut progress).map(|_| step)
-    })
-    .await;
-    let step = match built {
-        Ok(Ok(step)) => step,
+    let building = step.clone();
+    let built =
+        tokio::task::spawn_blocking(move || building.run("[watch]", &mut std::io::stderr())).await;
+    match built {
+        Ok(Ok(())) => {}
         Ok(Err(err)) => {
             tracing::warn!(
                 "--watch: {err}; `{label}` still serves its previous version (the errors are above)"
@@ -209,9 +248,9 @@ async fn rebuild(step: BuildStep, sources: &[(String, PathBuf)], deployer: &Arc<
             tracing::error!("--watch: the build of `{label}` did not finish: {err}");
             return;
         }
-    };
+    }
     for id in &step.functions {
-        let Some((_, source)) = sources.iter().find(|(f, _)| f == id.as_str()) else {
+        let Some((_, source)) = sources.iter().find(|(f, _)| f == id) else {
             continue;
         };
         let (id, source, deployer) = (id.to_string(), source.clone(), deployer.clone());
