@@ -65,8 +65,12 @@ impl BuildStep {
             spec.workdir.display()
         );
         let started = Instant::now();
+        // The command's output goes to stderr, stdout included: `nimbus
+        // up`'s stdout carries `listening on ...`, which scripts and test
+        // helpers read as its first line.
         let status = shell(&spec.command)
             .current_dir(&spec.workdir)
+            .stdout(std::io::stderr())
             .status()
             .map_err(|source| BuildError::Spawn {
                 functions: functions.clone(),
@@ -112,7 +116,7 @@ pub fn steps(manifest: &Manifest) -> Vec<BuildStep> {
 
 /// Runs the build command of every function that has one, in manifest order.
 /// Functions sharing one command and folder are built by a single run.
-/// Progress goes to `progress`; the commands' own output goes to the terminal.
+/// Progress goes to `progress`; the commands' own output goes to stderr.
 pub fn build_all(manifest: &Manifest, progress: &mut dyn Write) -> Result<usize, BuildError> {
     let steps = steps(manifest);
     let total = steps.len();
