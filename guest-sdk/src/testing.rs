@@ -1,6 +1,9 @@
 //! Test a function as its callers see it: [`App::up`] serves the app with
 //! `nimbus up --build` on a free port, with a fresh state folder, and sends
-//! it real HTTP requests; dropping the [`App`] stops the server.
+//! it real HTTP requests; dropping the [`App`] stops the server. Compiled
+//! components are kept where `nimbus up` keeps them (`.nimbus/cache` in the
+//! app's folder, or `NIMBUS_CACHE_DIR`), so only a changed component is
+//! compiled again.
 //!
 //! Enable the `testing` feature in `[dev-dependencies]` (native builds only):
 //!
@@ -35,8 +38,7 @@ pub struct App {
     child: Child,
     url: String,
     agent: ureq::Agent,
-    /// The state folder (key-value stores, queues, compile cache), removed
-    /// with the app.
+    /// The state folder (key-value stores, queues), removed with the app.
     _state: tempfile::TempDir,
 }
 
@@ -59,6 +61,21 @@ impl Reply {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// The compile cache a test uses: `NIMBUS_CACHE_DIR`, else the one `nimbus
+/// up` keeps in the app's `.nimbus` folder, so a component that `nimbus up`
+/// or an earlier test compiled starts at once.
+fn cache_dir(dir: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("NIMBUS_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let app = if dir.is_file() {
+        dir.parent().unwrap_or(Path::new("."))
+    } else {
+        dir
+    };
+    app.join(".nimbus").join("cache")
 }
 
 impl App {
@@ -86,6 +103,8 @@ impl App {
             .args(["--admin-listen", "127.0.0.1:0"])
             .arg("--state-dir")
             .arg(state.path())
+            .arg("--cache-dir")
+            .arg(cache_dir(dir))
             .env(
                 "NIMBUS_LOG",
                 std::env::var("NIMBUS_LOG").unwrap_or_else(|_| "warn".to_owned()),

@@ -208,6 +208,9 @@ pub enum Command {
         /// Where the compile cache lives (default: .nimbus beside the manifest).
         #[arg(long, env = "NIMBUS_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// Where compiled components are kept (default: cache/ in the state folder).
+        #[arg(long, env = "NIMBUS_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
     },
 }
 
@@ -332,11 +335,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             .await??;
             Ok(())
         }
-        Command::Check { path, state_dir } => {
+        Command::Check {
+            path,
+            state_dir,
+            cache_dir,
+        } => {
             let manifest = Manifest::load(&path)?;
             let state_dir = nimbus::node::state_dir(&manifest, state_dir.as_deref());
+            let cache_dir = nimbus::node::cache_dir(&state_dir, cache_dir.as_deref());
             let runtime =
-                nimbus::node::runtime(&state_dir, nimbus::engine::DEFAULT_POOL_INSTANCES)?;
+                nimbus::node::runtime(&cache_dir, nimbus::engine::DEFAULT_POOL_INSTANCES)?;
             let report = tokio::task::spawn_blocking(move || nimbus::check::check(&runtime, &path))
                 .await??;
             println!(

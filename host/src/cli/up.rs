@@ -35,6 +35,11 @@ pub struct UpArgs {
     /// (default: .nimbus beside the manifest).
     #[arg(long, env = "NIMBUS_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Where compiled components are kept, so a component already compiled
+    /// once starts at once (default: cache/ in the state folder). Apps, and
+    /// test runs with fresh state folders, may share one.
+    #[arg(long, env = "NIMBUS_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Time in-flight requests get to finish after Ctrl-C or SIGTERM.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "NIMBUS_GRACE")]
     grace: Duration,
@@ -104,6 +109,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         cluster,
         state_dir,
         runtime: None,
+        cache_dir: args.cache_dir,
         pool_instances: args.pool_instances,
         broker: Broker::parse(&args.broker, &args.broker_prefix)?,
         admin_token: args.admin_token,

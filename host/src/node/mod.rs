@@ -107,9 +107,12 @@ pub struct NodeConfig {
     /// Where the node keeps its state: the compile cache, the embedded store,
     /// deployments.
     pub state_dir: PathBuf,
-    /// The engine to run on; `None` makes one with its compile cache in the
-    /// state folder. Nodes of one process (tests) may share one.
+    /// The engine to run on; `None` makes one with its compile cache in
+    /// `cache_dir`. Nodes of one process (tests) may share one.
     pub runtime: Option<Runtime>,
+    /// Where the node's own engine keeps compiled components; `None`:
+    /// `cache/` in the state folder.
+    pub cache_dir: Option<PathBuf>,
     /// Component instances the pooling allocator holds, when the node makes
     /// its own engine.
     pub pool_instances: u32,
@@ -133,6 +136,7 @@ impl NodeConfig {
             state_dir: state_dir(&manifest, None),
             manifest,
             runtime: None,
+            cache_dir: None,
             pool_instances: DEFAULT_POOL_INSTANCES,
             broker: Broker::Embedded,
             cluster: None,
@@ -140,6 +144,11 @@ impl NodeConfig {
             serve: ServeOptions::default(),
         }
     }
+}
+
+/// The compile cache: `flag` if given, else `cache/` in `state_dir`.
+pub fn cache_dir(state_dir: &Path, flag: Option<&Path>) -> PathBuf {
+    flag.map_or_else(|| state_dir.join("cache"), Path::to_owned)
 }
 
 /// The state folder: `flag` if given, else [`DEFAULT_STATE_DIR`] beside the
@@ -282,7 +291,10 @@ pub async fn start(
     let started = Instant::now();
     let runtime = match config.runtime.clone() {
         Some(runtime) => runtime,
-        None => runtime(&config.state_dir, config.pool_instances)?,
+        None => runtime(
+            &cache_dir(&config.state_dir, config.cache_dir.as_deref()),
+            config.pool_instances,
+        )?,
     };
     let backends = open_backends(&config).await?;
     let app = load(&runtime, &config.manifest, backends).await?;
@@ -542,10 +554,10 @@ impl Serving {
 }
 
 /// An engine with the pooling allocator for `pool_instances` instances and
-/// its compile cache in `state_dir`, published in the pool-capacity metric.
-pub fn runtime(state_dir: &Path, pool_instances: u32) -> Result<Runtime, NodeError> {
+/// its compile cache in `cache_dir`, published in the pool-capacity metric.
+pub fn runtime(cache_dir: &Path, pool_instances: u32) -> Result<Runtime, NodeError> {
     let runtime = Runtime::new(&RuntimeConfig {
-        cache_dir: Some(state_dir.join("cache")),
+        cache_dir: Some(cache_dir.to_owned()),
         pooling: true,
         pool_instances,
     })
