@@ -1,6 +1,7 @@
 //! `nimbus new`: each template made into a temporary folder outside the
 //! repository, served by `nimbus up --build` as its README says, answering
-//! as its README shows, and passing its own `cargo test`.
+//! as its README shows, and passing its own test (`cargo test`, Python's
+//! `unittest`, `npm test`).
 
 use crate::readme::{Live, console_steps};
 use crate::support::{NIMBUS, Server, nimbus, up_command};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The templates `nimbus new --list` must show, in order.
-const TEMPLATES: [&str; 2] = ["http-rust", "queue-rust"];
+const TEMPLATES: [&str; 4] = ["http-rust", "queue-rust", "http-python", "http-js"];
 
 /// One cargo target folder for every generated app, kept between runs
 /// beside the tests' own: the apps share their dependencies (nimbus-sdk and
@@ -42,9 +43,56 @@ pub(crate) fn generate(template: &str, name: &str, parent: &Path) -> PathBuf {
     );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("nimbus up --build"), "{printed}");
-    std::fs::create_dir_all(shared_target()).unwrap();
-    std::os::unix::fs::symlink(shared_target(), app.join("target")).unwrap();
+    if app.join("Cargo.toml").exists() {
+        std::fs::create_dir_all(shared_target()).unwrap();
+        std::os::unix::fs::symlink(shared_target(), app.join("target")).unwrap();
+    }
     app
+}
+
+/// The command that runs a generated app's own test, and what its output
+/// says when every test passed.
+fn own_test(template: &str) -> (Command, &'static str) {
+    match template {
+        "http-python" => {
+            let mut test = Command::new("python3");
+            test.args(["-m", "unittest", "discover", "-s", "tests"]);
+            (test, "Ran 2 tests")
+        }
+        "http-js" => {
+            let mut test = Command::new("npm");
+            test.arg("test");
+            (test, "# pass 2")
+        }
+        _ => {
+            let mut test = Command::new(env!("CARGO"));
+            test.arg("test");
+            cargo_env(&mut test);
+            (test, "test result: ok. 1 passed")
+        }
+    }
+}
+
+/// Every file `nimbus new` wrote, but the WIT (copied as it is) and the
+/// shared target folder's link.
+fn written_files(app: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![app.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap();
+            if name == "target" || name == "wit" {
+                continue;
+            }
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
 
 /// Makes `template` as app `name` and replays its README's sessions against
@@ -52,23 +100,24 @@ pub(crate) fn generate(template: &str, name: &str, parent: &Path) -> PathBuf {
 fn serves_as_its_readme_shows(template: &str, name: &str) {
     let parent = tempfile::tempdir().unwrap();
     let app = generate(template, name, parent.path());
-    for file in [
-        "nimbus.toml",
-        "Cargo.toml",
-        "README.md",
-        ".gitignore",
-        "src/lib.rs",
-    ] {
-        let text = std::fs::read_to_string(app.join(file)).unwrap();
+    let files = written_files(&app);
+    assert!(files.len() >= 5, "{template}: {files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
         assert!(
             !text.contains("{{"),
-            "{template}: {file} has a placeholder left"
+            "{template}: {} has a placeholder left",
+            file.display()
         );
     }
+    // One compile cache for both servers: the app's own test starts from
+    // what the first one compiled (a Python or JavaScript component holds
+    // a whole interpreter).
+    let cache = parent.path().join("cache");
 
     let log = parent.path().join("nimbus.log");
     let mut up = up_command(&app);
-    up.arg("--build");
+    up.arg("--build").env("NIMBUS_CACHE_DIR", &cache);
     cargo_env(&mut up);
     let server = Server::start_with_stderr(up, std::fs::File::create(&log).unwrap());
     let readme = std::fs::read_to_string(app.join("README.md")).unwrap();
@@ -77,16 +126,24 @@ fn serves_as_its_readme_shows(template: &str, name: &str) {
     assert!(!steps.is_empty(), "{file} shows no console session");
     Live::attach(&file, &steps, server, log, &app).run();
 
-    let mut test = Command::new(env!("CARGO"));
-    test.arg("test").current_dir(&app).env("NIMBUS", NIMBUS);
-    let out = cargo_env(&mut test).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{template}: its own `cargo test` failed:\n{stdout}\n{}",
+    let (mut test, passed) = own_test(template);
+    let out = test
+        .current_dir(&app)
+        .env("NIMBUS", NIMBUS)
+        .env("NIMBUS_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    // unittest reports on stderr, cargo and node on stdout.
+    let printed = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{template}: its own test failed:\n{printed}"
+    );
+    assert!(printed.contains(passed), "{template}: {printed}");
 }
 
 #[test]
@@ -97,6 +154,16 @@ fn http_rust_serves_as_its_readme_shows_and_passes_its_test() {
 #[test]
 fn queue_rust_serves_as_its_readme_shows_and_passes_its_test() {
     serves_as_its_readme_shows("queue-rust", "tally");
+}
+
+#[test]
+fn http_python_serves_as_its_readme_shows_and_passes_its_test() {
+    serves_as_its_readme_shows("http-python", "greeter-py");
+}
+
+#[test]
+fn http_js_serves_as_its_readme_shows_and_passes_its_test() {
+    serves_as_its_readme_shows("http-js", "greeter-js");
 }
 
 #[test]

@@ -9,6 +9,10 @@
 //! | `{{crate}}` | the name as a Rust identifier (`-` as `_`): the built component's file name |
 //! | `{{sdk}}` | the keys of the `nimbus-sdk` dependency: its version and the path of the SDK this binary came from |
 //!
+//! The Python and JavaScript templates also get the Nimbus WIT
+//! (`guest-sdk/wit`, embedded too) in `wit/`: their toolchains generate
+//! their bindings from it at build time.
+//!
 //! The app is written into a hidden folder beside the target and renamed
 //! into place once complete, so a failure (a bad name, a taken folder, no
 //! SDK to depend on) leaves nothing behind.
@@ -17,11 +21,35 @@ use anyhow::{Context, bail};
 use nimbus::manifest::FunctionId;
 use std::path::{Path, PathBuf};
 
-/// One template: its name, what it is, and its files (path in the app, text).
+/// One template: its name, what it is, its language, and its files (path
+/// in the app, text).
 struct Template {
     name: &'static str,
     about: &'static str,
+    language: Language,
     files: &'static [(&'static str, &'static str)],
+}
+
+/// What a template's language needs besides its files.
+#[derive(Clone, Copy, PartialEq)]
+enum Language {
+    /// Depends on `nimbus-sdk` (`{{sdk}}`); the name is also a crate's.
+    Rust,
+    /// Built by componentize-py from the WIT in `wit/`.
+    Python,
+    /// Built by componentize-js from the WIT in `wit/`.
+    JavaScript,
+}
+
+impl Language {
+    /// What the build needs on the author's machine.
+    fn toolchain(self) -> &'static str {
+        match self {
+            Language::Rust => "the wasm32-wasip2 target: `rustup target add wasm32-wasip2`",
+            Language::Python => "componentize-py: `pip install componentize-py==0.25.1`",
+            Language::JavaScript => "Node.js 20 or later; the build runs `npm install` itself",
+        }
+    }
 }
 
 /// A template's file, embedded from `host/templates/<template>/<path>`; the
@@ -40,11 +68,70 @@ macro_rules! file {
     };
 }
 
+/// The Nimbus WIT, `guest-sdk/wit/<path>`, written to `wit/<path>`.
+macro_rules! wit {
+    ($($path:literal),* $(,)?) => {
+        &[$((
+            concat!("wit/", $path),
+            include_str!(concat!("../../../guest-sdk/wit/", $path)),
+        )),*]
+    };
+}
+
+/// Every file of `guest-sdk/wit` (a test checks that none is missing): the
+/// Nimbus worlds, and the WASI 0.2.10 packages and proposals they use.
+const WIT: &[(&str, &str)] = wit![
+    "nimbus.wit",
+    "deps/cli/command.wit",
+    "deps/cli/environment.wit",
+    "deps/cli/exit.wit",
+    "deps/cli/imports.wit",
+    "deps/cli/run.wit",
+    "deps/cli/stdio.wit",
+    "deps/cli/terminal.wit",
+    "deps/clocks/monotonic-clock.wit",
+    "deps/clocks/timezone.wit",
+    "deps/clocks/wall-clock.wit",
+    "deps/clocks/world.wit",
+    "deps/config/store.wit",
+    "deps/filesystem/preopens.wit",
+    "deps/filesystem/types.wit",
+    "deps/filesystem/world.wit",
+    "deps/http/handler.wit",
+    "deps/http/proxy.wit",
+    "deps/http/types.wit",
+    "deps/io/error.wit",
+    "deps/io/poll.wit",
+    "deps/io/streams.wit",
+    "deps/io/world.wit",
+    "deps/keyvalue/atomic.wit",
+    "deps/keyvalue/store.wit",
+    "deps/keyvalue/world.wit",
+    "deps/logging/logging.wit",
+    "deps/messaging/guest.wit",
+    "deps/messaging/producer.wit",
+    "deps/messaging/types.wit",
+    "deps/messaging/world.wit",
+    "deps/random/insecure-seed.wit",
+    "deps/random/insecure.wit",
+    "deps/random/random.wit",
+    "deps/random/world.wit",
+    "deps/sockets/instance-network.wit",
+    "deps/sockets/ip-name-lookup.wit",
+    "deps/sockets/network.wit",
+    "deps/sockets/tcp-create-socket.wit",
+    "deps/sockets/tcp.wit",
+    "deps/sockets/udp-create-socket.wit",
+    "deps/sockets/udp.wit",
+    "deps/sockets/world.wit",
+];
+
 /// The templates, in the order `--list` shows them.
 const TEMPLATES: &[Template] = &[
     Template {
         name: "http-rust",
         about: "an HTTP function in Rust: a route with a path parameter and a key-value counter",
+        language: Language::Rust,
         files: &[
             file!("http-rust", "nimbus.toml"),
             file!("http-rust", "Cargo.toml", "Cargo.toml.in"),
@@ -57,6 +144,7 @@ const TEMPLATES: &[Template] = &[
     Template {
         name: "queue-rust",
         about: "an HTTP route that publishes to a queue, and the queue handler that counts each message once",
+        language: Language::Rust,
         files: &[
             file!("queue-rust", "nimbus.toml"),
             file!("queue-rust", "Cargo.toml", "Cargo.toml.in"),
@@ -64,6 +152,33 @@ const TEMPLATES: &[Template] = &[
             file!("queue-rust", "tests/events.rs"),
             file!("queue-rust", "README.md"),
             file!("queue-rust", ".gitignore", "gitignore"),
+        ],
+    },
+    Template {
+        name: "http-python",
+        about: "an HTTP function in Python (componentize-py): a route with a path parameter, config and a key-value counter",
+        language: Language::Python,
+        files: &[
+            file!("http-python", "nimbus.toml"),
+            file!("http-python", "app.py"),
+            file!("http-python", "nimbus.py"),
+            file!("http-python", "tests/test_app.py"),
+            file!("http-python", "README.md"),
+            file!("http-python", ".gitignore", "gitignore"),
+        ],
+    },
+    Template {
+        name: "http-js",
+        about: "an HTTP function in JavaScript (componentize-js): a route with a path parameter, config and a key-value counter",
+        language: Language::JavaScript,
+        files: &[
+            file!("http-js", "nimbus.toml"),
+            file!("http-js", "package.json"),
+            file!("http-js", "app.js"),
+            file!("http-js", "nimbus.js"),
+            file!("http-js", "tests/app.test.js"),
+            file!("http-js", "README.md"),
+            file!("http-js", ".gitignore", "gitignore"),
         ],
     },
 ];
@@ -164,7 +279,7 @@ pub fn new(
                 names.join(", ")
             )
         })?;
-    check_name(name)?;
+    check_name(name, template.language)?;
     let target = path.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
     if target.exists() {
         bail!(
@@ -172,7 +287,14 @@ pub fn new(
             target.display()
         );
     }
-    let sdk = sdk_dependency(sdk)?;
+    let sdk = match template.language {
+        Language::Rust => sdk_dependency(sdk)?,
+        Language::Python | Language::JavaScript => String::new(),
+    };
+    let wit: &[(&str, &str)] = match template.language {
+        Language::Rust => &[],
+        Language::Python | Language::JavaScript => WIT,
+    };
     let crate_name = name.replace('-', "_");
     let fill = |text: &str| {
         text.replace("{{name}}", name)
@@ -180,30 +302,38 @@ pub fn new(
             .replace("{{sdk}}", &sdk)
     };
     write_atomically(&target, |staging| {
-        for (file, text) in template.files {
+        // The WIT is written as it is: it has no placeholders.
+        let filled = template
+            .files
+            .iter()
+            .map(|(file, text)| (*file, fill(text)));
+        let wit = wit.iter().map(|(file, text)| (*file, (*text).to_owned()));
+        for (file, text) in filled.chain(wit) {
             let path = staging.join(file);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::write(&path, fill(text))?;
+            std::fs::write(&path, text)?;
         }
         Ok(())
     })?;
     println!(
-        "Created `{}` from template {}. Serve it with:\n\n    cd {}\n    nimbus up --build\n\nIts README.md says what it answers.",
+        "Created `{}` from template {}. Serve it with:\n\n    cd {}\n    nimbus up --build\n\n\
+         The build needs {}. Its README.md says what it answers.",
         name,
         template.name,
-        target.display()
+        target.display(),
+        template.language.toolchain()
     );
     Ok(())
 }
 
-/// Why `name` cannot name an app, if it cannot.
-fn check_name(name: &str) -> anyhow::Result<()> {
+/// Why `name` cannot name an app of `language`, if it cannot.
+fn check_name(name: &str, language: Language) -> anyhow::Result<()> {
     if let Err(rule) = FunctionId::parse(name) {
         bail!("`{name}` cannot name an app: {rule}; nothing was written");
     }
-    if RESERVED.contains(&name.replace('-', "_").as_str()) {
+    if language == Language::Rust && RESERVED.contains(&name.replace('-', "_").as_str()) {
         bail!("`{name}` cannot name an app: it is a reserved name in Rust; nothing was written");
     }
     Ok(())
@@ -270,4 +400,34 @@ fn write_atomically(
         return Err(err).with_context(|| format!("cannot create `{}`", target.display()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WIT;
+    use std::path::Path;
+
+    /// `WIT` lists every file of `guest-sdk/wit`, so a WIT file added there
+    /// reaches the Python and JavaScript templates too.
+    #[test]
+    fn the_wit_list_is_the_sdk_wit_folder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/wit");
+        let mut on_disk = Vec::new();
+        let mut folders = vec![root.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    let relative = path.strip_prefix(&root).unwrap();
+                    on_disk.push(format!("wit/{}", relative.display()));
+                }
+            }
+        }
+        on_disk.sort();
+        let mut listed: Vec<String> = WIT.iter().map(|(path, _)| path.to_string()).collect();
+        listed.sort();
+        assert_eq!(listed, on_disk);
+    }
 }

@@ -1,0 +1,179 @@
+"""Requests, responses, key-value and config for a Nimbus function in Python.
+
+A small layer over the bindings componentize-py generates from `wit/`
+(`wasi:http`, `wasi:keyvalue`, `wasi:config`): a handler takes a `Request`
+and returns a `Response`, and `http_handler` turns it into the
+`IncomingHandler` class the component exports.
+
+    import nimbus
+
+    def hello(request: nimbus.Request) -> nimbus.Response:
+        return nimbus.Response(200, f"Hello, {request.params['name']}!\\n")
+
+    IncomingHandler = nimbus.http_handler(hello)
+"""
+
+import json
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Union
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from componentize_py_types import Err, Ok
+from wit_world import exports
+from wit_world.imports import atomics, wasi_config_store
+from wit_world.imports import wasi_http_types as http
+from wit_world.imports import wasi_keyvalue_store
+from wit_world.imports.streams import StreamError_Closed
+
+# Nimbus passes each route parameter in a header with this prefix.
+PARAM_PREFIX = "x-nimbus-param-"
+# The most one `blocking-write-and-flush` takes.
+WRITE_CHUNK = 4096
+
+
+class Error(Exception):
+    """A Nimbus call that failed, such as opening a store the manifest does
+    not grant. Raised out of a handler, it answers 500."""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    # Each query parameter's values, in order.
+    query: Dict[str, List[str]]
+    # Header names in lower case; a repeated header's first value.
+    headers: Dict[str, str]
+    # The route's parameters: `:name` in `GET /hello/:name`.
+    params: Dict[str, str]
+    body: bytes
+
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Response:
+    status: int = 200
+    # Text is sent as UTF-8, as `text/plain` unless `headers` say otherwise.
+    body: Union[str, bytes] = b""
+    headers: Dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def json(value, status: int = 200) -> "Response":
+        return Response(status, json.dumps(value), {"content-type": "application/json"})
+
+
+class Store:
+    """A key-value store the manifest grants with `kv = ["name"]`."""
+
+    def __init__(self, bucket: wasi_keyvalue_store.Bucket):
+        self._bucket = bucket
+
+    @staticmethod
+    def open(name: str) -> "Store":
+        return Store(_call(wasi_keyvalue_store.open, name))
+
+    def get(self, key: str) -> Optional[bytes]:
+        return _call(self._bucket.get, key)
+
+    def set(self, key: str, value: Union[str, bytes]) -> None:
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        _call(self._bucket.set, key, value)
+
+    def delete(self, key: str) -> None:
+        _call(self._bucket.delete, key)
+
+    def exists(self, key: str) -> bool:
+        return _call(self._bucket.exists, key)
+
+    def increment(self, key: str, delta: int = 1) -> int:
+        """Adds `delta` to the counter at `key` in one atomic step and returns
+        the new value."""
+        return _call(atomics.increment, self._bucket, key, delta)
+
+
+def config(key: str) -> Optional[str]:
+    """The value of `key` in the function's `[functions.<id>.config]`."""
+    return _call(wasi_config_store.get, key)
+
+
+def _call(f, *args):
+    try:
+        return f(*args)
+    except Err as e:
+        error = e.value
+        detail = getattr(error, "value", None)
+        kind = type(error).__name__.rsplit("_", 1)[-1]
+        raise Error(f"{kind}: {detail}" if detail else kind) from None
+
+
+def http_handler(handler: Callable[[Request], Response]):
+    """The `IncomingHandler` class that serves every request with `handler`.
+    An exception in `handler` answers 500 and prints its traceback to the
+    function's log."""
+
+    class IncomingHandler(exports.IncomingHandler):
+        def handle(self, request: http.IncomingRequest, response_out: http.ResponseOutparam) -> None:
+            try:
+                response = handler(_read(request))
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+                response = Response(500, "internal error\n")
+            _write(response, response_out)
+
+    return IncomingHandler
+
+
+def _read(request: http.IncomingRequest) -> Request:
+    method = request.method()
+    target = urlsplit(request.path_with_query() or "/")
+    headers: Dict[str, str] = {}
+    with request.headers() as fields:
+        for name, value in fields.entries():
+            headers.setdefault(name.lower(), value.decode("utf-8", "replace"))
+    params = {
+        name[len(PARAM_PREFIX) :]: unquote(value)
+        for name, value in headers.items()
+        if name.startswith(PARAM_PREFIX)
+    }
+    chunks = []
+    with request.consume() as body, body.stream() as stream:
+        while True:
+            try:
+                chunks.append(stream.blocking_read(65536))
+            except Err as e:
+                if isinstance(e.value, StreamError_Closed):
+                    break
+                raise
+    return Request(
+        method=method.value if isinstance(method, http.Method_Other) else type(method).__name__[7:].upper(),
+        path=target.path,
+        query=parse_qs(target.query, keep_blank_values=True),
+        headers=headers,
+        params=params,
+        body=b"".join(chunks),
+    )
+
+
+def _write(response: Response, response_out: http.ResponseOutparam) -> None:
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    body = response.body
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+        headers.setdefault("content-type", "text/plain; charset=utf-8")
+    fields = http.Fields.from_list([(name, value.encode("utf-8")) for name, value in headers.items()])
+    outgoing = http.OutgoingResponse(fields)
+    outgoing.set_status_code(response.status)
+    outgoing_body = outgoing.body()
+    http.ResponseOutparam.set(response_out, Ok(outgoing))
+    with outgoing_body.write() as stream:
+        for start in range(0, len(body), WRITE_CHUNK):
+            stream.blocking_write_and_flush(body[start : start + WRITE_CHUNK])
+    http.OutgoingBody.finish(outgoing_body, None)
