@@ -184,3 +184,66 @@ async fn idle_instances_are_counted_and_dropped_after_the_idle_timeout() {
         "an idle instance outlived its timeout"
     );
 }
+
+/// `guest:hello` with a `producers` section appended that says, as
+/// componentize-js writes it, that ComponentizeJS processed it.
+fn as_if_built_by_componentize_js(dir: &std::path::Path) -> std::path::PathBuf {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.push(u8::try_from(s.len()).unwrap());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut content = vec![1]; // one field
+    string(&mut content, "processed-by");
+    content.push(1); // with one value
+    string(&mut content, "ComponentizeJS");
+    string(&mut content, "0.23.0");
+    let mut section = Vec::new();
+    string(&mut section, "producers");
+    section.extend_from_slice(&content);
+    let mut bytes = std::fs::read(nimbus_tests::guest("hello")).unwrap();
+    bytes.push(0); // a custom section
+    bytes.push(u8::try_from(section.len()).unwrap());
+    bytes.extend_from_slice(&section);
+    let path = dir.join("js-hello.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// componentize-js's engine answers only the first request of an instance,
+/// so `instance_reuse` on what it built is a load error naming why, and the
+/// same component without it loads.
+#[test]
+fn reuse_of_a_componentize_js_component_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = as_if_built_by_componentize_js(dir.path());
+    let load = |reuse: &str| {
+        let manifest = format!(
+            "version = 1\n[app]\nname = \"js\"\n[functions.hello]\nsource = {:?}\nroutes = [\"GET /\"]\n{reuse}\n",
+            component.display().to_string()
+        );
+        let path = nimbus_tests::write_manifest(dir.path(), &manifest);
+        let manifest = nimbus::manifest::Manifest::load(&path).unwrap();
+        let store = nimbus::backend::embedded::EmbeddedBackend::open(
+            &dir.path().join(format!("{}.redb", reuse.len())),
+        )
+        .unwrap();
+        nimbus::app::App::load(
+            &nimbus_tests::runtime(),
+            &manifest,
+            nimbus::backend::Backends::embedded(store),
+        )
+    };
+    let message = load("instance_reuse = 1000")
+        .err()
+        .expect("reuse of a componentize-js component loads")
+        .to_string();
+    for part in [
+        "function `hello`",
+        "was built by ComponentizeJS 0.23.0",
+        "bytecodealliance/StarlingMonkey#247",
+        "cannot have `instance_reuse`",
+    ] {
+        assert!(message.contains(part), "{part:?} not in: {message}");
+    }
+    assert!(load("").is_ok(), "the same component without reuse loads");
+}

@@ -139,6 +139,20 @@ pub enum LoadError {
         /// The manifest's `concurrent`.
         concurrent: u32,
     },
+    /// `instance_reuse` on a component whose engine answers only the first
+    /// request of an instance.
+    #[error(
+        "function `{function}`: {} was built by {tool}, whose JavaScript engine (StarlingMonkey) answers only the first request of an instance (bytecodealliance/StarlingMonkey#247: every later one would fail), so it cannot have `instance_reuse`; remove it, and each request gets a fresh instance",
+        path.display()
+    )]
+    ReuseUnsupported {
+        /// The function.
+        function: FunctionId,
+        /// The file.
+        path: PathBuf,
+        /// The tool and version its producers section names.
+        tool: String,
+    },
     /// The component does not export the HTTP handler.
     #[error(
         "function `{function}`: {} does not export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.x` (it exports: {exports}); an HTTP function must target the `wasi:http/proxy` world of WASI 0.2 or `wasi:http/service` of WASI 0.3",
@@ -224,6 +238,18 @@ pub(super) fn prepare(
             concurrent: reuse.concurrent.get(),
         });
     }
+    if spec
+        .instance_reuse
+        .is_some_and(|reuse| reuse.requests.get() > 1)
+        && http.is_some()
+        && let Some(tool) = single_request_engine(bytes)
+    {
+        return Err(LoadError::ReuseUnsupported {
+            function,
+            path,
+            tool,
+        });
+    }
     let handlers = exports
         .into_iter()
         .filter(|name| HANDLERS.iter().any(|h| name.starts_with(h)))
@@ -245,13 +271,35 @@ const HANDLERS: &[&str] = &[
     "wasi:messaging/incoming-handler@",
 ];
 
+/// The tool that built `bytes`, when its engine serves only one HTTP
+/// request per instance: componentize-js (StarlingMonkey's `fetch` event
+/// keeps the first request's state, bytecodealliance/StarlingMonkey#247),
+/// named in the component's own `producers` section as `processed-by`.
+fn single_request_engine(bytes: &[u8]) -> Option<String> {
+    outer_payloads(bytes).find_map(|payload| {
+        let wasmparser::Payload::CustomSection(section) = payload else {
+            return None;
+        };
+        let wasmparser::KnownCustom::Producers(producers) = section.as_known() else {
+            return None;
+        };
+        producers
+            .into_iter()
+            .flatten()
+            .filter(|field| field.name == "processed-by")
+            .flat_map(|field| field.values.into_iter().flatten())
+            .find(|value| value.name == "ComponentizeJS")
+            .map(|value| format!("{} {}", value.name, value.version))
+    })
+}
+
 /// The engine a component needs: the WASI 0.3 one when it imports or
 /// exports any interface of a WASI 0.3 package (`wasi:http/handler@0.3.0`,
 /// `wasi:clocks/monotonic-clock@0.3.0`, ...) or of Spin's 3.x packages (their
 /// functions are async), read from its outermost import and export sections
 /// before compiling it.
 fn engine_kind(bytes: &[u8]) -> EngineKind {
-    use wasmparser::{Parser, Payload};
+    use wasmparser::Payload;
     let is_p3 = |name: &str| {
         let Some((path, version)) = name.split_once('@') else {
             return false;
@@ -259,39 +307,46 @@ fn engine_kind(bytes: &[u8]) -> EngineKind {
         (path.starts_with("wasi:") && version.starts_with("0.3."))
             || (path.starts_with("spin:") && version.starts_with("3."))
     };
-    // Nested modules and components come with their own sections, between
-    // their header and their `End`: only depth 0 is the component's own.
-    let mut depth = 0usize;
-    for payload in Parser::new(0).parse_all(bytes) {
-        let found = match payload {
-            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => {
-                depth += 1;
-                false
-            }
-            Ok(Payload::End(_)) => match depth.checked_sub(1) {
-                Some(outer) => {
-                    depth = outer;
-                    false
-                }
-                None => break,
-            },
-            Ok(Payload::ComponentImportSection(imports)) if depth == 0 => imports
-                .into_iter()
-                .flatten()
-                .any(|import| is_p3(import.name.name)),
-            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => exports
-                .into_iter()
-                .flatten()
-                .any(|export| is_p3(export.name.name)),
-            Ok(_) => false,
-            // wasmtime names the problem when it compiles the component.
-            Err(_) => break,
-        };
-        if found {
-            return EngineKind::Concurrent;
-        }
+    let p3 = outer_payloads(bytes).any(|payload| match payload {
+        Payload::ComponentImportSection(imports) => imports
+            .into_iter()
+            .flatten()
+            .any(|import| is_p3(import.name.name)),
+        Payload::ComponentExportSection(exports) => exports
+            .into_iter()
+            .flatten()
+            .any(|export| is_p3(export.name.name)),
+        _ => false,
+    });
+    if p3 {
+        EngineKind::Concurrent
+    } else {
+        EngineKind::Sync
     }
-    EngineKind::Sync
+}
+
+/// The sections of the outermost component in `bytes`, not those of the
+/// modules and components nested in it (each comes with its own, between
+/// its header and its `End`). Stops at the first error: wasmtime names the
+/// problem when it compiles the component.
+fn outer_payloads(bytes: &[u8]) -> impl Iterator<Item = wasmparser::Payload<'_>> {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    Parser::new(0)
+        .parse_all(bytes)
+        .map_while(Result::ok)
+        .filter_map(move |payload| match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => {
+                depth += 1;
+                None
+            }
+            Payload::End(_) => {
+                depth = depth.saturating_sub(1);
+                None
+            }
+            payload if depth == 0 => Some(payload),
+            _ => None,
+        })
 }
 
 pub(super) fn read_component(
