@@ -3,7 +3,7 @@
 # to its route answering, through `nimbus up --build` (which builds the
 # component, compiles it and serves it).
 #
-# Two cases per template, registry cache warm (crates downloaded):
+# Two cases per Rust template, registry cache warm (crates downloaded):
 #   own target:    the app's own fresh target/, as a new user's first run
 #                  (nimbus-sdk and its dependencies compile in release);
 #   shared target: CARGO_TARGET_DIR already holding those dependencies, as
@@ -53,4 +53,10 @@ for template in http-rust queue-rust; do
     unset CARGO_TARGET_DIR
     printf '%-11s %-13s %s\n' "$template" "own target" "$own"
     printf '%-11s %-13s %s\n' "$template" "shared target" "$warm"
+done
+# Python and JavaScript: no target folder; componentize-py installed, npm's
+# cache holding componentize-js (the build's `npm install` takes it from
+# there), the compile cache empty (a fresh app has its own).
+for template in http-python http-js; do
+    printf '%-11s %-13s %s\n' "$template" "fresh app" "$(first_200 "$template" "new-${template#http-}" /hello/ada)"
 done

@@ -31,7 +31,8 @@ pub struct UpArgs {
     /// version serving.
     #[arg(long, env = "NIMBUS_WATCH")]
     watch: bool,
-    /// Where Nimbus keeps state such as compiled components
+    /// Where Nimbus keeps its state: key-value stores, queues, deployments,
+    /// and compiled components unless --cache-dir says otherwise
     /// (default: .nimbus beside the manifest).
     #[arg(long, env = "NIMBUS_STATE_DIR")]
     state_dir: Option<PathBuf>,
