@@ -96,7 +96,7 @@ fn written_files(app: &Path) -> Vec<PathBuf> {
 }
 
 /// Makes `template` as app `name` and replays its README's sessions against
-/// `nimbus up --build` in the new folder; then runs its own `cargo test`.
+/// `nimbus up --build` in the new folder; then runs its own test.
 fn serves_as_its_readme_shows(template: &str, name: &str) {
     let parent = tempfile::tempdir().unwrap();
     let app = generate(template, name, parent.path());

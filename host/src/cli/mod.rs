@@ -205,7 +205,8 @@ pub enum Command {
         /// A nimbus.toml, or a folder holding one.
         #[arg(default_value = ".", env = "NIMBUS_APP")]
         path: PathBuf,
-        /// Where the compile cache lives (default: .nimbus beside the manifest).
+        /// The state folder, whose cache/ holds compiled components unless
+        /// --cache-dir says otherwise (default: .nimbus beside the manifest).
         #[arg(long, env = "NIMBUS_STATE_DIR")]
         state_dir: Option<PathBuf>,
         /// Where compiled components are kept (default: cache/ in the state folder).

@@ -104,8 +104,8 @@ impl Cluster {
 pub struct NodeConfig {
     /// The app.
     pub manifest: Manifest,
-    /// Where the node keeps its state: the compile cache, the embedded store,
-    /// deployments.
+    /// Where the node keeps its state: the embedded store, deployments, and
+    /// the compile cache unless `cache_dir` names another folder.
     pub state_dir: PathBuf,
     /// The engine to run on; `None` makes one with its compile cache in
     /// `cache_dir`. Nodes of one process (tests) may share one.
