@@ -368,7 +368,9 @@ async fn a_trap_in_a_shared_instance_fails_its_requests_and_the_instance_is_repl
     let app = TestApp::start(SHARED).await;
     assert_eq!(wait(&app, 0).await.0, 200);
     let bystanders = tokio::spawn(waits_at(app.client.clone(), app.url("/p3/wait?ms=1500"), 3));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Time for the bystanders to reach the instance even on a loaded
+    // machine (at 200 ms one sometimes came after the trap, to a new one).
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let trapped = app.get("/p3/trap?ms=100").await;
     assert_eq!(trapped.status(), 500);
     assert_eq!(json(trapped).await["error"], "function_trapped");
