@@ -32,6 +32,11 @@ use crate::{IntoResponse, Response};
 /// | [`kv::Error::NoSuchStore`](crate::kv::Error::NoSuchStore) | 404 | `no_such_store` |
 /// | [`kv::Error::AccessDenied`](crate::kv::Error::AccessDenied) | 403 | `access_denied` |
 /// | [`kv::Error::Other`](crate::kv::Error::Other) | 500 | `internal` |
+/// | [`sqlite::Error::AccessDenied`](crate::sqlite::Error::AccessDenied) | 403 | `access_denied` |
+/// | [`sqlite::Error::NoSuchDatabase`](crate::sqlite::Error::NoSuchDatabase) | 404 | `no_such_database` |
+/// | [`sqlite::Error::DatabaseFull`](crate::sqlite::Error::DatabaseFull) | 507 | `database_full` |
+/// | [`sqlite::Error::Sql`](crate::sqlite::Error::Sql) | 500 | `sql_error` |
+/// | other [`sqlite::Error`](crate::sqlite::Error)s | 500 | `internal` |
 /// | [`config::Error::Missing`](crate::config::Error::Missing) | 500 | `missing_config` |
 /// | other [`config::Error`](crate::config::Error)s | 500 | `internal` |
 /// | [`serde_json::Error`] (bad JSON input) | 400 | `bad_request` |
@@ -292,6 +297,22 @@ impl From<crate::kv::Error> for Error {
             Kv::NoSuchStore => (StatusCode::NOT_FOUND, "no_such_store"),
             Kv::AccessDenied => (StatusCode::FORBIDDEN, "access_denied"),
             Kv::Other(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        Error::new(status, err.to_string()).with_code(code)
+    }
+}
+
+impl From<crate::sqlite::Error> for Error {
+    fn from(err: crate::sqlite::Error) -> Error {
+        use crate::sqlite::Error as Sql;
+        let (status, code) = match &err {
+            Sql::AccessDenied => (StatusCode::FORBIDDEN, "access_denied"),
+            Sql::NoSuchDatabase => (StatusCode::NOT_FOUND, "no_such_database"),
+            Sql::DatabaseFull => (StatusCode::INSUFFICIENT_STORAGE, "database_full"),
+            Sql::Sql(_) => (StatusCode::INTERNAL_SERVER_ERROR, "sql_error"),
+            Sql::InvalidConnection | Sql::Column(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         };
         Error::new(status, err.to_string()).with_code(code)
     }

@@ -26,8 +26,9 @@
 //! ```
 //!
 //! The component exports the standard `wasi:http/incoming-handler`, so it also
-//! runs on any other wasi:http host; only the [`kv`], [`config`], [`log`] and
-//! [`queue`] calls need Nimbus (or a host with the same interfaces).
+//! runs on any other wasi:http host; only the [`kv`], [`config`], [`log`],
+//! [`queue`] and [`sqlite`] calls need Nimbus (or a host with the same
+//! interfaces: [`sqlite`] is Spin's own `spin:sqlite`).
 //!
 //! # A guided tour
 //!
@@ -143,6 +144,7 @@ pub mod kv;
 pub mod log;
 pub mod queue;
 pub mod service;
+pub mod sqlite;
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 pub mod testing;
 

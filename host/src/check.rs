@@ -3,6 +3,7 @@
 use crate::app::{App, LoadError};
 use crate::backend::Backends;
 use crate::backend::embedded::EmbeddedBackend;
+use crate::backend::sqlite::Databases;
 use crate::engine::Runtime;
 use crate::manifest::{Manifest, ManifestError};
 use std::path::Path;
@@ -46,7 +47,12 @@ pub fn check(runtime: &Runtime, path: &Path) -> Result<CheckReport, CheckError> 
     // app that is running: it loads against a scratch store.
     let scratch = tempfile::tempdir().map_err(CheckError::Scratch)?;
     let store = EmbeddedBackend::open(&scratch.path().join("check.redb"))?;
-    let app = App::load(runtime, &manifest, Backends::embedded(store))?;
+    // Migrations run too, on scratch databases: a broken one fails the check.
+    let mut backends = Backends::embedded(store);
+    backends.sqlite = Some(std::sync::Arc::new(Databases::new(
+        &scratch.path().join("sqlite"),
+    )));
+    let app = App::load(runtime, &manifest, backends)?;
     Ok(CheckReport {
         app: app.name.clone(),
         functions: app.functions.len(),

@@ -7,6 +7,7 @@ use crate::capability::kv::{KvCtx, KvView};
 use crate::capability::logging::LogCtx;
 use crate::capability::messaging::{MessagingCtx, MessagingView};
 use crate::capability::outbound::{OutboundCtx, OutboundPolicy, Services};
+use crate::capability::sqlite::{SqliteCtx, SqliteView};
 use crate::engine::EngineKind;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -28,6 +29,8 @@ pub struct Grants {
     pub env: Arc<[(String, String)]>,
     /// Its key-value stores.
     pub kv: KvCtx,
+    /// Its SQLite databases.
+    pub sqlite: SqliteCtx,
     /// Its configuration.
     pub config: ConfigCtx,
     /// Its publishing grants.
@@ -45,6 +48,7 @@ pub struct HostState {
     http: WasiHttpCtx,
     outbound: OutboundCtx,
     kv: KvCtx,
+    sqlite: SqliteCtx,
     config: ConfigCtx,
     log: LogCtx,
     messaging: MessagingCtx,
@@ -69,6 +73,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             outbound: OutboundCtx::new(grants.outbound.clone(), services, call),
             kv: grants.kv.clone(),
+            sqlite: grants.sqlite.clone(),
             config: grants.config.clone(),
             messaging: grants.messaging.clone(),
             log,
@@ -88,6 +93,14 @@ impl HostState {
     fn kv(&mut self) -> KvView<'_> {
         KvView {
             ctx: &self.kv,
+            table: &mut self.table,
+        }
+    }
+
+    /// The SQLite interfaces' view.
+    fn sqlite(&mut self) -> SqliteView<'_> {
+        SqliteView {
+            ctx: &self.sqlite,
             table: &mut self.table,
         }
     }
@@ -136,6 +149,11 @@ impl HostState {
             crate::capability::spin::add_to_linker(&mut linker, HostState::kv, |s| &s.config)?;
         }
         crate::capability::kv::add_to_linker(&mut linker, HostState::kv)?;
+        crate::capability::sqlite::add_to_linker(
+            &mut linker,
+            kind == EngineKind::Concurrent,
+            HostState::sqlite,
+        )?;
         crate::capability::config::add_to_linker(&mut linker, |s| &s.config)?;
         crate::capability::logging::add_to_linker(&mut linker, |s| &s.log)?;
         crate::capability::messaging::add_to_linker(&mut linker, |s| MessagingView {

@@ -27,3 +27,4 @@ mod services;
 mod shop;
 mod shutdown;
 mod spin;
+mod sqlite;

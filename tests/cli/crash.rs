@@ -5,7 +5,8 @@
 //! - queues: 1,000 messages, three kills at random moments while they are
 //!   handled; every message is handled at least once;
 //! - key-value: 16 clients write distinct keys; every write answered `2xx`
-//!   before the kill is there with its value after the restart.
+//!   before the kill is there with its value after the restart;
+//! - SQLite: the same, each write an `INSERT` through `sql-probe`.
 //!
 //! The random moments come from a seed printed by each test, so a failure
 //! can be replayed with `NIMBUS_CRASH_SEED`.
@@ -32,6 +33,18 @@ const KV_APP: &str = r#"
 source = @kv-store@
 routes = ["/kv/..."]
 kv = ["data"]
+"#;
+
+/// Rows `key`, `value` in SQLite, written and read through `sql-probe`'s
+/// `kv` routes.
+const SQL_APP: &str = r#"
+[sqlite.data]
+migrations = "kv.sql"
+
+[functions.sql]
+source = @sql-probe@
+routes = ["/sql/..."]
+sqlite = ["data"]
 "#;
 
 const MESSAGES: usize = 1_000;
@@ -192,10 +205,27 @@ fn three_kill_9s_while_messages_are_handled_lose_none() {
 
 #[test]
 fn a_kill_9_mid_writes_keeps_every_answered_write() {
-    let dir = app_dir(KV_APP);
+    answered_writes_survive_a_kill_9("key-value", app_dir(KV_APP), "/kv/data");
+}
+
+#[test]
+fn a_kill_9_mid_sql_inserts_keeps_every_answered_row() {
+    let dir = app_dir(SQL_APP);
+    std::fs::write(
+        dir.path().join("kv.sql"),
+        "CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);\n",
+    )
+    .unwrap();
+    answered_writes_survive_a_kill_9("sqlite", dir, "/sql/data/kv");
+}
+
+/// `CLIENTS` clients PUT distinct keys under `path` of the app in `dir`
+/// until the server is killed with `kill -9` at a random moment; after a
+/// restart each key whose write was answered `2xx` reads back its value.
+fn answered_writes_survive_a_kill_9(what: &str, dir: tempfile::TempDir, path: &str) {
     let rt = runtime();
     let client = client();
-    let mut rng = rng("key-value");
+    let mut rng = rng(what);
 
     let mut server = start(dir.path());
     // Kill once this many writes were answered, at least a few per client.
@@ -204,7 +234,7 @@ fn a_kill_9_mid_writes_keeps_every_answered_write() {
     let killed = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (client, url) = (client.clone(), server.url.clone());
+            let (client, url) = (client.clone(), format!("{}{path}", server.url));
             let (answered, killed) = (answered.clone(), killed.clone());
             rt.spawn(async move {
                 // Keys this client's writes were answered 2xx for.
@@ -213,7 +243,7 @@ fn a_kill_9_mid_writes_keeps_every_answered_write() {
                 for n in 0.. {
                     let key = format!("c{c}-{n}");
                     let sent = client
-                        .put(format!("{url}/kv/data/{key}"))
+                        .put(format!("{url}/{key}"))
                         .body(format!("value of {key}"))
                         .send()
                         .await;
@@ -262,7 +292,7 @@ fn a_kill_9_mid_writes_keeps_every_answered_write() {
     rt.block_on(async {
         for key in &kept {
             let response = client
-                .get(format!("{}/kv/data/{key}", server.url))
+                .get(format!("{}{path}/{key}", server.url))
                 .send()
                 .await
                 .unwrap();
@@ -271,7 +301,7 @@ fn a_kill_9_mid_writes_keeps_every_answered_write() {
         }
     });
     eprintln!(
-        "{} answered writes all kept after kill -9 (mark {mark}); {unanswered} were in flight",
+        "{what}: {} answered writes all kept after kill -9 (mark {mark}); {unanswered} were in flight",
         kept.len()
     );
 }

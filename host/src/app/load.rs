@@ -153,6 +153,19 @@ pub enum LoadError {
         /// The tool and version its producers section names.
         tool: String,
     },
+    /// A SQLite database could not be opened or migrated.
+    #[error(transparent)]
+    Sqlite(#[from] crate::backend::sqlite::MigrationError),
+    /// A function lists SQLite databases on a node of a cluster.
+    #[error(
+        "function `{function}`: `sqlite = [{databases}]`: a SQLite database is a file on one node's disk, so a cluster (`--cluster`) cannot share it; run this app on one node, or keep the data in key-value stores, which a cluster shares"
+    )]
+    SqliteInCluster {
+        /// The function.
+        function: FunctionId,
+        /// The databases it lists.
+        databases: String,
+    },
     /// The component does not export the HTTP handler.
     #[error(
         "function `{function}`: {} does not export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.x` (it exports: {exports}); an HTTP function must target the `wasi:http/proxy` world of WASI 0.2 or `wasi:http/service` of WASI 0.3",
@@ -304,8 +317,12 @@ fn engine_kind(bytes: &[u8]) -> EngineKind {
         let Some((path, version)) = name.split_once('@') else {
             return false;
         };
+        // Spin's 3.x interfaces have async functions, except SQLite's
+        // 3.0.0, which WASI 0.2 components (nimbus-sdk's) import.
         (path.starts_with("wasi:") && version.starts_with("0.3."))
-            || (path.starts_with("spin:") && version.starts_with("3."))
+            || (path.starts_with("spin:")
+                && version.starts_with("3.")
+                && !(path == "spin:sqlite/sqlite" && version.starts_with("3.0.")))
     };
     let p3 = outer_payloads(bytes).any(|payload| match payload {
         Payload::ComponentImportSection(imports) => imports
@@ -404,6 +421,7 @@ pub const PROVIDED: &[(&str, &str)] = &[
     ("nimbus:function", "0.1.0"),
     ("spin:key-value", "3.0.0"),
     ("spin:variables", "3.0.0"),
+    ("spin:sqlite", "3.0.0, 3.1.0"),
 ];
 
 /// The WASI 0.2 releases wasmtime-wasi and wasmtime-wasi-http 48 provide.
@@ -568,6 +586,11 @@ mod tests {
             "variables",
             r#"(type $e0 (variant (case "invalid-name" string) (case "undefined" string) (case "provider" string) (case "other" string)))
                (export "error" (type $e (eq $e0)))"#,
+        ),
+        (
+            "spin:sqlite",
+            "sqlite",
+            r#"(export "connection" (type (sub resource)))"#,
         ),
     ];
 

@@ -14,18 +14,23 @@ pub mod router;
 pub use load::LoadError;
 
 use crate::backend::Backends;
+use crate::backend::sqlite::{Database, StatementLimits};
 use crate::capability::bindings::QueueFunctionPre;
 use crate::capability::config::ConfigCtx;
 use crate::capability::kv::KvCtx;
 use crate::capability::messaging::MessagingCtx;
 use crate::capability::outbound::OutboundPolicy;
+use crate::capability::sqlite::SqliteCtx;
 use crate::engine::{EngineKind, Runtime};
 use crate::gateway::Gateway;
-use crate::manifest::{FunctionId, FunctionSpec, Limits, Manifest, QueueSpec, Route};
+use crate::manifest::{
+    FunctionId, FunctionSpec, Limits, Manifest, QueueSpec, Route, SqliteSpec, StoreName,
+};
 use crate::state::{Grants, HostState};
 use crate::telemetry::FunctionMetrics;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use router::Router;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -177,8 +182,56 @@ pub struct App {
     manifest: Arc<Manifest>,
     runtime: Runtime,
     backends: Backends,
+    /// The app's SQLite databases, opened and migrated.
+    databases: Databases,
     linker: load::Linkers,
     manifest_file: PathBuf,
+}
+
+/// An app's open SQLite databases by name.
+type Databases = Arc<BTreeMap<StoreName, Arc<Database>>>;
+
+/// Opens (and migrates) each database of `specs` not in `open` yet, for
+/// functions of `app` that list them; refused on a node without SQLite (a
+/// cluster's).
+fn open_databases(
+    app: &str,
+    backends: &Backends,
+    open: &Databases,
+    specs: &[SqliteSpec],
+    functions: &[&FunctionSpec],
+) -> Result<Databases, LoadError> {
+    let Some(sqlite) = &backends.sqlite else {
+        return match functions.iter().find(|f| !f.sqlite.is_empty()) {
+            Some(f) => Err(LoadError::SqliteInCluster {
+                function: f.id.clone(),
+                databases: f
+                    .sqlite
+                    .iter()
+                    .map(|d| format!("\"{d}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+            None => Ok(open.clone()),
+        };
+    };
+    let mut databases = (**open).clone();
+    let listed = functions.iter().flat_map(|f| &f.sqlite);
+    let defaults: Vec<SqliteSpec> = listed
+        .filter(|name| !specs.iter().any(|s| &s.name == *name))
+        .map(|name| SqliteSpec {
+            name: name.clone(),
+            migrations: Vec::new(),
+            max_size: crate::manifest::DEFAULT_SQLITE_MAX_SIZE,
+        })
+        .collect();
+    for spec in specs.iter().chain(&defaults) {
+        if !databases.contains_key(&spec.name) {
+            let db = sqlite.open(app, spec.name.as_str(), spec)?;
+            databases.insert(spec.name.clone(), db);
+        }
+    }
+    Ok(Arc::new(databases))
 }
 
 /// The app as it serves now: triggers take a snapshot ([`LiveApp::current`])
@@ -232,6 +285,13 @@ impl App {
     ) -> Result<App, LoadError> {
         let linker = load::Linkers::new(runtime);
         let ids: Vec<&FunctionId> = manifest.functions.iter().map(|f| &f.id).collect();
+        let databases = open_databases(
+            &manifest.name,
+            &backends,
+            &Databases::default(),
+            &manifest.sqlite,
+            &manifest.functions.iter().collect::<Vec<_>>(),
+        )?;
         let mut functions = Vec::with_capacity(manifest.functions.len());
         for spec in &manifest.functions {
             let bytes = load::read_component(&spec.id, &spec.source, spec.build.is_some())?;
@@ -242,6 +302,7 @@ impl App {
                 spec,
                 version,
                 &backends,
+                &databases,
             )));
         }
         let router = routing_table(&functions);
@@ -254,6 +315,7 @@ impl App {
             manifest: Arc::new(manifest.clone()),
             runtime: runtime.clone(),
             backends,
+            databases,
             linker,
             manifest_file: manifest.file.clone(),
         })
@@ -279,9 +341,16 @@ impl App {
         origin: &Path,
     ) -> Result<App, LoadError> {
         let version = load::prepare(&self.linker, spec, bytes, origin)?;
+        let databases = open_databases(
+            &self.name,
+            &self.backends,
+            &self.databases,
+            &self.manifest.sqlite,
+            &[spec],
+        )?;
         let mut ids: Vec<&FunctionId> = self.functions.iter().map(|f| &f.id).collect();
         ids.push(&spec.id);
-        let function = new_function(&self.name, &ids, spec, version, &self.backends);
+        let function = new_function(&self.name, &ids, spec, version, &self.backends, &databases);
         let mut functions = self.functions.clone();
         functions.push(Arc::new(function));
         let mut manifest = (*self.manifest).clone();
@@ -294,6 +363,7 @@ impl App {
             functions,
             runtime: self.runtime.clone(),
             backends: self.backends.clone(),
+            databases,
             linker: self.linker.clone(),
             manifest_file: self.manifest_file.clone(),
         })
@@ -315,6 +385,7 @@ impl App {
             functions: self.functions.clone(),
             runtime: self.runtime.clone(),
             backends: self.backends.clone(),
+            databases: self.databases.clone(),
             linker: self.linker.clone(),
             manifest_file: self.manifest_file.clone(),
         }
@@ -343,6 +414,7 @@ fn new_function(
     spec: &FunctionSpec,
     version: Version,
     backends: &Backends,
+    databases: &Databases,
 ) -> Function {
     let id_str: Arc<str> = spec.id.as_str().into();
     let own_routes: Vec<Route> = if spec.routes.is_empty() {
@@ -365,6 +437,17 @@ fn new_function(
             &spec.kv,
             limits.kv_key_size,
             limits.kv_value_size,
+        ),
+        sqlite: SqliteCtx::new(
+            spec.sqlite
+                .iter()
+                .filter_map(|name| Some((name.clone(), databases.get(name)?.clone())))
+                .collect(),
+            StatementLimits {
+                timeout: limits.sql_timeout,
+                max_rows: limits.sql_rows,
+                max_bytes: limits.sql_result_size,
+            },
         ),
         config: ConfigCtx::new(spec.config.clone().into()),
         messaging: MessagingCtx::new(backends.queue.clone(), app, spec.id.as_str(), &spec.publish),

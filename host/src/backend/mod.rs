@@ -9,6 +9,7 @@
 //!   function, shared by a cluster (a node on its own keeps deployments as
 //!   files in its state folder instead);
 //! - [`embedded`]: one `redb` file holding key-value stores and queues;
+//! - [`sqlite`]: SQLite databases for functions, one file each, node-local;
 //! - [`nats`]: NATS JetStream, for key-value stores, queues, deployments and
 //!   members shared by several nodes.
 //!
@@ -21,6 +22,7 @@ pub mod kv;
 pub mod members;
 pub mod nats;
 pub mod queue;
+pub mod sqlite;
 
 pub use deployments::DeploymentsBackend;
 pub use kv::{KeyPage, KvBackend};
@@ -40,6 +42,9 @@ pub struct Backends {
     pub members: Arc<dyn MembersBackend>,
     /// A cluster's deployments; `None` on a node on its own.
     pub deployments: Option<Arc<dyn DeploymentsBackend>>,
+    /// SQLite databases in the node's state folder; `None` in a cluster,
+    /// whose nodes share no files (and until a node sets the folder).
+    pub sqlite: Option<Arc<sqlite::Databases>>,
 }
 
 impl Backends {
@@ -51,6 +56,7 @@ impl Backends {
             queue: store.clone(),
             members: store,
             deployments: None,
+            sqlite: None,
         }
     }
 
@@ -62,6 +68,7 @@ impl Backends {
             queue: nats.clone(),
             members: nats.clone(),
             deployments: Some(nats),
+            sqlite: None,
         }
     }
 }

@@ -15,3 +15,4 @@ pub mod logging;
 pub mod messaging;
 pub mod outbound;
 pub(crate) mod spin;
+pub mod sqlite;

@@ -69,6 +69,21 @@ pub const DEFAULT_KV_VALUE_SIZE: u64 = 1024 * 1024;
 /// has not answered in 30 s is down; the caller should fail, not hang.
 pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default time limit per SQL statement: a point query takes microseconds,
+/// a report seconds; a statement stuck behind a lock fails well inside the
+/// request's own 30 s.
+pub const DEFAULT_SQL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default most rows per SQL result: a page of a listing, not a table dump.
+pub const DEFAULT_SQL_ROWS: u64 = 10_000;
+
+/// Default most bytes per SQL result, kept well inside the default 128 MiB
+/// of guest memory the rows are copied into.
+pub const DEFAULT_SQL_RESULT_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Default size cap of a SQLite database.
+pub const DEFAULT_SQLITE_MAX_SIZE: u64 = 1024 * 1024 * 1024;
+
 /// Default deliveries of a message before it moves to dead letters: enough
 /// to ride out a restart of a dependency, few enough to surface a bug fast.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
@@ -130,6 +145,29 @@ pub struct Manifest {
     pub cors: Option<CorsSpec>,
     /// Functions in id order.
     pub functions: Vec<FunctionSpec>,
+    /// The app's SQLite databases in name order: each declared under
+    /// `[sqlite.<name>]` or listed by a function.
+    pub sqlite: Vec<SqliteSpec>,
+}
+
+/// A SQLite database of the app, defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteSpec {
+    /// Its name.
+    pub name: StoreName,
+    /// Its migrations in the order they apply.
+    pub migrations: Vec<MigrationFile>,
+    /// The most bytes its file may hold.
+    pub max_size: u64,
+}
+
+/// One migration of a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationFile {
+    /// What it is recorded as in the database: its file name.
+    pub name: String,
+    /// The file, absolute.
+    pub path: PathBuf,
 }
 
 /// One function, with paths resolved and defaults applied.
@@ -159,6 +197,8 @@ pub struct FunctionSpec {
     pub env: Vec<(String, String)>,
     /// Key-value stores it may open.
     pub kv: Vec<StoreName>,
+    /// SQLite databases it may open.
+    pub sqlite: Vec<StoreName>,
     /// Functions of the app it may call.
     pub services: Vec<FunctionId>,
     /// Outbound HTTP it may make.
@@ -239,6 +279,12 @@ pub struct Limits {
     pub kv_value_size: u64,
     /// Time limit per outbound HTTP request.
     pub outbound_timeout: Duration,
+    /// Time limit per SQL statement.
+    pub sql_timeout: Duration,
+    /// Most rows per SQL result.
+    pub sql_rows: u64,
+    /// Most bytes per SQL result.
+    pub sql_result_size: u64,
 }
 
 impl Default for Limits {
@@ -252,6 +298,9 @@ impl Default for Limits {
             kv_key_size: DEFAULT_KV_KEY_SIZE,
             kv_value_size: DEFAULT_KV_VALUE_SIZE,
             outbound_timeout: DEFAULT_OUTBOUND_TIMEOUT,
+            sql_timeout: DEFAULT_SQL_TIMEOUT,
+            sql_rows: DEFAULT_SQL_ROWS,
+            sql_result_size: DEFAULT_SQL_RESULT_SIZE,
         }
     }
 }

@@ -53,6 +53,7 @@ pub(super) fn normalize(file: &Path, raw: RawManifest) -> Result<Manifest, Manif
     }
     check_route_conflicts(file, &functions)?;
     check_services(file, &functions)?;
+    let sqlite = sqlite(file, &dir, raw.sqlite, &functions)?;
     Ok(Manifest {
         file: file.to_owned(),
         dir,
@@ -63,7 +64,89 @@ pub(super) fn normalize(file: &Path, raw: RawManifest) -> Result<Manifest, Manif
         auth,
         cors,
         functions,
+        sqlite,
     })
+}
+
+/// The app's databases: each `[sqlite.<name>]` table, and a default one for
+/// every other name a function lists.
+fn sqlite(
+    file: &Path,
+    dir: &Path,
+    declared: BTreeMap<StoreName, super::schema::RawDatabase>,
+    functions: &[FunctionSpec],
+) -> Result<Vec<SqliteSpec>, ManifestError> {
+    let err =
+        |name: &StoreName, msg: String| ManifestError::new(file, format!("`sqlite.{name}.{msg}"));
+    let mut databases = BTreeMap::new();
+    for (name, raw) in declared {
+        let max_size = raw.max_size.map_or(DEFAULT_SQLITE_MAX_SIZE, |s| s.0);
+        if max_size < MIN_SQLITE_SIZE {
+            return Err(err(
+                &name,
+                format!(
+                    "max_size`: must be at least {}",
+                    format_bytes(MIN_SQLITE_SIZE)
+                ),
+            ));
+        }
+        let migrations = match raw.migrations {
+            Some(path) => {
+                migrations(dir, &path).map_err(|e| err(&name, format!("migrations`: {e}")))?
+            }
+            None => Vec::new(),
+        };
+        databases.insert(
+            name.clone(),
+            SqliteSpec {
+                name,
+                migrations,
+                max_size,
+            },
+        );
+    }
+    for name in functions.iter().flat_map(|f| &f.sqlite) {
+        databases.entry(name.clone()).or_insert_with(|| SqliteSpec {
+            name: name.clone(),
+            migrations: Vec::new(),
+            max_size: DEFAULT_SQLITE_MAX_SIZE,
+        });
+    }
+    Ok(databases.into_values().collect())
+}
+
+/// Smallest `max_size` of a database: room for its schema and a few pages.
+const MIN_SQLITE_SIZE: u64 = 64 * 1024;
+
+/// The migration files `path` (relative to `dir`) names: the file itself,
+/// or the `.sql` files of the folder in name order.
+fn migrations(dir: &Path, path: &str) -> Result<Vec<MigrationFile>, String> {
+    let full = dir.join(path);
+    let file = |path: PathBuf| MigrationFile {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path,
+    };
+    let meta = std::fs::metadata(&full).map_err(|e| format!("`{path}`: {e}"))?;
+    if meta.is_file() {
+        return Ok(vec![file(full)]);
+    }
+    let entries = std::fs::read_dir(&full).map_err(|e| format!("`{path}`: {e}"))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("`{path}`: {e}"))?;
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "sql") && p.is_file() {
+            files.push(p);
+        }
+    }
+    if files.is_empty() {
+        return Err(format!("the folder `{path}` holds no `.sql` files"));
+    }
+    files.sort();
+    Ok(files.into_iter().map(file).collect())
 }
 
 /// The function `id` of `file`, checked key by key, with paths made
@@ -121,6 +204,7 @@ fn normalize_function(
         limits,
         env: f.env.into_iter().collect(),
         kv: f.kv,
+        sqlite: f.sqlite,
         services: f.services,
         allowed_outbound_hosts: f.allowed_outbound_hosts,
         config,
@@ -212,7 +296,16 @@ fn limits(at: &Field<'_>, l: RawLimits) -> Result<Limits, ManifestError> {
         outbound_timeout: l
             .outbound_timeout
             .map_or(defaults.outbound_timeout, |d| d.0),
+        sql_timeout: l.sql_timeout.map_or(defaults.sql_timeout, |d| d.0),
+        sql_rows: l.sql_rows.unwrap_or(defaults.sql_rows),
+        sql_result_size: l.sql_result_size.map_or(defaults.sql_result_size, |s| s.0),
     };
+    if limits.sql_timeout.is_zero() {
+        return Err(at.err("limits.sql_timeout", "must be more than zero"));
+    }
+    if limits.sql_rows == 0 {
+        return Err(at.err("limits.sql_rows", "must be at least 1"));
+    }
     if limits.timeout.is_zero() {
         return Err(at.err("limits.timeout", "must be more than zero"));
     }

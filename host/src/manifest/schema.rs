@@ -27,6 +27,25 @@ pub struct RawManifest {
     /// `[functions.<id>]` tables, one per function.
     #[serde(default)]
     pub functions: BTreeMap<FunctionId, RawFunction>,
+    /// `[sqlite.<name>]` tables: a SQLite database's migrations and size
+    /// cap. A database a function lists in `sqlite` needs no table.
+    /// Example: `[sqlite.catalog]` with `migrations = "sql/catalog"`.
+    #[serde(default)]
+    pub sqlite: BTreeMap<StoreName, RawDatabase>,
+}
+
+/// `[sqlite.<name>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// A `.sql` file, or a folder whose `.sql` files apply in name order,
+    /// relative to the manifest; each applies once. Example:
+    /// `migrations = "sql/catalog.sql"`.
+    #[serde(default)]
+    pub migrations: Option<String>,
+    /// The most the database file may hold. Example: `max_size = "256MiB"`.
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
 }
 
 /// `[app]`.
@@ -95,6 +114,9 @@ pub struct RawFunction {
     /// Key-value stores the function may open. Example: `kv = ["catalog"]`.
     #[serde(default)]
     pub kv: Vec<StoreName>,
+    /// SQLite databases of the app it may open. Example: `sqlite = ["default"]`.
+    #[serde(default)]
+    pub sqlite: Vec<StoreName>,
     /// Other functions of the app it may call as `http://<id>.internal/`.
     /// Example: `services = ["users"]`.
     #[serde(default)]
@@ -220,6 +242,13 @@ pub struct RawLimits {
     pub kv_value_size: Option<ByteSize>,
     /// Time limit for each outbound HTTP request. Example: `outbound_timeout = "10s"`.
     pub outbound_timeout: Option<HumanDuration>,
+    /// Time limit for each SQL statement, waiting for a lock included.
+    /// Example: `sql_timeout = "2s"`.
+    pub sql_timeout: Option<HumanDuration>,
+    /// Most rows one SQL result may have. Example: `sql_rows = 1000`.
+    pub sql_rows: Option<u64>,
+    /// Most bytes one SQL result may hold. Example: `sql_result_size = "4MiB"`.
+    pub sql_result_size: Option<ByteSize>,
 }
 
 /// One entry of `routes`: `"GET /path"` or a table with options.

@@ -17,6 +17,7 @@ use crate::backend::embedded::EmbeddedBackend;
 use crate::backend::members::HEARTBEAT;
 use crate::backend::nats::NatsBackend;
 use crate::backend::queue::now_ms;
+use crate::backend::sqlite::Databases;
 use crate::backend::{BackendError, Backends, Member, MembersBackend};
 use crate::deploy::Deployer;
 use crate::deploy::store::StoreError;
@@ -39,6 +40,10 @@ pub const DEFAULT_STATE_DIR: &str = ".nimbus";
 
 /// The embedded store's file inside the state folder.
 pub const STATE_FILE: &str = "state.redb";
+
+/// The folder in the state folder that holds the SQLite databases, one
+/// folder per app and one file per database: `sqlite/<app>/<name>.db`.
+pub const SQLITE_DIR: &str = "sqlite";
 
 /// The default prefix of the NATS streams and subjects a node creates.
 pub const DEFAULT_BROKER_PREFIX: &str = "nimbus";
@@ -595,6 +600,7 @@ async fn open_backends(config: &NodeConfig) -> Result<Backends, NodeError> {
     }
     .map_err(|source| NodeError::Store { path, source })?;
     let mut backends = Backends::embedded(store);
+    backends.sqlite = Some(Arc::new(Databases::new(&config.state_dir.join(SQLITE_DIR))));
     if let Broker::Nats { url, prefix } = &config.broker {
         backends.queue = Arc::new(nats(url.clone(), prefix.clone()).await?);
     }
