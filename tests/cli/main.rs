@@ -14,6 +14,7 @@ mod new;
 mod otlp;
 mod queue_commands;
 mod readme;
+mod sql_command;
 mod support;
 mod top;
 mod watch;

@@ -217,6 +217,23 @@ impl AdminClient {
         self.send(Method::DELETE, &path, None, &[]).await
     }
 
+    /// `POST /v1/functions/{function}/sqlite/{database}`: one statement,
+    /// read-only unless `write`.
+    pub async fn sql(
+        &self,
+        function: &str,
+        database: &str,
+        sql: &str,
+        params: &[Value],
+        write: bool,
+    ) -> Result<super::sql::QueryView, ClientError> {
+        let body = serde_json::json!({ "sql": sql, "params": params, "write": write });
+        let path = format!("/v1/functions/{function}/sqlite/{database}");
+        let body = Bytes::from(body.to_string());
+        self.send(Method::POST, &path, Some((body, "application/json")), &[])
+            .await
+    }
+
     /// Sends a request and returns the JSON answer as it came, or the API's
     /// error.
     pub async fn call(

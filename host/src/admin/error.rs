@@ -66,6 +66,25 @@ pub enum AdminError {
     /// The queue backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// `nimbus sql` names a database the function does not list.
+    #[error("function `{function}` does not list a SQLite database `{database}` in `sqlite`")]
+    NoDatabase {
+        /// The function.
+        function: String,
+        /// The database asked for.
+        database: String,
+    },
+    /// The SQL request is not `{"sql": ..., "params": [...], "write": bool}`.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// A statement that writes, sent without `write`.
+    #[error(
+        "the statement writes to the database; run it with `nimbus sql --write` (`\"write\": true`) if that is meant"
+    )]
+    NotReadOnly,
+    /// The statement failed; SQLite's or the host's message.
+    #[error("{0}")]
+    Sql(String),
     /// The blocking task that ran a deployment operation failed.
     #[error("the deployment task failed: {0}")]
     Task(String),
@@ -78,12 +97,16 @@ impl AdminError {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::NoEndpoint { .. }
             | AdminError::NoFunction(_)
-            | AdminError::NoQueueTrigger(_) => StatusCode::NOT_FOUND,
+            | AdminError::NoQueueTrigger(_)
+            | AdminError::NoDatabase { .. } => StatusCode::NOT_FOUND,
             AdminError::InvalidTopic(_)
             | AdminError::Component(_)
             | AdminError::ManifestHeader
             | AdminError::NoPercent
-            | AdminError::InvalidWindow { .. } => StatusCode::BAD_REQUEST,
+            | AdminError::InvalidWindow { .. }
+            | AdminError::InvalidQuery(_)
+            | AdminError::Sql(_) => StatusCode::BAD_REQUEST,
+            AdminError::NotReadOnly => StatusCode::FORBIDDEN,
             AdminError::Message(_) | AdminError::ComponentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::Deploy(e) => e.status(),
             AdminError::Backend(_) | AdminError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -103,6 +126,10 @@ impl AdminError {
             AdminError::ManifestHeader => "invalid_manifest_header",
             AdminError::NoPercent => "missing_percent",
             AdminError::InvalidWindow { .. } => "invalid_window",
+            AdminError::NoDatabase { .. } => "unknown_database",
+            AdminError::InvalidQuery(_) => "invalid_query",
+            AdminError::NotReadOnly => "not_read_only",
+            AdminError::Sql(_) => "sql_error",
             AdminError::Deploy(e) => e.code(),
             AdminError::Backend(_) => "backend",
             AdminError::Task(_) => "internal",
@@ -213,6 +240,13 @@ mod tests {
                 given: f(),
                 max: 300,
             },
+            AdminError::NoDatabase {
+                function: f(),
+                database: f(),
+            },
+            AdminError::InvalidQuery(f()),
+            AdminError::NotReadOnly,
+            AdminError::Sql(f()),
             AdminError::Backend(BackendError::Storage(f())),
             AdminError::Task(f()),
         ];
@@ -229,6 +263,10 @@ mod tests {
                 | AdminError::ManifestHeader
                 | AdminError::NoPercent
                 | AdminError::InvalidWindow { .. }
+                | AdminError::NoDatabase { .. }
+                | AdminError::InvalidQuery(_)
+                | AdminError::NotReadOnly
+                | AdminError::Sql(_)
                 | AdminError::Deploy(_)
                 | AdminError::Backend(_)
                 | AdminError::Task(_) => {}

@@ -24,6 +24,7 @@
 //! | `PUT /v1/functions/{id}/canary?percent=N` | the body (a component) takes N% of the traffic; with no body, change N |
 //! | `POST /v1/functions/{id}/canary/promote` | the canary becomes the stable version |
 //! | `POST /v1/functions/{id}/canary/abort` (or `DELETE .../canary`) | drop the canary |
+//! | `POST /v1/functions/{id}/sqlite/{database}` | one SQL statement, `{"sql": "...", "params": [...], "write": false}`, on a database the function lists, under its limits; read-only unless `write` ([`QueryView`]) |
 //!
 //! A refusal is `{"status": N, "error": "code", "message": "..."}`
 //! ([`ErrorView`]), its status and code given by [`AdminError`]. A refused
@@ -35,18 +36,20 @@
 //!
 //! - this module: [`Admin`], the token check and the dispatch to handlers;
 //! - `route`: the routing table, a method and path to an endpoint;
-//! - `functions`, `queues`: the handlers of each group of endpoints;
+//! - `functions`, `queues`, [`sql`]: the handlers of each group of endpoints;
 //! - [`view`]: the answers as types, [`error`]: the refusals;
 //! - [`client`]: a client for the API, used by the CLI.
 //!
 //! [`FunctionView`]: crate::deploy::FunctionView
 //! [`ChangeView`]: crate::deploy::ChangeView
+//! [`QueryView`]: sql::QueryView
 
 pub mod client;
 pub mod error;
 mod functions;
 mod queues;
 mod route;
+pub mod sql;
 pub mod view;
 
 pub use error::AdminError;
@@ -181,6 +184,7 @@ impl Admin {
             Endpoint::Canary { id } => self.canary(id, req).await,
             Endpoint::Promote { id } => self.promote(id).await,
             Endpoint::Abort { id } => self.abort(id).await,
+            Endpoint::Sql { id, database } => self.sql(&id, &database, req).await,
         }
     }
 

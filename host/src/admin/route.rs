@@ -43,6 +43,8 @@ pub(super) enum Endpoint {
     Promote { id: String },
     /// `POST /v1/functions/{id}/canary/abort` or `DELETE /v1/functions/{id}/canary`
     Abort { id: String },
+    /// `POST /v1/functions/{id}/sqlite/{database}`
+    Sql { id: String, database: String },
 }
 
 impl Endpoint {
@@ -81,6 +83,10 @@ impl Endpoint {
             }
             ("POST", ["v1", "functions", id, "canary", "abort"])
             | ("DELETE", ["v1", "functions", id, "canary"]) => Endpoint::Abort { id: owned(id) },
+            ("POST", ["v1", "functions", id, "sqlite", database]) => Endpoint::Sql {
+                id: owned(id),
+                database: owned(database),
+            },
             _ => return None,
         };
         Some(endpoint)

@@ -121,6 +121,11 @@ pub enum SqlError {
         /// Its cap.
         max_size: u64,
     },
+    /// A statement that writes, where only reading was allowed.
+    #[error(
+        "the statement writes to the database, and only read-only statements were allowed (`nimbus sql --write` allows writes)"
+    )]
+    NotReadOnly,
     /// Anything else: SQL errors, limits, I/O.
     #[error("{0}")]
     Other(String),
@@ -407,13 +412,34 @@ impl Lease {
         params: Vec<SqlValue>,
         limits: StatementLimits,
     ) -> Result<QueryOutput, SqlError> {
+        self.statement(sql, params, limits, false)
+    }
+
+    /// Runs one statement as [`Lease::execute`] does, refusing it before it
+    /// runs unless it only reads (SQLite's own `sqlite3_stmt_readonly`).
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: Vec<SqlValue>,
+        limits: StatementLimits,
+    ) -> Result<QueryOutput, SqlError> {
+        self.statement(sql, params, limits, true)
+    }
+
+    fn statement(
+        &mut self,
+        sql: &str,
+        params: Vec<SqlValue>,
+        limits: StatementLimits,
+        read_only: bool,
+    ) -> Result<QueryOutput, SqlError> {
         let conn = self.conn_mut();
         let deadline = Instant::now() + limits.timeout;
         conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() > deadline))
             .map_err(|e| SqlError::Other(format!("cannot set the statement's time limit: {e}")))?;
         // Waiting for another connection's write lock counts too.
         let _ = conn.busy_timeout(limits.timeout);
-        let result = run(conn, sql, params, limits);
+        let result = run(conn, sql, params, limits, read_only);
         // Left in place if this fails: the next statement sets its own.
         let _ = conn.progress_handler(PROGRESS_STEPS, None::<fn() -> bool>);
         result.map_err(|e| self.explain(e, limits))
@@ -431,6 +457,7 @@ impl Lease {
 
     fn explain(&self, e: RunError, limits: StatementLimits) -> SqlError {
         match e {
+            RunError::NotReadOnly => SqlError::NotReadOnly,
             RunError::TooManyRows => SqlError::Other(format!(
                 "the result has more than {} rows (limits.sql_rows); select fewer, or page with LIMIT and OFFSET",
                 limits.max_rows
@@ -476,6 +503,7 @@ impl Drop for Lease {
 }
 
 enum RunError {
+    NotReadOnly,
     TooManyRows,
     TooLarge,
     Sql(rusqlite::Error),
@@ -492,8 +520,12 @@ fn run(
     sql: &str,
     params: Vec<SqlValue>,
     limits: StatementLimits,
+    read_only: bool,
 ) -> Result<QueryOutput, RunError> {
     let mut stmt = conn.prepare(sql)?;
+    if read_only && !stmt.readonly() {
+        return Err(RunError::NotReadOnly);
+    }
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let mut bytes: u64 = columns.iter().map(|c| c.len() as u64).sum();
     let width = columns.len();

@@ -60,7 +60,13 @@ impl SqliteCtx {
         }
     }
 
-    fn database(&self, name: &str) -> Option<Arc<Database>> {
+    /// The statement limits of the function.
+    pub fn limits(&self) -> StatementLimits {
+        self.limits
+    }
+
+    /// The granted database `name`, if the function lists it.
+    pub fn database(&self, name: &str) -> Option<Arc<Database>> {
         self.databases
             .iter()
             .find(|(granted, _)| granted.as_str() == name)
@@ -122,6 +128,7 @@ impl From<SqlError> for Fault {
     fn from(e: SqlError) -> Fault {
         match e {
             SqlError::Full { .. } => Fault::Full,
+            e @ SqlError::NotReadOnly => Fault::Io(e.to_string()),
             SqlError::Other(message) => Fault::Io(message),
         }
     }

@@ -123,6 +123,28 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Run one SQL statement on a SQLite database of a function, through
+    /// the admin API, under the function's limits: read-only unless
+    /// `--write`. Prints the rows as a table.
+    Sql {
+        /// The function whose `sqlite` lists the database.
+        function: String,
+        /// The database.
+        database: String,
+        /// The statement, e.g. "SELECT * FROM products WHERE id = ?".
+        sql: String,
+        /// A value for the next `?` (a whole number, a decimal, `null`, else text); repeat in order.
+        #[arg(long = "param", value_name = "VALUE")]
+        params: Vec<String>,
+        /// Allow a statement that writes (INSERT, UPDATE, DELETE, CREATE, ...).
+        #[arg(long)]
+        write: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Show each queue's ready, delayed, in-flight and dead-letter counts.
     Queues {
         /// Print JSON instead of a table.
@@ -366,6 +388,15 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         } => operator::publish(&topic, data, file, &content_type, &admin).await,
         Command::Nodes { json, admin } => operator::nodes(json, &admin).await,
         Command::Queues { json, admin } => operator::queues(json, &admin).await,
+        Command::Sql {
+            function,
+            database,
+            sql,
+            params,
+            write,
+            json,
+            admin,
+        } => operator::sql(&function, &database, &sql, &params, write, json, &admin).await,
         Command::Top {
             interval,
             window,

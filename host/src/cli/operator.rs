@@ -39,6 +39,80 @@ pub async fn queues(json: bool, admin: &AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `nimbus sql FUNCTION DATABASE SQL [--param V]... [--write]`
+#[allow(clippy::too_many_arguments)]
+pub async fn sql(
+    function: &str,
+    database: &str,
+    sql: &str,
+    params: &[String],
+    write: bool,
+    json: bool,
+    admin: &AdminArgs,
+) -> anyhow::Result<()> {
+    let params: Vec<serde_json::Value> = params.iter().map(|p| sql_param(p)).collect();
+    let answer = admin
+        .client()
+        .sql(function, database, sql, &params, write)
+        .await?;
+    if json {
+        return print_json(&answer);
+    }
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "NULL".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = answer
+        .rows
+        .iter()
+        .map(|row| row.iter().map(cell).collect())
+        .collect();
+    if !answer.columns.is_empty() {
+        let widths: Vec<usize> = (0..answer.columns.len())
+            .map(|i| {
+                rows.iter()
+                    .filter_map(|r| r.get(i))
+                    .chain([&answer.columns[i]])
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            println!("{}", padded.join("  ").trim_end());
+        };
+        line(&answer.columns);
+        for row in &rows {
+            line(row);
+        }
+    }
+    match (answer.columns.is_empty(), rows.len()) {
+        (true, _) => println!("{} rows changed", answer.changes),
+        (false, 1) => println!("(1 row)"),
+        (false, n) => println!("({n} rows)"),
+    }
+    Ok(())
+}
+
+/// A `--param` value: a whole number, a decimal, `null`, or else text.
+fn sql_param(text: &str) -> serde_json::Value {
+    if text == "null" {
+        serde_json::Value::Null
+    } else if let Ok(i) = text.parse::<i64>() {
+        i.into()
+    } else if let Some(f) = text.parse::<f64>().ok().filter(|f| f.is_finite()) {
+        f.into()
+    } else {
+        text.into()
+    }
+}
+
 /// `nimbus nodes`
 pub async fn nodes(json: bool, admin: &AdminArgs) -> anyhow::Result<()> {
     let nodes = admin.client().nodes().await?;
