@@ -58,7 +58,8 @@ pub fn with_guest_paths(text: &str) -> String {
 /// `source` under `target/wasm32-wasip2/release/` becomes that guest (built
 /// by the test artifacts), `build` and `workdir` lines go, each `(from, to)`
 /// of `replacements` is applied (a secret's `{{ env.* }}` template, say),
-/// and the example's `schemas/` folder, if any, is copied into `dir`.
+/// and the example's `schemas/` and `sql/` folders, if any, are copied into
+/// `dir`.
 pub fn example_manifest(name: &str, dir: &Path, replacements: &[(&str, &str)]) -> String {
     let example = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
@@ -84,16 +85,27 @@ pub fn example_manifest(name: &str, dir: &Path, replacements: &[(&str, &str)]) -
         assert!(out.contains(from), "the example has no `{from}`");
         out = out.replace(from, to);
     }
-    let schemas = example.join("schemas");
-    if schemas.is_dir() {
-        std::fs::create_dir_all(dir.join("schemas")).expect("schemas folder");
-        for entry in std::fs::read_dir(&schemas).expect("read schemas") {
-            let entry = entry.expect("schema entry");
-            std::fs::copy(entry.path(), dir.join("schemas").join(entry.file_name()))
-                .expect("copy schema");
-        }
+    for folder in ["schemas", "sql"] {
+        copy_folder(&example.join(folder), &dir.join(folder));
     }
     out
+}
+
+/// Copies the folder `from`, if it exists, with its subfolders, to `to`.
+fn copy_folder(from: &Path, to: &Path) {
+    if !from.is_dir() {
+        return;
+    }
+    std::fs::create_dir_all(to).expect("create a folder");
+    for entry in std::fs::read_dir(from).expect("read a folder") {
+        let path = entry.expect("a folder entry").path();
+        let target = to.join(path.file_name().expect("an entry has a name"));
+        if path.is_dir() {
+            copy_folder(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy a file");
+        }
+    }
 }
 
 /// Writes `manifest` (after [`with_guest_paths`]) to `dir/nimbus.toml`.

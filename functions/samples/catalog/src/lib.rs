@@ -15,9 +15,9 @@
 //! field. An id that is not a product's (`abc`, `007`, a deleted one) is a
 //! `404`. `HEAD` is answered as `GET`.
 //!
-//! `reserve` is what `orders` calls for each order; it and `PUT` update a
-//! product with compare-and-swap, so concurrent reservations never sell the
-//! same unit twice.
+//! `reserve` is what `orders` calls for each order; it takes the stock with
+//! one conditional `UPDATE` in a transaction, so concurrent reservations
+//! never sell the same unit twice.
 //!
 //! Reads are public. Writes (`POST`, `PUT`, `DELETE`, `reserve`) need a token
 //! with the `admin` role: the manifest says so per route and the Nimbus
@@ -27,15 +27,15 @@
 //!
 //! # What the manifest grants
 //!
-//! `kv = ["catalog"]`: each product as JSON under `product/<id>`, and the last
-//! id handed out under `next-id`.
+//! `sqlite = ["catalog"]`: the table `products`, made by the migrations in
+//! `examples/shop/sql/catalog/`.
 //!
 //! # Layout
 //!
 //! | module | what |
 //! |---|---|
 //! | `product` | the product, the bodies callers send, and their rules |
-//! | `store` | the products in the key-value store, and the atomic updates |
+//! | `store` | the products in SQLite, and the reservation in a transaction |
 
 mod product;
 mod store;

@@ -1,91 +1,78 @@
-//! The products in the key-value store: `product/<id>` holds each product as
-//! JSON, `next-id` the last id handed out.
+//! The products in the catalog's SQLite database (`sqlite = ["catalog"]`):
+//! the table `products` of `examples/shop/sql/catalog/`, one row a product,
+//! its id the row's `INTEGER PRIMARY KEY`.
 //!
-//! Updates of an existing product (`replace`, `reserve`) read it, compute the
-//! new value and write it with compare-and-swap, retrying when another request
-//! changed it in between: no update is lost and stock never goes negative.
+//! A reservation is one conditional `UPDATE` inside a transaction: it takes
+//! the stock only if enough is left, so concurrent reservations never lose
+//! an update and stock never goes negative (the table's `CHECK` says so too).
 
-use nimbus_sdk::{Error, StatusCode, kv};
+use nimbus_sdk::sqlite::{Connection, Row, Value};
+use nimbus_sdk::{Error, StatusCode};
 
 use crate::product::{Product, ProductInput, Reservation, parse_id};
 
-/// The key-value store the manifest grants this function.
-const STORE: &str = "catalog";
-/// The counter that hands out product ids.
-const NEXT_ID: &str = "next-id";
-/// The prefix of every product's key.
-const PRODUCT_PREFIX: &str = "product/";
-/// Compare-and-swap attempts before giving up with a `503`. Each failed
-/// attempt means another request's update of the same product succeeded, so
-/// this is reached only under contention far beyond a shop's.
-const MAX_CAS_ATTEMPTS: u32 = 1_000;
+/// The database the manifest grants this function.
+const DATABASE: &str = "catalog";
+/// The columns of a product, in `Product`'s order.
+const COLUMNS: &str = "id, name, price_cents, stock";
 
-/// The catalog's store.
+/// The catalog's database.
 pub struct Products {
-    store: kv::Store,
+    db: Connection,
 }
 
 impl Products {
-    /// Opens the store.
+    /// Opens the database.
     pub fn open() -> Result<Products, Error> {
         Ok(Products {
-            store: kv::Store::open(STORE)?,
+            db: Connection::open(DATABASE)?,
         })
     }
 
     /// Every product, by id.
     pub fn list(&self) -> Result<Vec<Product>, Error> {
-        let mut products = Vec::new();
-        for key in self.store.keys_with_prefix(PRODUCT_PREFIX)? {
-            // A product deleted since the listing is simply left out.
-            if let Some(product) = self.store.get_json::<Product>(&key)? {
-                products.push(product);
-            }
-        }
-        // Keys sort as text (`product/10` before `product/2`); ids as numbers.
-        products.sort_by_key(|product| product.id);
-        Ok(products)
+        let rows = self
+            .db
+            .execute(&format!("SELECT {COLUMNS} FROM products ORDER BY id"), &[])?;
+        rows.iter().map(|row| product(&row)).collect()
     }
 
     /// The product `id` (as in the path), or a `404`.
     pub fn get(&self, id: &str) -> Result<Product, Error> {
-        let id = parse_id(id)?;
-        self.store.get_json(&key(id))?.ok_or_else(|| not_found(id))
+        self.find(parse_id(id)?)
     }
 
     /// Stores a new product under a fresh id.
     pub fn create(&self, input: ProductInput) -> Result<Product, Error> {
-        let id = self.store.increment(NEXT_ID, 1)?;
-        let id = u64::try_from(id)
-            .map_err(|_| Error::internal(format!("the id counter is negative: {id}")))?;
-        let product = input.with_id(id);
-        // Create-only, so a counter reset by hand can never overwrite a product.
-        if !self
-            .store
-            .compare_and_swap(&key(id), None, encode(&product)?)?
-        {
-            return Err(Error::internal(format!(
-                "product {id} already exists; the `{NEXT_ID}` counter is behind"
-            )));
-        }
-        Ok(product)
+        let rows = self.db.execute(
+            &format!("INSERT INTO products (name, price_cents, stock) VALUES (?, ?, ?) RETURNING {COLUMNS}"),
+            &[input.name.into(), input.price_cents.into(), input.stock.into()],
+        )?;
+        one(&rows.iter().next(), "the new product")
     }
 
     /// Replaces the product `id` with `input`; a `404` if it does not exist.
     pub fn replace(&self, id: &str, input: ProductInput) -> Result<Product, Error> {
         let id = parse_id(id)?;
-        let product = input.with_id(id);
-        self.update(id, |_| Ok(product.clone()))
+        let rows = self.db.execute(
+            &format!("UPDATE products SET name = ?, price_cents = ?, stock = ? WHERE id = ? RETURNING {COLUMNS}"),
+            &[input.name.into(), input.price_cents.into(), input.stock.into(), key(id)],
+        )?;
+        match rows.iter().next() {
+            Some(row) => product(&row),
+            None => Err(not_found(id)),
+        }
     }
 
     /// Removes the product `id`; a `404` if it does not exist.
     pub fn delete(&self, id: &str) -> Result<(), Error> {
         let id = parse_id(id)?;
-        let key = key(id);
-        if !self.store.exists(&key)? {
+        self.db
+            .execute("DELETE FROM products WHERE id = ?", &[key(id)])?;
+        if self.db.changes() == 0 {
             return Err(not_found(id));
         }
-        Ok(self.store.delete(&key)?)
+        Ok(())
     }
 
     /// Takes `reservation.quantity` units out of the product's stock; a `409`
@@ -93,61 +80,61 @@ impl Products {
     pub fn reserve(&self, id: &str, reservation: Reservation) -> Result<Product, Error> {
         let id = parse_id(id)?;
         let wanted = reservation.quantity;
-        self.update(id, |old| {
-            let mut product: Product = decode(id, old)?;
-            if product.stock < wanted {
-                return Err(Error::conflict(format!(
-                    "not enough stock of product {id}: {} left, {wanted} wanted",
-                    product.stock
-                ))
-                .with_code("out_of_stock"));
+        self.db.transaction(|db| {
+            let rows = db.execute(
+                &format!("UPDATE products SET stock = stock - ?1 WHERE id = ?2 AND stock >= ?1 RETURNING {COLUMNS}"),
+                &[wanted.into(), key(id)],
+            )?;
+            if let Some(row) = rows.iter().next() {
+                return product(&row);
             }
-            product.stock -= wanted;
-            Ok(product)
+            // Nothing taken: say whether the product is missing or short.
+            let product = self.find(id)?;
+            Err(Error::conflict(format!(
+                "not enough stock of product {id}: {} left, {wanted} wanted",
+                product.stock
+            ))
+            .with_code("out_of_stock"))
         })
     }
 
-    /// Sets the product `id` to `change(its stored JSON)` atomically, retrying
-    /// when another request changed it first; returns the product written. A
-    /// `404` if the product does not exist (or is deleted meanwhile).
-    fn update(
-        &self,
-        id: u64,
-        mut change: impl FnMut(&[u8]) -> Result<Product, Error>,
-    ) -> Result<Product, Error> {
-        let key = key(id);
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let old = self.store.get(&key)?.ok_or_else(|| not_found(id))?;
-            let product = change(&old)?;
-            if self
-                .store
-                .compare_and_swap(&key, Some(&old), encode(&product)?)?
-            {
-                return Ok(product);
-            }
+    fn find(&self, id: u64) -> Result<Product, Error> {
+        let rows = self.db.execute(
+            &format!("SELECT {COLUMNS} FROM products WHERE id = ?"),
+            &[key(id)],
+        )?;
+        match rows.iter().next() {
+            Some(row) => product(&row),
+            None => Err(not_found(id)),
         }
-        Err(Error::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("product {id} is changing too often to update; try again"),
-        ))
     }
 }
 
-/// The store key of product `id`.
-fn key(id: u64) -> String {
-    format!("{PRODUCT_PREFIX}{id}")
+/// Product ids are `u64` in the API and SQLite integers (`i64`) in the
+/// table; ids the table hands out are positive, so both fit.
+fn key(id: u64) -> Value {
+    i64::try_from(id).map_or(Value::Integer(-1), Value::Integer)
+}
+
+fn product(row: &Row<'_>) -> Result<Product, Error> {
+    Ok(Product {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        price_cents: row.get("price_cents")?,
+        stock: row.get("stock")?,
+    })
+}
+
+fn one(row: &Option<Row<'_>>, what: &str) -> Result<Product, Error> {
+    match row {
+        Some(row) => product(row),
+        None => Err(Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the database returned no row for {what}"),
+        )),
+    }
 }
 
 fn not_found(id: u64) -> Error {
     Error::not_found(format!("no product {id}"))
-}
-
-fn encode(product: &Product) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(product)
-        .map_err(|err| Error::internal(format!("cannot encode product {}: {err}", product.id)))
-}
-
-fn decode(id: u64, json: &[u8]) -> Result<Product, Error> {
-    serde_json::from_slice(json)
-        .map_err(|err| Error::internal(format!("product {id} is stored as invalid JSON: {err}")))
 }

@@ -1,8 +1,9 @@
 //! The `orders.created` event, and the outbox that makes sure every stored
 //! order's event is published at least once.
 //!
-//! Placing an order stores it, marks its event as pending (`outbox/<id>` in the
-//! store), publishes the event and clears the mark. If publishing fails, the
+//! Placing an order stores it with its event marked as pending (a row of the
+//! `outbox` table, in the same transaction), publishes the event and clears
+//! the mark. If publishing fails, the
 //! order still stands (the stock is already reserved, and a `500` would make
 //! the caller retry and order twice): the mark stays, and the next order whose
 //! own event is published successfully publishes up to [`OUTBOX_BATCH`]

@@ -29,7 +29,7 @@
 //!
 //! # What the manifest grants
 //!
-//! - `kv = ["orders"]`: see `store`;
+//! - `sqlite = ["orders"]`: see `store`;
 //! - `services = ["catalog"]`: the stock reservation;
 //! - `publish = ["orders.created"]`: the event.
 //!
@@ -40,7 +40,7 @@
 //! | `order` | the order, the body that places one, timestamps |
 //! | `catalog` | the stock reservation, a service call |
 //! | `events` | the `orders.created` event and its outbox |
-//! | `store` | the orders and the per-user index in the key-value store |
+//! | `store` | the orders, their outbox rows and the id sequence in SQLite |
 
 mod catalog;
 mod events;
