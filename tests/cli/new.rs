@@ -222,3 +222,113 @@ fn a_bad_name_a_taken_folder_or_no_sdk_is_an_error_and_writes_nothing() {
         "mine"
     );
 }
+
+/// What `nimbus.Database` answers in each of the next two tests' apps, for
+/// the second request (`bob`'s): the rows of every type, the rowid, the
+/// changes, and the refusal of a database the function does not list.
+fn sqlite_expected() -> serde_json::Value {
+    serde_json::json!({
+        "rows": [
+            {"id": 1, "body": "ada", "n": 1.5, "b": "xy", "z": null},
+            {"id": 2, "body": "bob", "n": 1.5, "b": "xy", "z": null},
+        ],
+        "id": 2,
+        "changes": 1,
+        "denied": "AccessDenied",
+    })
+}
+
+/// Makes `template` as app `name`, grants it the SQLite database `notes`
+/// (with a migration), replaces its handler `file` with `handler`, serves
+/// it with `nimbus up --build`, sends `/hello/ada` and `/hello/bob`, and
+/// returns the second answer.
+fn serve_with_sqlite(template: &str, name: &str, file: &str, handler: &str) -> serde_json::Value {
+    let parent = tempfile::tempdir().unwrap();
+    let app = generate(template, name, parent.path());
+    let manifest = std::fs::read_to_string(app.join("nimbus.toml")).unwrap();
+    let grant = format!("kv = [\"{name}\"]");
+    assert!(manifest.contains(&grant), "{manifest}");
+    let manifest = manifest.replace(&grant, &format!("{grant}\nsqlite = [\"notes\"]"));
+    std::fs::write(
+        app.join("nimbus.toml"),
+        format!("{manifest}\n[sqlite.notes]\nmigrations = \"notes.sql\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("notes.sql"),
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, n REAL, b BLOB);\n",
+    )
+    .unwrap();
+    std::fs::write(app.join(file), handler).unwrap();
+    let mut up = up_command(&app);
+    up.arg("--build")
+        .env("NIMBUS_CACHE_DIR", parent.path().join("cache"));
+    let server = Server::start(up);
+    let get = |name: &str| -> serde_json::Value {
+        crate::crash::runtime().block_on(async {
+            reqwest::get(format!("{}/hello/{name}", server.url))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    get("ada");
+    get("bob")
+}
+
+/// The Python template's `nimbus.Database` over a granted SQLite database.
+#[test]
+fn the_python_template_s_helpers_use_a_granted_sqlite_database() {
+    let answer = serve_with_sqlite(
+        "http-python",
+        "notes-py",
+        "app.py",
+        r#"import nimbus
+
+def hello(request):
+    db = nimbus.Database.open("notes")
+    db.execute("INSERT INTO notes (body, n, b) VALUES (?, ?, ?)", [request.params["name"], 1.5, b"xy"])
+    rows = db.execute("SELECT id, body, n, b, NULL AS z FROM notes ORDER BY id")
+    try:
+        nimbus.Database.open("other")
+        denied = "opened"
+    except nimbus.Error as e:
+        denied = str(e)
+    rows = [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in r.items()} for r in rows]
+    return nimbus.Response.json({"rows": rows, "id": db.last_insert_rowid(), "changes": db.changes(), "denied": denied})
+
+IncomingHandler = nimbus.http_handler(hello)
+"#,
+    );
+    assert_eq!(answer, sqlite_expected());
+}
+
+/// The JavaScript template's `Database` over a granted SQLite database.
+#[test]
+fn the_javascript_template_s_helpers_use_a_granted_sqlite_database() {
+    let answer = serve_with_sqlite(
+        "http-js",
+        "notes-js",
+        "app.js",
+        r#"import { Database, serve } from "./nimbus.js";
+
+serve(async (request, { params }) => {
+  const db = Database.open("notes");
+  db.execute("INSERT INTO notes (body, n, b) VALUES (?, ?, ?)", [params.name, 1.5, new TextEncoder().encode("xy")]);
+  const rows = db
+    .execute("SELECT id, body, n, b, NULL AS z FROM notes ORDER BY id")
+    .map((row) => ({ ...row, b: new TextDecoder().decode(row.b) }));
+  let denied = "opened";
+  try {
+    Database.open("other");
+  } catch (error) {
+    denied = error.payload?.tag === "access-denied" ? "AccessDenied" : String(error);
+  }
+  return Response.json({ rows, id: db.lastInsertRowid(), changes: db.changes(), denied });
+});
+"#,
+    );
+    assert_eq!(answer, sqlite_expected());
+}

@@ -4,12 +4,14 @@
 // Requests and responses are the web's own `Request` and `Response`: the
 // component's JavaScript engine (StarlingMonkey, through componentize-js)
 // serves the `wasi:http` incoming handler as a `fetch` event. This module
-// adds the route's parameters and the standard `wasi:keyvalue` and
-// `wasi:config` interfaces of `wit/`.
+// adds the route's parameters, the standard `wasi:keyvalue` and
+// `wasi:config` interfaces of `wit/`, and SQLite through Spin's
+// `spin:sqlite` interface.
 
 import { get as configGet } from "wasi:config/store@0.2.0-rc.1";
 import { increment } from "wasi:keyvalue/atomics@0.2.0-draft2";
 import { open } from "wasi:keyvalue/store@0.2.0-draft2";
+import { Connection } from "spin:sqlite/sqlite@3.0.0";
 
 // Nimbus passes each route parameter in a header with this prefix.
 const PARAM_PREFIX = "x-nimbus-param-";
@@ -90,4 +92,73 @@ export class Store {
   increment(key, delta = 1) {
     return Number(increment(this.#bucket, key, BigInt(delta)));
   }
+}
+
+/**
+ * A SQLite database the manifest grants with `sqlite = ["name"]`. Its tables
+ * come from the migrations under `[sqlite.<name>]`; a transaction still
+ * open when the request ends is rolled back. A failure throws the host's
+ * error, whose `payload.tag` says what it is (`access-denied`, `io`, ...).
+ */
+export class Database {
+  #connection;
+
+  constructor(connection) {
+    this.#connection = connection;
+  }
+
+  static open(name) {
+    return new Database(Connection.open(name));
+  }
+
+  /**
+   * Runs one statement with `params` filling its `?` in order (null, a
+   * number, a bigint, a boolean, a string or a Uint8Array; a whole number
+   * is sent as an integer) and returns its rows, each an object from column
+   * name to value (integers as numbers, or bigints past 2^53).
+   */
+  execute(statement, params = []) {
+    const result = this.#connection.execute(statement, params.map(sqlValue));
+    return result.rows.map((row) =>
+      Object.fromEntries(result.columns.map((column, i) => [column, jsValue(row.values[i])])),
+    );
+  }
+
+  /** The rowid of this connection's last successful INSERT. */
+  lastInsertRowid() {
+    return jsInteger(this.#connection.lastInsertRowid());
+  }
+
+  /** The rows changed by this connection's last INSERT, UPDATE or DELETE. */
+  changes() {
+    return jsInteger(this.#connection.changes());
+  }
+}
+
+function sqlValue(value) {
+  if (value === null || value === undefined) return { tag: "null" };
+  if (typeof value === "bigint") return { tag: "integer", val: value };
+  if (typeof value === "boolean") return { tag: "integer", val: value ? 1n : 0n };
+  if (typeof value === "number") {
+    return Number.isInteger(value) ? { tag: "integer", val: BigInt(value) } : { tag: "real", val: value };
+  }
+  if (typeof value === "string") return { tag: "text", val: value };
+  if (value instanceof Uint8Array) return { tag: "blob", val: value };
+  throw new TypeError(`a SQL parameter is null, a number, a bigint, a boolean, a string or a Uint8Array, not ${typeof value}`);
+}
+
+function jsValue(value) {
+  switch (value.tag) {
+    case "null":
+      return null;
+    case "integer":
+      return jsInteger(value.val);
+    default:
+      return value.val;
+  }
+}
+
+function jsInteger(value) {
+  const number = Number(value);
+  return Number.isSafeInteger(number) ? number : value;
 }

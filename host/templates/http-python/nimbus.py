@@ -25,6 +25,7 @@ from wit_world import exports
 from wit_world.imports import atomics, wasi_config_store
 from wit_world.imports import wasi_http_types as http
 from wit_world.imports import wasi_keyvalue_store
+from wit_world.imports import sqlite
 from wit_world.imports.streams import StreamError_Closed
 
 # Nimbus passes each route parameter in a header with this prefix.
@@ -97,6 +98,56 @@ class Store:
         """Adds `delta` to the counter at `key` in one atomic step and returns
         the new value."""
         return _call(atomics.increment, self._bucket, key, delta)
+
+
+class Database:
+    """A SQLite database the manifest grants with `sqlite = ["name"]`
+    (Spin's `spin:sqlite` interface). Its tables come from the migrations
+    under `[sqlite.<name>]`; a transaction still open when the request ends
+    is rolled back."""
+
+    def __init__(self, connection: sqlite.Connection):
+        self._connection = connection
+
+    @staticmethod
+    def open(name: str) -> "Database":
+        return Database(_call(sqlite.Connection.open, name))
+
+    def execute(self, statement: str, params=()) -> List[Dict[str, object]]:
+        """Runs one statement with `params` filling its `?` in order (None,
+        int, float, str or bytes) and returns its rows, each a dict from
+        column name to value."""
+        result = _call(self._connection.execute, statement, [_sql_value(p) for p in params])
+        return [
+            dict(zip(result.columns, (_python_value(v) for v in row.values)))
+            for row in result.rows
+        ]
+
+    def last_insert_rowid(self) -> int:
+        """The rowid of this connection's last successful INSERT."""
+        return self._connection.last_insert_rowid()
+
+    def changes(self) -> int:
+        """The rows changed by this connection's last INSERT, UPDATE or DELETE."""
+        return self._connection.changes()
+
+
+def _sql_value(value) -> sqlite.Value:
+    if value is None:
+        return sqlite.Value_Null()
+    if isinstance(value, (bool, int)):
+        return sqlite.Value_Integer(int(value))
+    if isinstance(value, float):
+        return sqlite.Value_Real(value)
+    if isinstance(value, str):
+        return sqlite.Value_Text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return sqlite.Value_Blob(bytes(value))
+    raise TypeError(f"a SQL parameter is None, int, float, str or bytes, not {type(value).__name__}")
+
+
+def _python_value(value: sqlite.Value):
+    return None if isinstance(value, sqlite.Value_Null) else value.value
 
 
 def config(key: str) -> Optional[str]:
