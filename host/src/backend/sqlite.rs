@@ -27,6 +27,27 @@ const MAX_IDLE: usize = 16;
 /// The table recording applied migrations, in each database.
 pub const MIGRATIONS_TABLE: &str = "_nimbus_migrations";
 
+/// How long a statement waiting for another connection's write lock sleeps
+/// between two tries. SQLite's own busy timeout backs off to 100 ms sleeps,
+/// which at 16 concurrent writers made a p99 of 800 ms.
+const BUSY_POLL: Duration = Duration::from_micros(500);
+
+thread_local! {
+    /// When the statement running on this thread must give up waiting for
+    /// a lock: what [`busy`] reads, as SQLite's busy handler takes no state.
+    static DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// The busy handler of every connection: wait a little and try again, until
+/// the running statement's deadline.
+fn busy(_attempts: i32) -> bool {
+    let waiting = DEADLINE.with(|d| d.get()).is_some_and(|d| Instant::now() < d);
+    if waiting {
+        std::thread::sleep(BUSY_POLL);
+    }
+    waiting
+}
+
 /// SQLite's virtual-machine steps between two checks of a statement's
 /// deadline: about a millisecond of work or less.
 const PROGRESS_STEPS: i32 = 10_000;
@@ -72,6 +93,10 @@ pub struct Database {
     path: PathBuf,
     max_size: u64,
     idle: Mutex<Vec<Connection>>,
+    /// Taken by a writing statement outside an explicit transaction while
+    /// it runs: writers queue here, in the process, rather than poll
+    /// SQLite's file lock.
+    writes: parking_lot::Mutex<()>,
 }
 
 /// What a statement may use: time, and rows and bytes of result.
@@ -217,6 +242,7 @@ impl Databases {
                         path: path.clone(),
                         max_size: spec.max_size,
                         idle: Mutex::new(Vec::new()),
+                        writes: parking_lot::Mutex::new(()),
                     };
                     let conn = db.connect().map_err(|e| e.to_string())?;
                     conn.pragma_update(None, "journal_mode", "wal")
@@ -246,8 +272,9 @@ impl Database {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
+        let mut conn = Connection::open_with_flags(&self.path, flags)?;
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+        conn.busy_handler(Some(busy))?;
         conn.pragma_update(None, "synchronous", "full")?;
         conn.pragma_update(None, "foreign_keys", "on")?;
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
@@ -433,13 +460,15 @@ impl Lease {
         limits: StatementLimits,
         read_only: bool,
     ) -> Result<QueryOutput, SqlError> {
+        let db = self.db.clone();
         let conn = self.conn_mut();
         let deadline = Instant::now() + limits.timeout;
         conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() > deadline))
             .map_err(|e| SqlError::Other(format!("cannot set the statement's time limit: {e}")))?;
         // Waiting for another connection's write lock counts too.
-        let _ = conn.busy_timeout(limits.timeout);
-        let result = run(conn, sql, params, limits, read_only);
+        DEADLINE.with(|d| d.set(Some(deadline)));
+        let result = run(conn, &db.writes, sql, params, limits, read_only, deadline);
+        DEADLINE.with(|d| d.set(None));
         // Left in place if this fails: the next statement sets its own.
         let _ = conn.progress_handler(PROGRESS_STEPS, None::<fn() -> bool>);
         result.map_err(|e| self.explain(e, limits))
@@ -458,6 +487,10 @@ impl Lease {
     fn explain(&self, e: RunError, limits: StatementLimits) -> SqlError {
         match e {
             RunError::NotReadOnly => SqlError::NotReadOnly,
+            RunError::Busy => SqlError::Other(format!(
+                "the statement waited {} (limits.sql_timeout) for the writes ahead of it",
+                humantime::format_duration(limits.timeout)
+            )),
             RunError::TooManyRows => SqlError::Other(format!(
                 "the result has more than {} rows (limits.sql_rows); select fewer, or page with LIMIT and OFFSET",
                 limits.max_rows
@@ -504,6 +537,7 @@ impl Drop for Lease {
 
 enum RunError {
     NotReadOnly,
+    Busy,
     TooManyRows,
     TooLarge,
     Sql(rusqlite::Error),
@@ -517,15 +551,26 @@ impl From<rusqlite::Error> for RunError {
 
 fn run(
     conn: &Connection,
+    writes: &parking_lot::Mutex<()>,
     sql: &str,
     params: Vec<SqlValue>,
     limits: StatementLimits,
     read_only: bool,
+    deadline: Instant,
 ) -> Result<QueryOutput, RunError> {
     let mut stmt = conn.prepare(sql)?;
     if read_only && !stmt.readonly() {
         return Err(RunError::NotReadOnly);
     }
+    // A write on its own (its own transaction) waits for the writers ahead
+    // of it here; one inside a transaction the guest began already waited
+    // for SQLite's lock at its first write.
+    let _turn = if !stmt.readonly() && conn.is_autocommit() {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        Some(writes.try_lock_for(wait).ok_or(RunError::Busy)?)
+    } else {
+        None
+    };
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let mut bytes: u64 = columns.iter().map(|c| c.len() as u64).sum();
     let width = columns.len();
