@@ -347,6 +347,9 @@ async fn a_guest_cannot_reach_other_files_or_change_the_host_s_settings() {
         "PRAGMA journal_mode = delete".to_owned(),
         "PRAGMA foreign_keys = off".to_owned(),
         "PRAGMA writable_schema = on".to_owned(),
+        "DELETE FROM _nimbus_migrations".to_owned(),
+        "DROP TABLE _nimbus_migrations".to_owned(),
+        "UPDATE _nimbus_migrations SET digest = 'x'".to_owned(),
     ] {
         let (status, message) = fails(&app, "/sql/default", &statement).await;
         assert_eq!(status, 500, "{statement}");

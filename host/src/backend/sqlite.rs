@@ -41,7 +41,9 @@ thread_local! {
 /// The busy handler of every connection: wait a little and try again, until
 /// the running statement's deadline.
 fn busy(_attempts: i32) -> bool {
-    let waiting = DEADLINE.with(|d| d.get()).is_some_and(|d| Instant::now() < d);
+    let waiting = DEADLINE
+        .with(|d| d.get())
+        .is_some_and(|d| Instant::now() < d);
     if waiting {
         std::thread::sleep(BUSY_POLL);
     }
@@ -391,7 +393,8 @@ impl Database {
 }
 
 /// Refuses what a guest must not do: pragmas beyond reading the schema,
-/// and (with the attached-database limit at 0) attaching files.
+/// attaching files (also barred by the attached-database limit of 0), and
+/// changing the record of applied migrations.
 fn guest_authorizer(ctx: AuthContext<'_>) -> Authorization {
     match ctx.action {
         AuthAction::Pragma {
@@ -408,6 +411,16 @@ fn guest_authorizer(ctx: AuthContext<'_>) -> Authorization {
             }
         }
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        // The record of applied migrations is the host's: read, not changed.
+        AuthAction::Insert { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::Delete { table_name }
+        | AuthAction::DropTable { table_name }
+        | AuthAction::AlterTable { table_name, .. }
+            if table_name.eq_ignore_ascii_case(MIGRATIONS_TABLE) =>
+        {
+            Authorization::Deny
+        }
         _ => Authorization::Allow,
     }
 }
