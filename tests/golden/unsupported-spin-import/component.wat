@@ -1,4 +1,4 @@
 (component
-  (import "spin:sqlite/sqlite@3.1.0" (instance
+  (import "spin:postgres/postgres@4.2.0" (instance
     (export "connection" (type (sub resource)))))
 )
