@@ -61,3 +61,38 @@ metric() {
     curl -fsS "http://$1/metrics" | awk -v name="$2" '$1 == name { printf "%d", $2; found = 1 }
         END { if (!found) printf "0" }'
 }
+
+# install_missing TOOL...: each tool not on PATH, from the Debian package of
+# the same name.
+install_missing() {
+    local tool
+    for tool in "$@"; do
+        if ! command -v "$tool" >/dev/null; then
+            log "installing $tool"
+            as_root apt-get update -qq
+            as_root apt-get install -y -qq "$tool" >/dev/null
+        fi
+    done
+}
+
+# pin_cpus: sets `server_cpu` and `wrk_cpu` (command prefixes) to CPUs 0 and
+# 1 when there are two or more and taskset exists, and `pinning` to say which.
+pin_cpus() {
+    server_cpu=() wrk_cpu=()
+    if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
+        server_cpu=(taskset -c 0)
+        wrk_cpu=(taskset -c 1)
+        pinning="server on CPU 0, wrk on CPU 1"
+    else
+        pinning="no CPU pinning (needs 2+ CPUs and taskset)"
+    fi
+}
+
+# p99_ms WRK_REPORT: the 99th percentile of its latency distribution (wrk
+# --latency), in milliseconds, with no newline.
+p99_ms() {
+    awk '$1 == "99%" {
+        v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+        if (unit == "us") v /= 1000; else if (unit == "s") v *= 1000
+        printf "%.2f", v }' "$1"
+}

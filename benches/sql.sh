@@ -37,24 +37,11 @@ readonly GUESTS=$ROOT/target/$GUEST_TARGET/release
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
 
-for tool in wrk curl; do
-    if ! command -v "$tool" >/dev/null; then
-        log "installing $tool"
-        as_root apt-get update -qq
-        as_root apt-get install -y -qq "$tool" >/dev/null
-    fi
-done
+install_missing wrk curl
 if command -v rustup >/dev/null; then
     rustup target add "$GUEST_TARGET" >/dev/null 2>&1 || die "rustup target add $GUEST_TARGET failed"
 fi
-server_cpu=() wrk_cpu=()
-if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
-    server_cpu=(taskset -c 0)
-    wrk_cpu=(taskset -c 1)
-    pinning="server on CPU 0, wrk on CPU 1"
-else
-    pinning="no CPU pinning (needs 2+ CPUs and taskset)"
-fi
+pin_cpus
 
 log "building nimbus and the guests"
 cargo build --release --quiet -p nimbus
@@ -155,12 +142,6 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 stop_server
 
-p99_ms() {
-    awk '$1 == "99%" {
-        v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
-        if (unit == "us") v /= 1000; else if (unit == "s") v *= 1000
-        printf "%.2f", v }' "$1"
-}
 declare -A rps p99
 for scenario in kv-read sql-read kv-insert sql-insert; do
     # `rate` and `p99_ms` print no newline; `median` reads one number a line.

@@ -171,14 +171,6 @@ start() {
 
 # wrk_run REPORT ARGS...: runs wrk on wrk's CPU and fails on any error answer.
 requests() { awk '/ requests in / { print $1 }' "$1"; }
-# The 99th percentile of wrk's latency distribution, in milliseconds.
-p99_ms() {
-    awk '$1 == "99%" {
-        v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
-        if (unit == "us") v /= 1000; else if (unit == "s") v *= 1000
-        printf "%.2f", v }' "$1"
-}
-
 declare -A result
 
 kv_scenarios() {

@@ -400,10 +400,15 @@ impl Connection {
     ) -> Result<T, E> {
         self.execute("BEGIN IMMEDIATE", &[])?;
         match work(self) {
-            Ok(value) => {
-                self.execute("COMMIT", &[])?;
-                Ok(value)
-            }
+            Ok(value) => match self.execute("COMMIT", &[]) {
+                Ok(_) => Ok(value),
+                Err(e) => {
+                    // A failed COMMIT (a deferred constraint, a time limit)
+                    // leaves the transaction open: end it here.
+                    let _ = self.execute("ROLLBACK", &[]);
+                    Err(e.into())
+                }
+            },
             Err(e) => {
                 // A failed rollback leaves the transaction open; the host
                 // rolls it back when the connection ends.

@@ -7,7 +7,7 @@ use crate::capability::kv::{KvCtx, KvView};
 use crate::capability::logging::LogCtx;
 use crate::capability::messaging::{MessagingCtx, MessagingView};
 use crate::capability::outbound::{OutboundCtx, OutboundPolicy, Services};
-use crate::capability::sqlite::{SqliteCtx, SqliteView};
+use crate::capability::sqlite::{OpenConnections, SqliteCtx, SqliteView};
 use crate::engine::EngineKind;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -49,6 +49,7 @@ pub struct HostState {
     outbound: OutboundCtx,
     kv: KvCtx,
     sqlite: SqliteCtx,
+    sqlite_open: OpenConnections,
     config: ConfigCtx,
     log: LogCtx,
     messaging: MessagingCtx,
@@ -74,6 +75,7 @@ impl HostState {
             outbound: OutboundCtx::new(grants.outbound.clone(), services, call),
             kv: grants.kv.clone(),
             sqlite: grants.sqlite.clone(),
+            sqlite_open: OpenConnections::default(),
             config: grants.config.clone(),
             messaging: grants.messaging.clone(),
             log,
@@ -102,6 +104,7 @@ impl HostState {
         SqliteView {
             ctx: &self.sqlite,
             table: &mut self.table,
+            open: &mut self.sqlite_open,
         }
     }
 
@@ -119,6 +122,7 @@ impl HostState {
     /// app, so an idle instance never keeps a replaced app alive.
     pub fn end_request(&mut self) {
         self.outbound.release();
+        self.sqlite_open.end_request();
     }
 
     /// Puts a delivered message in the table, for the queue handler.

@@ -30,6 +30,12 @@ source = "guest:sql-probe"
 routes = ["/other/sql/..."]
 sqlite = ["reports"]
 
+[functions.kept]
+source = "guest:sql-probe"
+routes = ["/kept/sql/..."]
+sqlite = ["default"]
+instance_reuse = 1000
+
 [functions.spin]
 source = "guest:spin-sqlite"
 routes = ["/spin-sql/..."]
@@ -539,6 +545,20 @@ async fn migrations_apply_once_and_a_changed_one_stops_the_start() {
     assert!(error.contains("001_items.sql"), "{error}");
     assert!(error.contains("has changed since"), "{error}");
 
+    // A migration may not end the transaction they all run in.
+    std::fs::write(dir.path().join("sql/001_items.sql"), ITEMS).unwrap();
+    std::fs::write(
+        dir.path().join("sql/004_commit.sql"),
+        "CREATE TABLE early (x);\nCOMMIT;\n",
+    )
+    .unwrap();
+    let error = start_error(dir.path()).await;
+    assert!(
+        error.contains("004_commit.sql") && error.contains("may not BEGIN, COMMIT"),
+        "{error}"
+    );
+    std::fs::remove_file(dir.path().join("sql/004_commit.sql")).unwrap();
+
     // A failing new migration applies nothing of itself.
     std::fs::write(dir.path().join("sql/001_items.sql"), ITEMS).unwrap();
     std::fs::write(
@@ -616,4 +636,86 @@ async fn a_cluster_refuses_an_app_with_sqlite() {
     broker.cleanup().await;
     assert!(error.contains("sqlite = ["), "{error}");
     assert!(error.contains("cluster"), "{error}");
+}
+
+#[tokio::test]
+async fn a_reused_instance_carries_no_transaction_into_its_next_request() {
+    let app = start(app_dir()).await;
+    // `kept` begins a transaction, writes, and keeps the connection in a
+    // global of its reused instance.
+    let (status, body) = sql(
+        &app,
+        "/kept/sql/default",
+        "leave-open-kept",
+        &[("INSERT INTO items (name) VALUES ('held')", json!([]))],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.idle("kept"), 1);
+    // Rolled back when the request ended: not there, and no lock is held,
+    // so another function writes at once.
+    assert_eq!(
+        rows(&app, "SELECT name FROM items", json!([])).await,
+        json!([])
+    );
+    rows(&app, "INSERT INTO items (name) VALUES ('free')", json!([])).await;
+    // The same instance's next request sees the committed row only.
+    let (status, body) = sql(
+        &app,
+        "/kept/sql/default",
+        "plain",
+        &[("SELECT name FROM items", json!([]))],
+    )
+    .await;
+    assert_eq!(
+        (status, &body[0]["rows"]),
+        (200, &json!([["free"]])),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_holds_a_bounded_number_of_connections() {
+    let app = start(app_dir()).await;
+    let opened = app.get("/sql/default/connections/16").await;
+    assert_eq!(opened.status(), 200);
+    let refused = app.get("/sql/default/connections/17").await;
+    assert_eq!(refused.status(), 500);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many open connections"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn results_and_values_are_capped_before_they_are_made_and_a_capped_write_is_undone() {
+    let app = start(app_dir()).await;
+    // SQLite refuses to make a value past the cap, rather than allocating it.
+    let (_, message) = fails(&app, "/sql/default", "SELECT length(randomblob(500000000))").await;
+    assert!(message.contains("limits.sql_result_size"), "{message}");
+    // 101 rows inserted with RETURNING: over sql_rows, so none is kept.
+    let (_, message) = fails(
+        &app,
+        "/sql/default",
+        "INSERT INTO items (name) SELECT 'n' || x FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 101) SELECT x FROM c) RETURNING id",
+    )
+    .await;
+    assert!(message.contains("limits.sql_rows"), "{message}");
+    assert_eq!(
+        rows(&app, "SELECT count(*) FROM items", json!([])).await,
+        json!([[0]])
+    );
+    // TEMP objects would outlive the request on a pooled connection.
+    for statement in [
+        "CREATE TEMP TABLE scratch (x)",
+        "CREATE TEMP VIEW items AS SELECT 1 AS id",
+        "CREATE TRIGGER t AFTER INSERT ON _nimbus_migrations BEGIN SELECT 1; END",
+    ] {
+        let (status, _) = fails(&app, "/sql/default", statement).await;
+        assert_eq!(status, 500, "{statement}");
+    }
 }

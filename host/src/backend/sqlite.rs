@@ -50,6 +50,10 @@ fn busy(_attempts: i32) -> bool {
     waiting
 }
 
+/// The smallest cap on one value's length, whatever `sql_result_size` says:
+/// room for the statement's own work on short strings.
+const MIN_VALUE_LIMIT: u64 = 1024;
+
 /// SQLite's virtual-machine steps between two checks of a statement's
 /// deadline: about a millisecond of work or less.
 const PROGRESS_STEPS: i32 = 10_000;
@@ -326,17 +330,44 @@ impl Database {
         let mut conn = self.connect().map_err(|e| open_err(e.to_string()))?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(|e| open_err(e.to_string()))?;
+        // Off while migrations run (it cannot change inside a transaction),
+        // so a table can be rebuilt as SQLite documents it without
+        // cascading deletes; checked whole before the commit instead.
+        conn.pragma_update(None, "foreign_keys", "off")
+            .map_err(|e| open_err(e.to_string()))?;
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
                 name TEXT PRIMARY KEY,
                 digest TEXT NOT NULL,
                 applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-            )"
+            );
+            BEGIN IMMEDIATE;"
         ))
         .map_err(|e| open_err(e.to_string()))?;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        conn.authorizer(Some(migration_authorizer))
             .map_err(|e| open_err(e.to_string()))?;
+        let applied = self.apply(&conn, migrations);
+        let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+        match applied {
+            Ok(()) => conn
+                .execute_batch("COMMIT")
+                .map_err(|e| open_err(e.to_string())),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies each migration not yet recorded, on `conn` inside the
+    /// transaction [`Database::migrate`] began.
+    fn apply(&self, conn: &Connection, migrations: &[MigrationFile]) -> Result<(), MigrationError> {
+        let open_err = |message: String| MigrationError::Open {
+            database: self.label.clone(),
+            path: self.path.clone(),
+            message,
+        };
+        let mut last = None;
         for migration in migrations {
             let text = std::fs::read(&migration.path).map_err(|source| MigrationError::Read {
                 database: self.label.clone(),
@@ -344,7 +375,7 @@ impl Database {
                 source,
             })?;
             let digest = blake3::hash(&text).to_hex().to_string();
-            let recorded: Option<(String, String)> = tx
+            let recorded: Option<(String, String)> = conn
                 .query_row(
                     &format!("SELECT digest, applied_at FROM {MIGRATIONS_TABLE} WHERE name = ?1"),
                     [&migration.name],
@@ -373,15 +404,39 @@ impl Database {
                 None => {}
             }
             let sql = String::from_utf8(text).map_err(|_| failed("it is not UTF-8 text".into()))?;
-            tx.execute_batch(&sql).map_err(|e| failed(e.to_string()))?;
-            tx.execute(
+            conn.execute_batch(&sql).map_err(|e| {
+                failed(match e.sqlite_error_code() {
+                    Some(ErrorCode::AuthorizationForStatementDenied) => format!(
+                        "{e}: a migration runs inside the transaction Nimbus opens for them all, so it may not BEGIN, COMMIT or ROLLBACK, nor write {MIGRATIONS_TABLE} from a trigger"
+                    ),
+                    _ => e.to_string(),
+                })
+            })?;
+            conn.execute(
                 &format!("INSERT INTO {MIGRATIONS_TABLE} (name, digest) VALUES (?1, ?2)"),
                 [&migration.name, &digest],
             )
             .map_err(|e| failed(e.to_string()))?;
             tracing::info!(database = %self.label, migration = %migration.name, "migration applied");
+            last = Some(migration);
         }
-        tx.commit().map_err(|e| open_err(e.to_string()))
+        if let Some(migration) = last {
+            let broken: i64 = conn
+                .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })
+                .map_err(|e| open_err(e.to_string()))?;
+            if broken > 0 {
+                return Err(MigrationError::Failed {
+                    database: self.label.clone(),
+                    path: migration.path.clone(),
+                    message: format!(
+                        "after the pending migrations {broken} rows break a foreign key (PRAGMA foreign_key_check lists them)"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn full(&self) -> SqlError {
@@ -389,6 +444,23 @@ impl Database {
             database: self.label.clone(),
             max_size: self.max_size,
         }
+    }
+}
+
+/// What a migration must not do: transaction control (each runs inside the
+/// one transaction of them all), and a trigger that writes the record of
+/// applied migrations (a guest may have made one).
+fn migration_authorizer(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Transaction { .. } => Authorization::Deny,
+        AuthAction::Insert { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::Delete { table_name }
+            if ctx.accessor.is_some() && table_name.eq_ignore_ascii_case(MIGRATIONS_TABLE) =>
+        {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
     }
 }
 
@@ -411,6 +483,18 @@ fn guest_authorizer(ctx: AuthContext<'_>) -> Authorization {
             }
         }
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        // TEMP objects would outlive the lease on the pooled connection
+        // (a TEMP view could shadow a table for the next request), and
+        // `max_size` does not cover them.
+        AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => Authorization::Deny,
+        AuthAction::CreateTrigger { table_name, .. }
+            if table_name.eq_ignore_ascii_case(MIGRATIONS_TABLE) =>
+        {
+            Authorization::Deny
+        }
         // The record of applied migrations is the host's: read, not changed.
         AuthAction::Insert { table_name }
         | AuthAction::Update { table_name, .. }
@@ -478,6 +562,11 @@ impl Lease {
         let deadline = Instant::now() + limits.timeout;
         conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() > deadline))
             .map_err(|e| SqlError::Other(format!("cannot set the statement's time limit: {e}")))?;
+        // No string or blob longer than a result may be: SQLite refuses to
+        // make one (`randomblob(1e9)`) instead of allocating it.
+        let longest = i32::try_from(limits.max_bytes.max(MIN_VALUE_LIMIT)).unwrap_or(i32::MAX);
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, longest)
+            .map_err(|e| SqlError::Other(format!("cannot set the statement's size limit: {e}")))?;
         // Waiting for another connection's write lock counts too.
         DEADLINE.with(|d| d.set(Some(deadline)));
         let result = run(conn, &db.writes, sql, params, limits, read_only, deadline);
@@ -485,6 +574,19 @@ impl Lease {
         // Left in place if this fails: the next statement sets its own.
         let _ = conn.progress_handler(PROGRESS_STEPS, None::<fn() -> bool>);
         result.map_err(|e| self.explain(e, limits))
+    }
+
+    /// Rolls back a transaction left open on the connection, if any.
+    pub fn end_transaction(&self) {
+        let conn = self.conn();
+        if conn.is_autocommit() {
+            return;
+        }
+        tracing::warn!(database = %self.db.label, "a request ended with a transaction open on a connection its instance keeps; rolled back");
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            // Closed, rather than pooled, when the guest drops it.
+            tracing::warn!(database = %self.db.label, error = %e, "cannot roll the transaction back");
+        }
     }
 
     /// The rowid of the connection's last successful `INSERT`.
@@ -524,6 +626,10 @@ impl Lease {
                     ))
                 }
                 Some(ErrorCode::DiskFull) => self.db.full(),
+                Some(ErrorCode::TooBig) => SqlError::Other(format!(
+                    "{e}: no value may be longer than {} (limits.sql_result_size)",
+                    crate::manifest::format_bytes(limits.max_bytes.max(MIN_VALUE_LIMIT))
+                )),
                 Some(ErrorCode::AuthorizationForStatementDenied) => SqlError::Other(format!(
                     "{e}: a function may not attach databases or run pragmas that change settings"
                 )),
@@ -585,6 +691,42 @@ fn run(
         None
     };
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    // A write whose result breaks a limit is undone: with `RETURNING`,
+    // SQLite has made every change by the first row. (A write that returns
+    // no rows cannot break one; transaction control returns none either.)
+    let writes_rows = !stmt.readonly() && stmt.column_count() > 0;
+    if writes_rows {
+        conn.execute_batch("SAVEPOINT nimbus_statement")?;
+    }
+    let rows = collect(&mut stmt, &columns, params, limits);
+    drop(stmt);
+    if writes_rows {
+        let end = match rows {
+            Err(RunError::TooManyRows | RunError::TooLarge) => {
+                "ROLLBACK TO nimbus_statement; RELEASE nimbus_statement"
+            }
+            _ => "RELEASE nimbus_statement",
+        };
+        let ended = conn.execute_batch(end);
+        // After a failed statement SQLite may have rolled back further
+        // (a full database ends the transaction); its error is the one to tell.
+        if rows.is_ok() {
+            ended?;
+        }
+    }
+    Ok(QueryOutput {
+        columns,
+        rows: rows?,
+    })
+}
+
+/// Runs `stmt` with `params` and reads its rows, within `limits`.
+fn collect(
+    stmt: &mut rusqlite::Statement<'_>,
+    columns: &[String],
+    params: Vec<SqlValue>,
+    limits: StatementLimits,
+) -> Result<Vec<Vec<SqlValue>>, RunError> {
     let mut bytes: u64 = columns.iter().map(|c| c.len() as u64).sum();
     let width = columns.len();
     let params = params.into_iter().map(|v| match v {
@@ -608,7 +750,8 @@ fn run(
                 ValueRef::Integer(_) | ValueRef::Real(_) => 8,
                 ValueRef::Text(b) | ValueRef::Blob(b) => b.len() as u64,
             };
-            // Counted before it is copied: one huge value is refused, not held.
+            // Counted before it is copied (and SQLite makes no value
+            // longer than the cap: `SQLITE_LIMIT_LENGTH`).
             if bytes > limits.max_bytes {
                 return Err(RunError::TooLarge);
             }
@@ -622,5 +765,5 @@ fn run(
         }
         out.push(values);
     }
-    Ok(QueryOutput { columns, rows: out })
+    Ok(out)
 }

@@ -86,6 +86,52 @@ pub struct SqliteView<'a> {
     pub ctx: &'a SqliteCtx,
     /// The instance's resource table.
     pub table: &'a mut ResourceTable,
+    /// The instance's open connections.
+    pub open: &'a mut OpenConnections,
+}
+
+/// The most connections one instance holds open at once: each is a SQLite
+/// connection of the host's, with its file handles and page cache.
+pub const MAX_OPEN_CONNECTIONS: usize = 16;
+
+/// The connections an instance has open, so that a reused instance cannot
+/// carry a transaction from one request into the next
+/// ([`OpenConnections::end_request`]) and cannot open without bound.
+#[derive(Default)]
+pub struct OpenConnections {
+    leases: Vec<std::sync::Weak<AsyncMutex<Lease>>>,
+}
+
+impl OpenConnections {
+    /// Room for one more, forgetting those the guest dropped.
+    fn reserve(&mut self) -> Result<(), Fault> {
+        self.leases.retain(|lease| lease.strong_count() > 0);
+        if self.leases.len() >= MAX_OPEN_CONNECTIONS {
+            return Err(Fault::Io(format!(
+                "too many open connections: an instance may hold {MAX_OPEN_CONNECTIONS} at once; drop one first"
+            )));
+        }
+        Ok(())
+    }
+
+    fn track(&mut self, conn: &Conn) {
+        self.leases.push(Arc::downgrade(&conn.lease));
+    }
+
+    /// Rolls back every transaction the finished request left open on a
+    /// connection the instance keeps (a guest that stored its connection
+    /// in a global): the next request starts with none, and holds no lock
+    /// meanwhile.
+    pub fn end_request(&mut self) {
+        self.leases.retain(|lease| lease.strong_count() > 0);
+        for lease in self.leases.iter().filter_map(std::sync::Weak::upgrade) {
+            // A statement still running belongs to a request that is not
+            // finished (a shared instance); it ends its own.
+            if let Ok(lease) = lease.try_lock() {
+                lease.end_transaction();
+            }
+        }
+    }
 }
 
 struct HasSqlite;
@@ -168,8 +214,14 @@ impl SqliteView<'_> {
         &mut self,
         database: String,
     ) -> wasmtime::Result<Result<Resource<Conn>, Fault>> {
+        if let Err(e) = self.open.reserve() {
+            return Ok(Err(e));
+        }
         Ok(match open(self.ctx, &database).await? {
-            Ok(conn) => Ok(self.table.push(conn)?),
+            Ok(conn) => {
+                self.open.track(&conn);
+                Ok(self.table.push(conn)?)
+            }
             Err(e) => Err(e),
         })
     }
@@ -284,9 +336,20 @@ impl<T> async_api::HostConnectionWithStore<T> for HasSqlite {
         accessor: &Accessor<T, Self>,
         database: String,
     ) -> wasmtime::Result<Result<Resource<Conn>, async_api::Error>> {
-        let ctx = accessor.with(|mut access| access.get().ctx.clone());
+        let ctx = accessor.with(|mut access| {
+            let view = access.get();
+            view.open.reserve().map(|()| view.ctx.clone())
+        });
+        let ctx = match ctx {
+            Ok(ctx) => ctx,
+            Err(e) => return Ok(Err(e.into())),
+        };
         Ok(match open(&ctx, &database).await? {
-            Ok(conn) => Ok(accessor.with(|mut access| access.get().table.push(conn))?),
+            Ok(conn) => Ok(accessor.with(|mut access| {
+                let view = access.get();
+                view.open.track(&conn);
+                view.table.push(conn)
+            })?),
             Err(e) => Err(e.into()),
         })
     }

@@ -13,7 +13,11 @@
 //! - `"transaction"`: all in [`Connection::transaction`], rolled back when one
 //!   fails;
 //! - `"leave-open"`: `BEGIN` first and never `COMMIT`: the host must roll
-//!   the transaction back when the request ends.
+//!   the transaction back when the request ends;
+//! - `"leave-open-kept"`: the same, and the connection is kept in a global,
+//!   so a reused instance holds it into its next request.
+//!
+//! `GET .../sql/{database}/connections/{n}` opens `n` connections at once.
 //!
 //! A failing statement answers the SDK's error response (`500 sql_error`
 //! with the host's message, `403 access_denied`, `507 database_full`).
@@ -34,6 +38,12 @@ use nimbus_sdk::{
 };
 use serde_json::{Value as JsonValue, json};
 
+thread_local! {
+    /// The connection of the last `leave-open-kept` request: kept by the
+    /// instance, as a guest that stores its connection in a global would.
+    static KEPT: std::cell::RefCell<Option<Connection>> = const { std::cell::RefCell::new(None) };
+}
+
 #[http_handler]
 fn handle(req: Request) -> Result<Response, Error> {
     let path = req.uri().path().to_owned();
@@ -44,6 +54,13 @@ fn handle(req: Request) -> Result<Response, Error> {
     match (req.method().as_str(), segments.as_slice()) {
         ("POST", [database]) => Ok(run(&req, database)?.into_response()),
         ("GET", [database, "typed", id]) => Ok(typed(database, id)?.into_response()),
+        ("GET", [database, "connections", n]) => {
+            let n: usize = n.parse().map_err(|_| Error::bad_request("a number"))?;
+            let open = (0..n)
+                .map(|_| Connection::open(database))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(format!("{} open\n", open.len()).into_response())
+        }
         ("GET", [database, "kv", key]) => {
             let db = Connection::open(database)?;
             let rows = db.execute("SELECT value FROM kv WHERE key = ?", &[(*key).into()])?;
@@ -83,6 +100,12 @@ fn run(req: &Request, database: &str) -> Result<Json<JsonValue>, Error> {
         "leave-open" => {
             db.execute("BEGIN", &[])?;
             all(&db)?
+        }
+        "leave-open-kept" => {
+            db.execute("BEGIN", &[])?;
+            let results = all(&db)?;
+            KEPT.with(|kept| kept.replace(Some(db)));
+            results
         }
         other => return Err(Error::bad_request(format!("unknown mode `{other}`"))),
     };
