@@ -621,7 +621,7 @@ impl Lease {
                 )),
                 Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                     SqlError::Other(format!(
-                        "the database stayed locked by another writer for {} (limits.sql_timeout): {e}",
+                        "the database is locked by another connection's write (a statement waits for it up to {}, limits.sql_timeout; a transaction that read before another one wrote must start again): {e}",
                         humantime::format_duration(limits.timeout)
                     ))
                 }
