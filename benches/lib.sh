@@ -96,3 +96,13 @@ p99_ms() {
         if (unit == "us") v /= 1000; else if (unit == "s") v *= 1000
         printf "%.2f", v }' "$1"
 }
+
+# stop_server: stops the server whose process id is in `pid` (SIGTERM, then
+# waits for it), if one runs. The scripts trap it on EXIT.
+stop_server() {
+    if [[ -n ${pid:-} ]]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        pid=
+    fi
+}

@@ -90,13 +90,6 @@ end
 EOF
 
 pid=
-stop_server() {
-    if [[ -n $pid ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        pid=
-    fi
-}
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 

@@ -52,25 +52,11 @@ source "$ROOT/benches/lib.sh"
 
 # --- tools -----------------------------------------------------------------------------
 
-for tool in wrk strace curl; do
-    if ! command -v "$tool" >/dev/null; then
-        log "installing $tool"
-        as_root apt-get update -qq
-        as_root apt-get install -y -qq "$tool" >/dev/null
-    fi
-done
+install_missing wrk strace curl
 if command -v rustup >/dev/null; then
     rustup target add "$GUEST_TARGET" >/dev/null 2>&1 || die "rustup target add $GUEST_TARGET failed"
 fi
-
-server_cpu=() wrk_cpu=()
-if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
-    server_cpu=(taskset -c 0)
-    wrk_cpu=(taskset -c 1)
-    pinning="server on CPU 0, wrk on CPU 1"
-else
-    pinning="no CPU pinning (needs 2+ CPUs and taskset)"
-fi
+pin_cpus
 
 # --- build -----------------------------------------------------------------------------
 
@@ -133,13 +119,6 @@ EOF
 # --- servers ---------------------------------------------------------------------------
 
 pid=
-stop_server() {
-    if [[ -n $pid ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        pid=
-    fi
-}
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
