@@ -219,11 +219,7 @@ fn open_databases(
     let listed = functions.iter().flat_map(|f| &f.sqlite);
     let defaults: Vec<SqliteSpec> = listed
         .filter(|name| !specs.iter().any(|s| &s.name == *name))
-        .map(|name| SqliteSpec {
-            name: name.clone(),
-            migrations: Vec::new(),
-            max_size: crate::manifest::DEFAULT_SQLITE_MAX_SIZE,
-        })
+        .map(|name| SqliteSpec::with_defaults(name.clone()))
         .collect();
     for spec in specs.iter().chain(&defaults) {
         if !databases.contains_key(&spec.name) {

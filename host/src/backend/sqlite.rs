@@ -238,29 +238,14 @@ impl Databases {
         let db = match open.get(&key) {
             Some(db) => db.clone(),
             None => {
-                let path = self.file(app, name);
-                let label = format!("{app}/{name}");
-                let opened = || -> Result<Database, String> {
-                    std::fs::create_dir_all(path.parent().expect("a database file has a folder"))
-                        .map_err(|e| format!("cannot create its folder: {e}"))?;
-                    let db = Database {
-                        label: label.clone(),
-                        path: path.clone(),
-                        max_size: spec.max_size,
-                        idle: Mutex::new(Vec::new()),
-                        writes: parking_lot::Mutex::new(()),
-                    };
-                    let conn = db.connect().map_err(|e| e.to_string())?;
-                    conn.pragma_update(None, "journal_mode", "wal")
-                        .map_err(|e| e.to_string())?;
-                    db.put_back(conn);
-                    Ok(db)
-                };
-                let db = Arc::new(opened().map_err(|message| MigrationError::Open {
-                    database: label.clone(),
-                    path: path.clone(),
-                    message,
-                })?);
+                let db = Arc::new(Database {
+                    label: format!("{app}/{name}"),
+                    path: self.file(app, name),
+                    max_size: spec.max_size,
+                    idle: Mutex::new(Vec::new()),
+                    writes: parking_lot::Mutex::new(()),
+                });
+                db.create()?;
                 open.insert(key, db.clone());
                 db
             }
@@ -272,6 +257,28 @@ impl Databases {
 }
 
 impl Database {
+    /// Makes the file (and its folder) if it is new, in WAL mode, and keeps
+    /// the connection for the first lease.
+    fn create(&self) -> Result<(), MigrationError> {
+        let folder = self.path.parent().expect("a database file has a folder");
+        std::fs::create_dir_all(folder)
+            .map_err(|e| self.open_error(format!("cannot create its folder: {e}")))?;
+        let conn = self.connect().map_err(|e| self.open_error(e))?;
+        conn.pragma_update(None, "journal_mode", "wal")
+            .map_err(|e| self.open_error(e))?;
+        self.put_back(conn);
+        Ok(())
+    }
+
+    /// The database could not be opened or made ready: `message` says why.
+    fn open_error(&self, message: impl std::fmt::Display) -> MigrationError {
+        MigrationError::Open {
+            database: self.label.clone(),
+            path: self.path.clone(),
+            message: message.to_string(),
+        }
+    }
+
     /// A new connection with the host's settings: durable commits, foreign
     /// keys enforced, no attached files, the size cap.
     fn connect(&self) -> rusqlite::Result<Connection> {
@@ -322,19 +329,14 @@ impl Database {
     /// Applies every migration not yet recorded, in one transaction, and
     /// refuses a recorded one whose text changed.
     fn migrate(&self, migrations: &[MigrationFile]) -> Result<(), MigrationError> {
-        let open_err = |message: String| MigrationError::Open {
-            database: self.label.clone(),
-            path: self.path.clone(),
-            message,
-        };
-        let mut conn = self.connect().map_err(|e| open_err(e.to_string()))?;
+        let mut conn = self.connect().map_err(|e| self.open_error(e))?;
         conn.busy_timeout(Duration::from_secs(30))
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| self.open_error(e))?;
         // Off while migrations run (it cannot change inside a transaction),
         // so a table can be rebuilt as SQLite documents it without
         // cascading deletes; checked whole before the commit instead.
         conn.pragma_update(None, "foreign_keys", "off")
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| self.open_error(e))?;
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
                 name TEXT PRIMARY KEY,
@@ -343,15 +345,13 @@ impl Database {
             );
             BEGIN IMMEDIATE;"
         ))
-        .map_err(|e| open_err(e.to_string()))?;
+        .map_err(|e| self.open_error(e))?;
         conn.authorizer(Some(migration_authorizer))
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| self.open_error(e))?;
         let applied = self.apply(&conn, migrations);
         let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
         match applied {
-            Ok(()) => conn
-                .execute_batch("COMMIT")
-                .map_err(|e| open_err(e.to_string())),
+            Ok(()) => conn.execute_batch("COMMIT").map_err(|e| self.open_error(e)),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 Err(e)
@@ -362,11 +362,6 @@ impl Database {
     /// Applies each migration not yet recorded, on `conn` inside the
     /// transaction [`Database::migrate`] began.
     fn apply(&self, conn: &Connection, migrations: &[MigrationFile]) -> Result<(), MigrationError> {
-        let open_err = |message: String| MigrationError::Open {
-            database: self.label.clone(),
-            path: self.path.clone(),
-            message,
-        };
         let mut last = None;
         for migration in migrations {
             let text = std::fs::read(&migration.path).map_err(|source| MigrationError::Read {
@@ -386,7 +381,7 @@ impl Database {
                     rusqlite::Error::QueryReturnedNoRows => Ok(None),
                     e => Err(e),
                 })
-                .map_err(|e| open_err(e.to_string()))?;
+                .map_err(|e| self.open_error(e))?;
             let failed = |message: String| MigrationError::Failed {
                 database: self.label.clone(),
                 path: migration.path.clone(),
@@ -425,7 +420,7 @@ impl Database {
                 .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
                     r.get(0)
                 })
-                .map_err(|e| open_err(e.to_string()))?;
+                .map_err(|e| self.open_error(e))?;
             if broken > 0 {
                 return Err(MigrationError::Failed {
                     database: self.label.clone(),

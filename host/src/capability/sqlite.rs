@@ -236,8 +236,8 @@ impl SqliteView<'_> {
     }
 }
 
-/// The conversions between [`SqlValue`], [`QueryOutput`] and [`Fault`] and
-/// one version's types, and that version's functions without async, which
+/// The conversions from and to one version's types (values, results and
+/// errors), and that version's functions without async, which
 /// are the same in 3.0.0 and 3.1.0.
 macro_rules! spin_sqlite {
     ($api:ident) => {
@@ -275,6 +275,21 @@ macro_rules! spin_sqlite {
             }
         }
 
+        impl From<QueryOutput> for $api::QueryResult {
+            fn from(output: QueryOutput) -> $api::QueryResult {
+                $api::QueryResult {
+                    columns: output.columns,
+                    rows: output
+                        .rows
+                        .into_iter()
+                        .map(|values| $api::RowResult {
+                            values: values.into_iter().map(Into::into).collect(),
+                        })
+                        .collect(),
+                }
+            }
+        }
+
         impl $api::Host for SqliteView<'_> {}
 
         impl $api::HostConnection for SqliteView<'_> {
@@ -293,16 +308,7 @@ macro_rules! spin_sqlite {
             ) -> wasmtime::Result<Result<$api::QueryResult, $api::Error>> {
                 let parameters = parameters.into_iter().map(SqlValue::from).collect();
                 let output = self.run(&conn, statement, parameters).await?;
-                Ok(output.map_err(Into::into).map(|output| $api::QueryResult {
-                    columns: output.columns,
-                    rows: output
-                        .rows
-                        .into_iter()
-                        .map(|values| $api::RowResult {
-                            values: values.into_iter().map(Into::into).collect(),
-                        })
-                        .collect(),
-                }))
+                Ok(output.map(Into::into).map_err(Into::into))
             }
 
             async fn last_insert_rowid(&mut self, conn: Resource<Conn>) -> wasmtime::Result<i64> {
@@ -372,17 +378,11 @@ impl<T> async_api::HostConnectionWithStore<T> for HasSqlite {
             Ok(output) => output,
             Err(e) => return Ok(Err(e.into())),
         };
-        let rows: Vec<async_api::RowResult> = output
-            .rows
-            .into_iter()
-            .map(|values| async_api::RowResult {
-                values: values.into_iter().map(Into::into).collect(),
-            })
-            .collect();
+        let async_api::QueryResult { columns, rows } = output.into();
         accessor.with(|mut access| {
             let rows = StreamReader::new(&mut access, rows)?;
             let done = FutureReader::new(&mut access, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
-            Ok(Ok((output.columns, rows, done)))
+            Ok(Ok((columns, rows, done)))
         })
     }
 

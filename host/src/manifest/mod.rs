@@ -161,6 +161,18 @@ pub struct SqliteSpec {
     pub max_size: u64,
 }
 
+impl SqliteSpec {
+    /// Database `name` with no migrations and the default size cap: what a
+    /// database a function lists without a `[sqlite.<name>]` table gets.
+    pub fn with_defaults(name: StoreName) -> SqliteSpec {
+        SqliteSpec {
+            name,
+            migrations: Vec::new(),
+            max_size: DEFAULT_SQLITE_MAX_SIZE,
+        }
+    }
+}
+
 /// One migration of a database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationFile {

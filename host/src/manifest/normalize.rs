@@ -76,24 +76,21 @@ fn sqlite(
     declared: BTreeMap<StoreName, super::schema::RawDatabase>,
     functions: &[FunctionSpec],
 ) -> Result<Vec<SqliteSpec>, ManifestError> {
-    let err =
-        |name: &StoreName, msg: String| ManifestError::new(file, format!("`sqlite.{name}.{msg}"));
+    let err = |name: &StoreName, key: &str, msg: String| {
+        ManifestError::new(file, format!("`sqlite.{name}.{key}`: {msg}"))
+    };
     let mut databases = BTreeMap::new();
     for (name, raw) in declared {
         let max_size = raw.max_size.map_or(DEFAULT_SQLITE_MAX_SIZE, |s| s.0);
         if max_size < MIN_SQLITE_SIZE {
             return Err(err(
                 &name,
-                format!(
-                    "max_size`: must be at least {}",
-                    format_bytes(MIN_SQLITE_SIZE)
-                ),
+                "max_size",
+                format!("must be at least {}", format_bytes(MIN_SQLITE_SIZE)),
             ));
         }
         let migrations = match raw.migrations {
-            Some(path) => {
-                migrations(dir, &path).map_err(|e| err(&name, format!("migrations`: {e}")))?
-            }
+            Some(path) => migrations(dir, &path).map_err(|e| err(&name, "migrations", e))?,
             None => Vec::new(),
         };
         databases.insert(
@@ -106,11 +103,9 @@ fn sqlite(
         );
     }
     for name in functions.iter().flat_map(|f| &f.sqlite) {
-        databases.entry(name.clone()).or_insert_with(|| SqliteSpec {
-            name: name.clone(),
-            migrations: Vec::new(),
-            max_size: DEFAULT_SQLITE_MAX_SIZE,
-        });
+        databases
+            .entry(name.clone())
+            .or_insert_with(|| SqliteSpec::with_defaults(name.clone()));
     }
     Ok(databases.into_values().collect())
 }

@@ -6,8 +6,8 @@
 //! the stock only if enough is left, so concurrent reservations never lose
 //! an update and stock never goes negative (the table's `CHECK` says so too).
 
-use nimbus_sdk::sqlite::{Connection, Row, Value};
-use nimbus_sdk::{Error, StatusCode};
+use nimbus_sdk::Error;
+use nimbus_sdk::sqlite::{Connection, Row, Rows, Value};
 
 use crate::product::{Product, ProductInput, Reservation, parse_id};
 
@@ -48,7 +48,8 @@ impl Products {
             &format!("INSERT INTO products (name, price_cents, stock) VALUES (?, ?, ?) RETURNING {COLUMNS}"),
             &[input.name.into(), input.price_cents.into(), input.stock.into()],
         )?;
-        one(&rows.iter().next(), "the new product")
+        first(&rows)?
+            .ok_or_else(|| Error::internal("the database returned no row for the new product"))
     }
 
     /// Replaces the product `id` with `input`; a `404` if it does not exist.
@@ -58,10 +59,7 @@ impl Products {
             &format!("UPDATE products SET name = ?, price_cents = ?, stock = ? WHERE id = ? RETURNING {COLUMNS}"),
             &[input.name.into(), input.price_cents.into(), input.stock.into(), key(id)],
         )?;
-        match rows.iter().next() {
-            Some(row) => product(&row),
-            None => Err(not_found(id)),
-        }
+        first(&rows)?.ok_or_else(|| not_found(id))
     }
 
     /// Removes the product `id`; a `404` if it does not exist.
@@ -85,8 +83,8 @@ impl Products {
                 &format!("UPDATE products SET stock = stock - ?1 WHERE id = ?2 AND stock >= ?1 RETURNING {COLUMNS}"),
                 &[wanted.into(), key(id)],
             )?;
-            if let Some(row) = rows.iter().next() {
-                return product(&row);
+            if let Some(product) = first(&rows)? {
+                return Ok(product);
             }
             // Nothing taken: say whether the product is missing or short.
             let product = self.find(id)?;
@@ -103,10 +101,7 @@ impl Products {
             &format!("SELECT {COLUMNS} FROM products WHERE id = ?"),
             &[key(id)],
         )?;
-        match rows.iter().next() {
-            Some(row) => product(&row),
-            None => Err(not_found(id)),
-        }
+        first(&rows)?.ok_or_else(|| not_found(id))
     }
 }
 
@@ -125,14 +120,9 @@ fn product(row: &Row<'_>) -> Result<Product, Error> {
     })
 }
 
-fn one(row: &Option<Row<'_>>, what: &str) -> Result<Product, Error> {
-    match row {
-        Some(row) => product(row),
-        None => Err(Error::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the database returned no row for {what}"),
-        )),
-    }
+/// The product in the first row of `rows`, if there is one.
+fn first(rows: &Rows) -> Result<Option<Product>, Error> {
+    rows.iter().next().map(|row| product(&row)).transpose()
 }
 
 fn not_found(id: u64) -> Error {
