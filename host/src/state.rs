@@ -7,7 +7,8 @@ use crate::capability::kv::{KvCtx, KvView};
 use crate::capability::logging::LogCtx;
 use crate::capability::messaging::{MessagingCtx, MessagingView};
 use crate::capability::outbound::{OutboundCtx, OutboundPolicy, Services};
-use crate::capability::sqlite::{OpenConnections, SqliteCtx, SqliteView};
+use crate::capability::postgres::{PostgresCtx, PostgresView};
+use crate::capability::sqlite::{SqliteCtx, SqliteView};
 use crate::engine::EngineKind;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -31,6 +32,8 @@ pub struct Grants {
     pub kv: KvCtx,
     /// Its SQLite databases.
     pub sqlite: SqliteCtx,
+    /// Its PostgreSQL databases.
+    pub postgres: PostgresCtx,
     /// Its configuration.
     pub config: ConfigCtx,
     /// Its publishing grants.
@@ -49,7 +52,9 @@ pub struct HostState {
     outbound: OutboundCtx,
     kv: KvCtx,
     sqlite: SqliteCtx,
-    sqlite_open: OpenConnections,
+    sqlite_open: crate::capability::sqlite::OpenConnections,
+    postgres: PostgresCtx,
+    postgres_open: crate::capability::postgres::OpenConnections,
     config: ConfigCtx,
     log: LogCtx,
     messaging: MessagingCtx,
@@ -75,7 +80,9 @@ impl HostState {
             outbound: OutboundCtx::new(grants.outbound.clone(), services, call),
             kv: grants.kv.clone(),
             sqlite: grants.sqlite.clone(),
-            sqlite_open: OpenConnections::default(),
+            sqlite_open: Default::default(),
+            postgres: grants.postgres.clone(),
+            postgres_open: Default::default(),
             config: grants.config.clone(),
             messaging: grants.messaging.clone(),
             log,
@@ -108,6 +115,15 @@ impl HostState {
         }
     }
 
+    /// The PostgreSQL interfaces' view.
+    fn postgres(&mut self) -> PostgresView<'_> {
+        PostgresView {
+            ctx: &self.postgres,
+            table: &mut self.table,
+            open: &mut self.postgres_open,
+        }
+    }
+
     /// Makes this the state of an instance that runs several requests at
     /// once: each request's call is registered in the returned set while it
     /// runs, and the log context follows it ([`SharedCalls::log_id`]).
@@ -123,6 +139,7 @@ impl HostState {
     pub fn end_request(&mut self) {
         self.outbound.release();
         self.sqlite_open.end_request();
+        self.postgres_open.end_request();
     }
 
     /// Puts a delivered message in the table, for the queue handler.
@@ -157,6 +174,11 @@ impl HostState {
             &mut linker,
             kind == EngineKind::Concurrent,
             HostState::sqlite,
+        )?;
+        crate::capability::postgres::add_to_linker(
+            &mut linker,
+            kind == EngineKind::Concurrent,
+            HostState::postgres,
         )?;
         crate::capability::config::add_to_linker(&mut linker, |s| &s.config)?;
         crate::capability::logging::add_to_linker(&mut linker, |s| &s.log)?;

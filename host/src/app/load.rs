@@ -158,7 +158,7 @@ pub enum LoadError {
     Sqlite(#[from] crate::backend::sqlite::MigrationError),
     /// A function lists SQLite databases on a node of a cluster.
     #[error(
-        "function `{function}`: `sqlite = [{databases}]`: a SQLite database is a file on one node's disk, so a cluster (`--cluster`) cannot share it; run this app on one node, or keep the data in key-value stores, which a cluster shares"
+        "function `{function}`: `sqlite = [{databases}]`: a SQLite database is a file on one node's disk, so a cluster (`--cluster`) cannot share it; run this app on one node, or keep the data in PostgreSQL (`postgres = {{ name = \"postgres://...\" }}`), which every node of a cluster reaches"
     )]
     SqliteInCluster {
         /// The function.
@@ -317,12 +317,15 @@ fn engine_kind(bytes: &[u8]) -> EngineKind {
         let Some((path, version)) = name.split_once('@') else {
             return false;
         };
-        // Spin's 3.x interfaces have async functions, except SQLite's
-        // 3.0.0, which WASI 0.2 components (nimbus-sdk's) import.
+        // Spin's 3.x interfaces and PostgreSQL's 4.2 have async functions;
+        // SQLite's 3.0.0 and PostgreSQL's 4.0 and 4.1, which WASI 0.2
+        // components (nimbus-sdk's) import, have none.
         (path.starts_with("wasi:") && version.starts_with("0.3."))
             || (path.starts_with("spin:")
                 && version.starts_with("3.")
                 && !(path == "spin:sqlite/sqlite" && version.starts_with("3.0.")))
+            || (path == "spin:postgres/postgres"
+                && !(version.starts_with("4.0.") || version.starts_with("4.1.")))
     };
     let p3 = outer_payloads(bytes).any(|payload| match payload {
         Payload::ComponentImportSection(imports) => imports
@@ -422,6 +425,7 @@ pub const PROVIDED: &[(&str, &str)] = &[
     ("spin:key-value", "3.0.0"),
     ("spin:variables", "3.0.0"),
     ("spin:sqlite", "3.0.0, 3.1.0"),
+    ("spin:postgres", "4.1.0, 4.2.0"),
 ];
 
 /// The WASI 0.2 releases wasmtime-wasi and wasmtime-wasi-http 48 provide.
@@ -590,6 +594,11 @@ mod tests {
         (
             "spin:sqlite",
             "sqlite",
+            r#"(export "connection" (type (sub resource)))"#,
+        ),
+        (
+            "spin:postgres",
+            "postgres",
             r#"(export "connection" (type (sub resource)))"#,
         ),
     ];

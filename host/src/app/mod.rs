@@ -20,6 +20,7 @@ use crate::capability::config::ConfigCtx;
 use crate::capability::kv::KvCtx;
 use crate::capability::messaging::MessagingCtx;
 use crate::capability::outbound::OutboundPolicy;
+use crate::capability::postgres::PostgresCtx;
 use crate::capability::sqlite::SqliteCtx;
 use crate::engine::{EngineKind, Runtime};
 use crate::gateway::Gateway;
@@ -424,6 +425,11 @@ fn new_function(
         .filter_map(|s| Some((s.as_str().into(), ids.iter().position(|id| *id == s)?)))
         .collect();
     let limits = spec.limits;
+    let sql_limits = StatementLimits {
+        timeout: limits.sql_timeout,
+        max_rows: limits.sql_rows,
+        max_bytes: limits.sql_result_size,
+    };
     let grants = Grants {
         function: id_str.clone(),
         env: spec.env.clone().into(),
@@ -439,12 +445,9 @@ fn new_function(
                 .iter()
                 .filter_map(|name| Some((name.clone(), databases.get(name)?.clone())))
                 .collect(),
-            StatementLimits {
-                timeout: limits.sql_timeout,
-                max_rows: limits.sql_rows,
-                max_bytes: limits.sql_result_size,
-            },
+            sql_limits,
         ),
+        postgres: PostgresCtx::new(&id_str, &spec.postgres, sql_limits),
         config: ConfigCtx::new(spec.config.clone().into()),
         messaging: MessagingCtx::new(backends.queue.clone(), app, spec.id.as_str(), &spec.publish),
         outbound: Arc::new(OutboundPolicy {

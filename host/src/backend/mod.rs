@@ -10,6 +10,8 @@
 //!   files in its state folder instead);
 //! - [`embedded`]: one `redb` file holding key-value stores and queues;
 //! - [`sqlite`]: SQLite databases for functions, one file each, node-local;
+//! - [`postgres`]: PostgreSQL databases granted to functions, a connection
+//!   pool per grant; what a cluster shares for relational data;
 //! - [`nats`]: NATS JetStream, for key-value stores, queues, deployments and
 //!   members shared by several nodes.
 //!
@@ -21,6 +23,7 @@ pub mod embedded;
 pub mod kv;
 pub mod members;
 pub mod nats;
+pub mod postgres;
 pub mod queue;
 pub mod sqlite;
 
@@ -30,6 +33,19 @@ pub use members::{Member, MembersBackend};
 pub use queue::{Consumer, DeadLetter, Delivery, QueueBackend, QueueMessage, QueueStats};
 
 use std::sync::Arc;
+use std::time::Duration;
+
+/// What one SQL statement may use, SQLite's or PostgreSQL's: time, and rows
+/// and bytes of result (a function's `limits.sql_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct StatementLimits {
+    /// The longest one statement may run, waiting for a lock included.
+    pub timeout: Duration,
+    /// The most rows a result may have.
+    pub max_rows: u64,
+    /// The most bytes a result may hold, values and column names counted.
+    pub max_bytes: u64,
+}
 
 /// The storage an app runs on: one value, cloned into each function.
 #[derive(Clone)]

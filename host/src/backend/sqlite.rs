@@ -105,16 +105,7 @@ pub struct Database {
     writes: parking_lot::Mutex<()>,
 }
 
-/// What a statement may use: time, and rows and bytes of result.
-#[derive(Debug, Clone, Copy)]
-pub struct StatementLimits {
-    /// The longest one statement may run, waiting for a lock included.
-    pub timeout: Duration,
-    /// The most rows a result may have.
-    pub max_rows: u64,
-    /// The most bytes a result may hold, values and column names counted.
-    pub max_bytes: u64,
-}
+pub use super::StatementLimits;
 
 /// A value in a statement's parameters or its result.
 #[derive(Debug, Clone, PartialEq)]

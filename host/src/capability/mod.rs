@@ -9,10 +9,12 @@
 
 pub(crate) mod bindings;
 pub mod config;
+pub mod connections;
 pub mod kv;
 mod kv_draft;
 pub mod logging;
 pub mod messaging;
 pub mod outbound;
+pub mod postgres;
 pub(crate) mod spin;
 pub mod sqlite;

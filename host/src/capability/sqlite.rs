@@ -11,6 +11,7 @@
 //! open is rolled back when the connection or the instance ends.
 
 use crate::backend::sqlite::{Database, Lease, QueryOutput, SqlError, SqlValue, StatementLimits};
+use crate::capability::connections;
 use crate::manifest::StoreName;
 use std::sync::Arc;
 use tokio::sync::Mutex as AsyncMutex;
@@ -90,47 +91,12 @@ pub struct SqliteView<'a> {
     pub open: &'a mut OpenConnections,
 }
 
-/// The most connections one instance holds open at once: each is a SQLite
-/// connection of the host's, with its file handles and page cache.
-pub const MAX_OPEN_CONNECTIONS: usize = 16;
+/// The SQLite connections an instance has open.
+pub type OpenConnections = connections::OpenConnections<Lease>;
 
-/// The connections an instance has open, so that a reused instance cannot
-/// carry a transaction from one request into the next
-/// ([`OpenConnections::end_request`]) and cannot open without bound.
-#[derive(Default)]
-pub struct OpenConnections {
-    leases: Vec<std::sync::Weak<AsyncMutex<Lease>>>,
-}
-
-impl OpenConnections {
-    /// Room for one more, forgetting those the guest dropped.
-    fn reserve(&mut self) -> Result<(), Fault> {
-        self.leases.retain(|lease| lease.strong_count() > 0);
-        if self.leases.len() >= MAX_OPEN_CONNECTIONS {
-            return Err(Fault::Io(format!(
-                "too many open connections: an instance may hold {MAX_OPEN_CONNECTIONS} at once; drop one first"
-            )));
-        }
-        Ok(())
-    }
-
-    fn track(&mut self, conn: &Conn) {
-        self.leases.push(Arc::downgrade(&conn.lease));
-    }
-
-    /// Rolls back every transaction the finished request left open on a
-    /// connection the instance keeps (a guest that stored its connection
-    /// in a global): the next request starts with none, and holds no lock
-    /// meanwhile.
-    pub fn end_request(&mut self) {
-        self.leases.retain(|lease| lease.strong_count() > 0);
-        for lease in self.leases.iter().filter_map(std::sync::Weak::upgrade) {
-            // A statement still running belongs to a request that is not
-            // finished (a shared instance); it ends its own.
-            if let Ok(lease) = lease.try_lock() {
-                lease.end_transaction();
-            }
-        }
+impl connections::Lease for Lease {
+    fn end_transaction(lease: tokio::sync::OwnedMutexGuard<Lease>) {
+        lease.end_transaction();
     }
 }
 
@@ -215,11 +181,11 @@ impl SqliteView<'_> {
         database: String,
     ) -> wasmtime::Result<Result<Resource<Conn>, Fault>> {
         if let Err(e) = self.open.reserve() {
-            return Ok(Err(e));
+            return Ok(Err(Fault::Io(e)));
         }
         Ok(match open(self.ctx, &database).await? {
             Ok(conn) => {
-                self.open.track(&conn);
+                self.open.track(&conn.lease);
                 Ok(self.table.push(conn)?)
             }
             Err(e) => Err(e),
@@ -344,7 +310,10 @@ impl<T> async_api::HostConnectionWithStore<T> for HasSqlite {
     ) -> wasmtime::Result<Result<Resource<Conn>, async_api::Error>> {
         let ctx = accessor.with(|mut access| {
             let view = access.get();
-            view.open.reserve().map(|()| view.ctx.clone())
+            view.open
+                .reserve()
+                .map(|()| view.ctx.clone())
+                .map_err(Fault::Io)
         });
         let ctx = match ctx {
             Ok(ctx) => ctx,
@@ -353,7 +322,7 @@ impl<T> async_api::HostConnectionWithStore<T> for HasSqlite {
         Ok(match open(&ctx, &database).await? {
             Ok(conn) => Ok(accessor.with(|mut access| {
                 let view = access.get();
-                view.open.track(&conn);
+                view.open.track(&conn.lease);
                 view.table.push(conn)
             })?),
             Err(e) => Err(e.into()),

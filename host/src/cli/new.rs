@@ -124,6 +124,7 @@ const WIT: &[(&str, &str)] = wit![
     "deps/sockets/udp-create-socket.wit",
     "deps/sockets/udp.wit",
     "deps/sockets/world.wit",
+    "deps/spin-postgres/postgres.wit",
     "deps/spin-sqlite/sqlite.wit",
 ];
 

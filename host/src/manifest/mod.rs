@@ -173,6 +173,27 @@ impl SqliteSpec {
     }
 }
 
+/// A PostgreSQL database granted to a function under a name of its own.
+#[derive(Debug, Clone)]
+pub struct PostgresGrant {
+    /// The name the function opens it by.
+    pub name: StoreName,
+    /// Where it is and who connects, templates resolved. Its `Debug` hides
+    /// the password, and nothing else prints it.
+    pub config: tokio_postgres::Config,
+    /// Connections kept open to it at most.
+    pub pool: u32,
+}
+
+/// Connections a PostgreSQL grant's pool holds when the manifest does not
+/// say: enough for a function's concurrent requests on a small node, few
+/// enough that several functions and nodes stay under PostgreSQL's default
+/// `max_connections` (100).
+pub const DEFAULT_POSTGRES_POOL: u32 = 8;
+
+/// The largest pool one grant may ask for.
+pub const MAX_POSTGRES_POOL: u32 = 256;
+
 /// One migration of a database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationFile {
@@ -211,6 +232,8 @@ pub struct FunctionSpec {
     pub kv: Vec<StoreName>,
     /// SQLite databases it may open.
     pub sqlite: Vec<StoreName>,
+    /// PostgreSQL databases it may use, in name order.
+    pub postgres: Vec<PostgresGrant>,
     /// Functions of the app it may call.
     pub services: Vec<FunctionId>,
     /// Outbound HTTP it may make.

@@ -179,6 +179,7 @@ fn normalize_function(
         return Err(at.err("workdir", "is only used with `build`; add a build command"));
     }
     let config = config(&at, &f.config)?;
+    let postgres = postgres(&at, f.postgres)?;
     let queue = f.queue.map(|q| queue(&at, q)).transpose()?;
     let build = f.build.map(|command| BuildSpec {
         command,
@@ -200,6 +201,7 @@ fn normalize_function(
         env: f.env.into_iter().collect(),
         kv: f.kv,
         sqlite: f.sqlite,
+        postgres,
         services: f.services,
         allowed_outbound_hosts: f.allowed_outbound_hosts,
         config,
@@ -376,6 +378,48 @@ fn queue(at: &Field<'_>, q: RawQueue) -> Result<QueueSpec, ManifestError> {
         ));
     }
     Ok(spec)
+}
+
+/// A function's PostgreSQL grants: each URL's templates resolved and the
+/// URL parsed now, so a typo stops the start naming the key. The errors
+/// never repeat the URL, which may hold a password.
+fn postgres(
+    at: &Field<'_>,
+    raw: BTreeMap<StoreName, super::schema::RawPostgres>,
+) -> Result<Vec<PostgresGrant>, ManifestError> {
+    use super::schema::RawPostgres;
+    let mut grants = Vec::with_capacity(raw.len());
+    for (name, entry) in raw {
+        let key = format!("postgres.{name}");
+        let (url, pool) = match entry {
+            RawPostgres::Url(url) => (url, None),
+            RawPostgres::Table(t) => (t.url, t.pool),
+        };
+        let pool = pool.map_or(DEFAULT_POSTGRES_POOL, NonZeroU32::get);
+        if pool > MAX_POSTGRES_POOL {
+            return Err(at.err(
+                &format!("{key}.pool"),
+                format!("{pool} connections: at most {MAX_POSTGRES_POOL}"),
+            ));
+        }
+        let url = expand_env(&url).map_err(|e| at.err(&key, e))?;
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            at.err(
+                &key,
+                format!(
+                    "not a PostgreSQL connection URL (`postgres://user:password@host:5432/database`) or `key=value` string: {e}"
+                ),
+            )
+        })?;
+        if config.get_hosts().is_empty() {
+            return Err(at.err(
+                &key,
+                "names no host; write `postgres://user@host:5432/database`",
+            ));
+        }
+        grants.push(PostgresGrant { name, config, pool });
+    }
+    Ok(grants)
 }
 
 /// Replaces each `{{ env.NAME }}` in a config value with the host's

@@ -117,6 +117,14 @@ pub struct RawFunction {
     /// SQLite databases of the app it may open. Example: `sqlite = ["default"]`.
     #[serde(default)]
     pub sqlite: Vec<StoreName>,
+    /// PostgreSQL databases it may use, each by a name of its own: a
+    /// connection URL (or `key=value` string), or a table with the URL and
+    /// the size of the grant's connection pool; `{{ env.NAME }}` is replaced
+    /// by the host's environment variable. Example:
+    /// `postgres = { orders = "{{ env.ORDERS_DATABASE_URL }}" }`, or
+    /// `postgres = { orders = { url = "{{ env.ORDERS_DATABASE_URL }}", pool = 16 } }`.
+    #[serde(default)]
+    pub postgres: BTreeMap<StoreName, RawPostgres>,
     /// Other functions of the app it may call as `http://<id>.internal/`.
     /// Example: `services = ["users"]`.
     #[serde(default)]
@@ -200,6 +208,55 @@ impl<'de> Deserialize<'de> for RawReuse {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawReuse, A::Error> {
                 RawReuseTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
                     .map(RawReuse::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// One entry of `postgres`: a URL, or a table.
+#[derive(Debug)]
+pub enum RawPostgres {
+    /// `orders = "postgres://..."`.
+    Url(String),
+    /// `orders = { url = "postgres://...", pool = 16 }`.
+    Table(RawPostgresTable),
+}
+
+/// `orders = { url = "postgres://...", pool = 16 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgresTable {
+    /// The database's URL (`postgres://user:password@host:port/db`) or
+    /// `key=value` connection string. Example: `url = "{{ env.ORDERS_DATABASE_URL }}"`.
+    pub url: String,
+    /// Connections the host keeps open to it at most, shared by the
+    /// function's requests. Example: `pool = 16`.
+    pub pool: Option<NonZeroU32>,
+}
+
+impl<'de> Deserialize<'de> for RawPostgres {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawPostgres;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a connection URL, or a table like { url = \"postgres://...\", pool = 8 }",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<RawPostgres, E> {
+                Ok(RawPostgres::Url(url.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawPostgres, A::Error> {
+                RawPostgresTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawPostgres::Table)
             }
         }
         deserializer.deserialize_any(Visitor)

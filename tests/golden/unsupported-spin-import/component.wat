@@ -1,4 +1,4 @@
 (component
-  (import "spin:postgres/postgres@4.2.0" (instance
+  (import "spin:mysql/mysql@3.0.0" (instance
     (export "connection" (type (sub resource)))))
 )

@@ -1,0 +1,607 @@
+//! PostgreSQL databases granted to functions: a pool of connections per
+//! grant (`deadpool-postgres` over `tokio-postgres`), and statements run
+//! under the function's `limits.sql_*`.
+//!
+//! Every node of a cluster reaches the same PostgreSQL, so this is the
+//! relational store a cluster shares (SQLite stays on one node's disk).
+//!
+//! A guest's connection is a [`Lease`] on one pooled connection: its own
+//! for as long as the guest holds it, so `BEGIN ... COMMIT` across calls
+//! works, and a transaction it leaves open is rolled back before the
+//! connection serves anyone else. A statement past `sql_timeout` is
+//! cancelled on the server (PostgreSQL's cancel request), not only
+//! abandoned; so is one whose result grows past `sql_rows` or
+//! `sql_result_size`, and a statement that writes and returns rows (an
+//! `INSERT ... RETURNING`) runs in a transaction of its own outside the
+//! guest's, so that a result refused for its size keeps nothing.
+
+mod value;
+
+pub use value::{Bound, ColumnType, PgValue};
+
+use super::StatementLimits;
+use deadpool_postgres::{Manager, ManagerConfig, Object, RecyclingMethod, Runtime, Timeouts};
+use futures_util::TryStreamExt;
+use std::time::Duration;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_postgres::error::DbError as WireDbError;
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+/// Statements a connection keeps prepared for reuse, at most; past it the
+/// cache starts over, so a guest that builds SQL text with its values in
+/// it cannot grow the host's memory without bound.
+const STATEMENT_CACHE: usize = 256;
+
+/// How long the host waits for PostgreSQL to take a cancel request, or to
+/// roll back a transaction a guest left open, before it drops the
+/// connection instead.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long opening one new connection may take, unless the URL says
+/// (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One grant's connections.
+#[derive(Clone)]
+pub struct Pool {
+    /// What the grant is, for errors: "function `f`'s database `orders`".
+    label: String,
+    size: usize,
+    pool: deadpool_postgres::Pool,
+}
+
+/// A statement's rows, with its columns' names and types.
+#[derive(Debug, Default)]
+pub struct RowSet {
+    /// The columns, in order.
+    pub columns: Vec<(String, ColumnType)>,
+    /// Each row's values, in column order.
+    pub rows: Vec<Vec<PgValue>>,
+}
+
+/// PostgreSQL's own report of a failed statement.
+#[derive(Debug, Clone)]
+pub struct DbError {
+    /// All of it on one line, as PostgreSQL's clients print it.
+    pub as_text: String,
+    /// `ERROR`, `FATAL`, ...
+    pub severity: String,
+    /// The SQLSTATE code: `23505` for a unique violation, `42601` for a
+    /// syntax error, ...
+    pub code: String,
+    /// The primary message.
+    pub message: String,
+    /// The detail, if any.
+    pub detail: Option<String>,
+    /// The other fields PostgreSQL sent: `hint`, `constraint`, `table`,
+    /// `column`, `schema`.
+    pub extras: Vec<(String, String)>,
+}
+
+/// Why a connection or a statement failed, explained for the guest.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PgError {
+    /// No connection to the database: it is down, unreachable, refused the
+    /// grant's credentials, or the connection was lost.
+    #[error("{0}")]
+    ConnectionFailed(String),
+    /// A parameter does not fit the statement.
+    #[error("{0}")]
+    BadParameter(String),
+    /// PostgreSQL refused the statement.
+    #[error("{}", .0.as_text)]
+    Db(Box<DbError>),
+    /// The statement failed otherwise: a limit, a cancel.
+    #[error("{0}")]
+    Query(String),
+    /// A value in the result could not be read.
+    #[error("{0}")]
+    ValueConversion(String),
+}
+
+impl Pool {
+    /// Up to `size` connections to `config`, opened as requests need them.
+    pub fn new(label: String, config: &Config, size: u32) -> Pool {
+        let mut config = config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("nimbus");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let size = size as usize;
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .expect("a pool with a runtime and no hooks builds");
+        Pool { label, size, pool }
+    }
+
+    /// A connection of the pool, once one is free: waits up to `wait`.
+    pub async fn lease(&self, wait: Duration) -> Result<Lease, PgError> {
+        let client = self.get(wait).await?;
+        Ok(Lease {
+            client: Some(client),
+            pool: self.clone(),
+            in_transaction: false,
+            used: false,
+        })
+    }
+
+    async fn get(&self, wait: Duration) -> Result<Object, PgError> {
+        use deadpool_postgres::PoolError;
+        let timeouts = Timeouts {
+            wait: Some(wait),
+            create: Some(wait),
+            recycle: Some(wait),
+        };
+        self.pool.timeout_get(&timeouts).await.map_err(|e| match e {
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                PgError::ConnectionFailed(format!(
+                    "all {} connections to {} are in use, and none was free within {} (limits.sql_timeout); raise its `pool`, or hold connections for less time",
+                    self.size,
+                    self.label,
+                    humantime::format_duration(wait)
+                ))
+            }
+            PoolError::Timeout(_) => PgError::ConnectionFailed(format!(
+                "could not connect to {} within {}",
+                self.label,
+                humantime::format_duration(wait)
+            )),
+            PoolError::Backend(e) => {
+                PgError::ConnectionFailed(format!("could not connect to {}: {}", self.label, chain(&e)))
+            }
+            e => PgError::ConnectionFailed(format!("could not connect to {}: {e}", self.label)),
+        })
+    }
+
+    /// Connections open now, and how many of them are idle.
+    pub fn status(&self) -> (usize, usize) {
+        let status = self.pool.status();
+        (status.size, status.available)
+    }
+}
+
+/// An error with its causes, which `tokio_postgres` keeps apart (the
+/// `Display` of a connect error alone says only "error connecting to
+/// server").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// What a statement ended with, before it is explained.
+enum Failure {
+    Pg(tokio_postgres::Error),
+    BadParameter(String),
+    TooManyRows,
+    TooLarge,
+    Value(String),
+    TimedOut,
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Failure {
+        Failure::Pg(e)
+    }
+}
+
+/// One guest connection's pooled connection. Dropping it rolls back a
+/// transaction the guest left open, then returns the connection.
+pub struct Lease {
+    client: Option<Object>,
+    pool: Pool,
+    /// Whether the guest began a transaction and has not ended it.
+    in_transaction: bool,
+    /// Whether a statement ran on it yet.
+    used: bool,
+}
+
+impl Lease {
+    /// Runs `sql` with `params` and returns its rows.
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[PgValue],
+        limits: StatementLimits,
+    ) -> Result<RowSet, PgError> {
+        self.run(sql, params, limits, true)
+            .await
+            .map(|outcome| outcome.rows)
+    }
+
+    /// Runs `sql` with `params` and returns how many rows it changed.
+    pub async fn execute(
+        &mut self,
+        sql: &str,
+        params: &[PgValue],
+        limits: StatementLimits,
+    ) -> Result<u64, PgError> {
+        self.run(sql, params, limits, false)
+            .await
+            .map(|outcome| outcome.changed)
+    }
+
+    /// Whether the guest has a transaction open on it.
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Rolls back the transaction the guest left open, if any; a
+    /// connection that cannot is closed instead of pooled.
+    pub async fn end_transaction(&mut self) {
+        if !self.in_transaction {
+            return;
+        }
+        self.in_transaction = false;
+        if let Some(client) = self.client.take() {
+            self.client = rollback(client).await;
+        }
+    }
+
+    async fn run(
+        &mut self,
+        sql: &str,
+        params: &[PgValue],
+        limits: StatementLimits,
+        want_rows: bool,
+    ) -> Result<Outcome, PgError> {
+        let deadline = Instant::now() + limits.timeout;
+        let first = !self.used;
+        self.used = true;
+        let keyword = leading_keyword(sql);
+        let mut result = self
+            .attempt(sql, params, limits, want_rows, deadline, &keyword)
+            .await;
+        // A connection PostgreSQL closed while it sat in the pool (a
+        // restart, an operator's pg_terminate_backend) fails before its
+        // first statement reaches the server: that one is safe to send
+        // again on a fresh connection.
+        if first && matches!(&result, Err(Failure::Pg(e)) if e.is_closed()) {
+            if let Some(dead) = self.client.take() {
+                drop(Object::take(dead));
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            self.client = Some(self.pool.get(wait).await?);
+            result = self
+                .attempt(sql, params, limits, want_rows, deadline, &keyword)
+                .await;
+        }
+        match keyword.as_str() {
+            "BEGIN" | "START" if result.is_ok() => self.in_transaction = true,
+            "COMMIT" | "END" | "ABORT" => self.in_transaction = false,
+            "ROLLBACK" if !is_rollback_to(sql) => self.in_transaction = false,
+            _ => {}
+        }
+        result.map_err(|e| explain(e, limits, &self.pool.label))
+    }
+
+    async fn attempt(
+        &mut self,
+        sql: &str,
+        params: &[PgValue],
+        limits: StatementLimits,
+        want_rows: bool,
+        deadline: Instant,
+        keyword: &str,
+    ) -> Result<Outcome, Failure> {
+        let client = self.client.as_ref().expect("a lease holds a connection");
+        if client.statement_cache.size() >= STATEMENT_CACHE {
+            client.statement_cache.clear();
+        }
+        let stmt = match timeout_at(deadline, client.prepare_cached(sql)).await {
+            Ok(stmt) => stmt?,
+            Err(_) => {
+                cancel(client).await;
+                return Err(Failure::TimedOut);
+            }
+        };
+        check_params(&stmt, params)?;
+        // A statement that may write and returns rows, outside the guest's
+        // transaction, gets one of its own: a result refused for its size
+        // (or time) then keeps none of its writes.
+        let own_transaction =
+            want_rows && !stmt.columns().is_empty() && !self.in_transaction && !is_read(keyword);
+        if own_transaction {
+            client.batch_execute("BEGIN").await?;
+        }
+        let ran = timeout_at(deadline, async {
+            if want_rows {
+                collect(client, &stmt, params, limits).await
+            } else {
+                Ok(Outcome {
+                    rows: RowSet::default(),
+                    changed: client.execute_raw(&stmt, params.iter()).await?,
+                })
+            }
+        })
+        .await
+        .unwrap_or(Err(Failure::TimedOut));
+        if matches!(
+            ran,
+            Err(Failure::TimedOut | Failure::TooManyRows | Failure::TooLarge)
+        ) {
+            cancel(client).await;
+        }
+        if own_transaction {
+            let end = if ran.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            let ended = client.batch_execute(end).await;
+            if ran.is_ok() {
+                ended?;
+            }
+        }
+        ran
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if !self.in_transaction {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(rollback(client));
+            }
+            Err(_) => drop(Object::take(client)),
+        }
+    }
+}
+
+/// Rolls back `client`'s transaction and gives it back, or closes it (and
+/// gives nothing) when that fails.
+async fn rollback(client: Object) -> Option<Object> {
+    match timeout(CLEANUP_TIMEOUT, client.batch_execute("ROLLBACK")).await {
+        Ok(Ok(())) => Some(client),
+        _ => {
+            drop(Object::take(client));
+            None
+        }
+    }
+}
+
+/// Asks the server to stop what `client` runs now; the connection stays
+/// usable (its abandoned results are discarded as they come).
+async fn cancel(client: &Client) {
+    let token = client.cancel_token();
+    let _ = timeout(CLEANUP_TIMEOUT, token.cancel_query(NoTls)).await;
+}
+
+struct Outcome {
+    rows: RowSet,
+    changed: u64,
+}
+
+/// Each parameter checked against the type the server expects there.
+fn check_params(stmt: &Statement, params: &[PgValue]) -> Result<(), Failure> {
+    let types = stmt.params();
+    if types.len() != params.len() {
+        return Err(Failure::BadParameter(format!(
+            "the statement takes {} parameters ($1 to ${0}) and was given {}",
+            types.len(),
+            params.len()
+        )));
+    }
+    for (index, (value, ty)) in params.iter().zip(types).enumerate() {
+        if !value.fits(ty) {
+            return Err(Failure::BadParameter(value.misfit(index, ty)));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the rows of `stmt` within `limits`.
+async fn collect(
+    client: &Client,
+    stmt: &Statement,
+    params: &[PgValue],
+    limits: StatementLimits,
+) -> Result<Outcome, Failure> {
+    let columns: Vec<(String, ColumnType)> = stmt
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_owned(), ColumnType::of(c.type_())))
+        .collect();
+    let mut bytes: u64 = columns.iter().map(|(name, _)| name.len() as u64).sum();
+    let mut rows = Vec::new();
+    let stream = client.query_raw(stmt, params.iter()).await?;
+    futures_util::pin_mut!(stream);
+    while let Some(row) = stream.try_next().await? {
+        if rows.len() as u64 >= limits.max_rows {
+            return Err(Failure::TooManyRows);
+        }
+        bytes += row.raw_size_bytes() as u64;
+        if bytes > limits.max_bytes {
+            return Err(Failure::TooLarge);
+        }
+        let values = (0..row.len())
+            .map(|i| {
+                let column = &stmt.columns()[i];
+                row.try_get::<_, Raw<'_>>(i)
+                    .map_err(|e| e.to_string())
+                    .and_then(|raw| {
+                        PgValue::decode(column.type_(), raw.0).map_err(|e| {
+                            format!("column `{}` ({}): {e}", column.name(), column.type_())
+                        })
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::Value)?;
+        rows.push(values);
+    }
+    let changed = stream.rows_affected().unwrap_or(rows.len() as u64);
+    Ok(Outcome {
+        rows: RowSet { columns, rows },
+        changed,
+    })
+}
+
+/// A column's wire bytes, whatever its type.
+struct Raw<'a>(Option<&'a [u8]>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Raw<'a> {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(Some(raw)))
+    }
+
+    fn from_sql_null(
+        _: &tokio_postgres::types::Type,
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(None))
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}
+
+/// The failure explained, naming the limit it hit.
+fn explain(failure: Failure, limits: StatementLimits, label: &str) -> PgError {
+    match failure {
+        Failure::BadParameter(message) => PgError::BadParameter(message),
+        Failure::Value(message) => PgError::ValueConversion(message),
+        Failure::TooManyRows => PgError::Query(format!(
+            "the result has more than {} rows (limits.sql_rows); select fewer, or page with LIMIT and OFFSET",
+            limits.max_rows
+        )),
+        Failure::TooLarge => PgError::Query(format!(
+            "the result holds more than {} (limits.sql_result_size); select fewer rows or columns",
+            crate::manifest::format_bytes(limits.max_bytes)
+        )),
+        Failure::TimedOut => PgError::Query(format!(
+            "the statement ran longer than {} (limits.sql_timeout) and was cancelled",
+            humantime::format_duration(limits.timeout)
+        )),
+        Failure::Pg(e) => match e.as_db_error() {
+            Some(db) => PgError::Db(Box::new(db_error(db))),
+            None if e.is_closed()
+                || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) =>
+            {
+                PgError::ConnectionFailed(format!(
+                    "the connection to {label} was lost: {}",
+                    chain(&e)
+                ))
+            }
+            None => PgError::Query(chain(&e)),
+        },
+    }
+}
+
+fn db_error(db: &WireDbError) -> DbError {
+    let extras = [
+        ("hint", db.hint()),
+        ("constraint", db.constraint()),
+        ("table", db.table()),
+        ("column", db.column()),
+        ("schema", db.schema()),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
+    .collect();
+    DbError {
+        as_text: db.to_string().replace('\n', " "),
+        severity: db.severity().to_owned(),
+        code: db.code().code().to_owned(),
+        message: db.message().to_owned(),
+        detail: db.detail().map(str::to_owned),
+        extras,
+    }
+}
+
+/// The first word of `sql` in capitals, after spaces and comments
+/// (`-- ...` and nested `/* ... */`) and opening parentheses.
+fn leading_keyword(sql: &str) -> String {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(line) = rest.strip_prefix("--") {
+            rest = line.split_once('\n').map_or("", |(_, after)| after);
+        } else if rest.starts_with("/*") {
+            let mut depth = 0usize;
+            let mut end = rest.len();
+            let bytes = rest.as_bytes();
+            let mut i = 0;
+            while i + 1 < bytes.len() {
+                match &bytes[i..i + 2] {
+                    b"/*" => {
+                        depth += 1;
+                        i += 2;
+                    }
+                    b"*/" => {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            rest = &rest[end..];
+        } else {
+            break;
+        }
+    }
+    rest.chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// `ROLLBACK TO [SAVEPOINT] name`, which ends no transaction.
+fn is_rollback_to(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    upper
+        .split_whitespace()
+        .skip_while(|w| *w != "ROLLBACK")
+        .nth(1)
+        .is_some_and(|w| w == "TO")
+}
+
+/// Statements that read and never write (for those that may, see
+/// [`Lease::attempt`]).
+fn is_read(keyword: &str) -> bool {
+    matches!(keyword, "SELECT" | "VALUES" | "TABLE" | "SHOW")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leading_keyword_skips_comments() {
+        assert_eq!(leading_keyword("  begin;"), "BEGIN");
+        assert_eq!(
+            leading_keyword("-- x\n/* a /* b */ c */ (select 1)"),
+            "SELECT"
+        );
+        assert_eq!(leading_keyword("/* open"), "");
+        assert!(is_rollback_to("rollback to savepoint a"));
+        assert!(!is_rollback_to("ROLLBACK"));
+    }
+}
