@@ -37,6 +37,11 @@ use crate::{IntoResponse, Response};
 /// | [`sqlite::Error::DatabaseFull`](crate::sqlite::Error::DatabaseFull) | 507 | `database_full` |
 /// | [`sqlite::Error::Sql`](crate::sqlite::Error::Sql) | 500 | `sql_error` |
 /// | other [`sqlite::Error`](crate::sqlite::Error)s | 500 | `internal` |
+/// | [`postgres::Error::AccessDenied`](crate::postgres::Error::AccessDenied) | 403 | `access_denied` |
+/// | [`postgres::Error::ConnectionFailed`](crate::postgres::Error::ConnectionFailed) | 503 | `database_unavailable` |
+/// | [`postgres::Error::Db`](crate::postgres::Error::Db), a constraint violation (SQLSTATE class 23) | 409 | `constraint_violation` |
+/// | [`postgres::Error::Db`](crate::postgres::Error::Db) otherwise, [`Query`](crate::postgres::Error::Query), [`BadParameter`](crate::postgres::Error::BadParameter) | 500 | `sql_error` |
+/// | other [`postgres::Error`](crate::postgres::Error)s | 500 | `internal` |
 /// | [`config::Error::Missing`](crate::config::Error::Missing) | 500 | `missing_config` |
 /// | other [`config::Error`](crate::config::Error)s | 500 | `internal` |
 /// | [`serde_json::Error`] (bad JSON input) | 400 | `bad_request` |
@@ -311,6 +316,26 @@ impl From<crate::sqlite::Error> for Error {
             Sql::DatabaseFull => (StatusCode::INSUFFICIENT_STORAGE, "database_full"),
             Sql::Sql(_) => (StatusCode::INTERNAL_SERVER_ERROR, "sql_error"),
             Sql::InvalidConnection | Sql::Column(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        Error::new(status, err.to_string()).with_code(code)
+    }
+}
+
+impl From<crate::postgres::Error> for Error {
+    fn from(err: crate::postgres::Error) -> Error {
+        use crate::postgres::Error as Pg;
+        let (status, code) = match &err {
+            Pg::AccessDenied(_) => (StatusCode::FORBIDDEN, "access_denied"),
+            Pg::ConnectionFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            Pg::Db(db) if db.is_constraint_violation() => {
+                (StatusCode::CONFLICT, "constraint_violation")
+            }
+            Pg::Db(_) | Pg::Query(_) | Pg::BadParameter(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "sql_error")
+            }
+            Pg::ValueConversion(_) | Pg::Column(_) | Pg::Other(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };

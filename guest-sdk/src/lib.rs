@@ -27,8 +27,9 @@
 //!
 //! The component exports the standard `wasi:http/incoming-handler`, so it also
 //! runs on any other wasi:http host; only the [`kv`], [`config`], [`log`],
-//! [`queue`] and [`sqlite`] calls need Nimbus (or a host with the same
-//! interfaces: [`sqlite`] is Spin's own `spin:sqlite`).
+//! [`queue`], [`sqlite`] and [`postgres`] calls need Nimbus (or a host with
+//! the same interfaces: [`sqlite`] and [`postgres`] are Spin's own
+//! `spin:sqlite` and `spin:postgres`).
 //!
 //! # A guided tour
 //!
@@ -135,6 +136,7 @@ mod error;
 mod info;
 mod request;
 mod response;
+mod rows;
 mod runtime;
 
 pub mod auth;
@@ -142,6 +144,7 @@ pub mod config;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod postgres;
 pub mod queue;
 pub mod service;
 pub mod sqlite;

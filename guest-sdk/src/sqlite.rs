@@ -174,13 +174,22 @@ impl From<wit::Value> for Value {
     }
 }
 
-/// A Rust type a column's value converts to, for [`Row::get`].
-pub trait FromValue: Sized {
-    /// The value as `Self`, or `None` when it is of another type.
-    fn from_value(value: &Value) -> Option<Self>;
+pub use crate::rows::FromValue;
+
+/// A statement's result: its column names and rows.
+pub type Rows = crate::rows::Rows<Value>;
+
+/// One row of [`Rows`].
+pub type Row<'a> = crate::rows::Row<'a, Value>;
+
+impl crate::rows::ColumnValue for Value {
+    type Error = Error;
+    fn column_error(message: String) -> Error {
+        Error::Column(message)
+    }
 }
 
-impl FromValue for i64 {
+impl FromValue<Value> for i64 {
     fn from_value(value: &Value) -> Option<i64> {
         match value {
             Value::Integer(i) => Some(*i),
@@ -191,7 +200,7 @@ impl FromValue for i64 {
 
 macro_rules! narrow_integers {
     ($($t:ty),*) => {$(
-        impl FromValue for $t {
+        impl FromValue<Value> for $t {
             fn from_value(value: &Value) -> Option<$t> {
                 i64::from_value(value).and_then(|i| <$t>::try_from(i).ok())
             }
@@ -200,13 +209,13 @@ macro_rules! narrow_integers {
 }
 narrow_integers!(i32, u32, u64, i16, u16, usize);
 
-impl FromValue for bool {
+impl FromValue<Value> for bool {
     fn from_value(value: &Value) -> Option<bool> {
         i64::from_value(value).map(|i| i != 0)
     }
 }
 
-impl FromValue for f64 {
+impl FromValue<Value> for f64 {
     /// A real, or an integer widened (SQLite stores `2.0` in a REAL column
     /// as the integer 2).
     fn from_value(value: &Value) -> Option<f64> {
@@ -218,7 +227,7 @@ impl FromValue for f64 {
     }
 }
 
-impl FromValue for String {
+impl FromValue<Value> for String {
     fn from_value(value: &Value) -> Option<String> {
         match value {
             Value::Text(s) => Some(s.clone()),
@@ -227,7 +236,7 @@ impl FromValue for String {
     }
 }
 
-impl FromValue for Vec<u8> {
+impl FromValue<Value> for Vec<u8> {
     fn from_value(value: &Value) -> Option<Vec<u8>> {
         match value {
             Value::Blob(b) => Some(b.clone()),
@@ -237,96 +246,19 @@ impl FromValue for Vec<u8> {
     }
 }
 
-impl FromValue for Value {
+impl FromValue<Value> for Value {
     fn from_value(value: &Value) -> Option<Value> {
         Some(value.clone())
     }
 }
 
-impl<T: FromValue> FromValue for Option<T> {
+impl<T: FromValue<Value>> FromValue<Value> for Option<T> {
     /// `NULL` is `None`; anything else must convert to `T`.
     fn from_value(value: &Value) -> Option<Option<T>> {
         match value {
             Value::Null => Some(None),
             other => T::from_value(other).map(Some),
         }
-    }
-}
-
-/// A statement's result: its column names and rows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rows {
-    columns: Vec<String>,
-    rows: Vec<Vec<Value>>,
-}
-
-impl Rows {
-    /// The column names, in order.
-    pub fn columns(&self) -> &[String] {
-        &self.columns
-    }
-
-    /// The number of rows.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Whether there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// The rows, in order.
-    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
-        self.rows.iter().map(|values| Row {
-            columns: &self.columns,
-            values,
-        })
-    }
-}
-
-/// One row of [`Rows`].
-#[derive(Debug, Clone, Copy)]
-pub struct Row<'a> {
-    columns: &'a [String],
-    values: &'a [Value],
-}
-
-impl Row<'_> {
-    /// The value of `column` as a `T`: `row.get::<i64>("id")`. A missing
-    /// column or a value of another type is [`Error::Column`], naming both.
-    pub fn get<T: FromValue>(&self, column: &str) -> Result<T, Error> {
-        let index = self
-            .columns
-            .iter()
-            .position(|c| c == column)
-            .ok_or_else(|| {
-                Error::Column(format!(
-                    "the row has no column `{column}` (it has {})",
-                    self.columns.join(", ")
-                ))
-            })?;
-        self.get_at(index)
-    }
-
-    /// The value of the column at `index` (from 0) as a `T`.
-    pub fn get_at<T: FromValue>(&self, index: usize) -> Result<T, Error> {
-        let value = self
-            .values
-            .get(index)
-            .ok_or_else(|| Error::Column(format!("the row has no column {index}")))?;
-        T::from_value(value).ok_or_else(|| {
-            let name = self.columns.get(index).map_or("?", String::as_str);
-            Error::Column(format!(
-                "column `{name}` holds {value:?}, which is not a {}",
-                std::any::type_name::<T>()
-            ))
-        })
-    }
-
-    /// The raw values, in column order.
-    pub fn values(&self) -> &[Value] {
-        self.values
     }
 }
 
@@ -359,14 +291,14 @@ impl Connection {
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, Error> {
         let params: Vec<wit::Value> = params.iter().cloned().map(Into::into).collect();
         let result = self.conn.execute(sql, &params)?;
-        Ok(Rows {
-            columns: result.columns,
-            rows: result
+        Ok(Rows::new(
+            result.columns,
+            result
                 .rows
                 .into_iter()
                 .map(|row| row.values.into_iter().map(Value::from).collect())
                 .collect(),
-        })
+        ))
     }
 
     /// The rowid of this connection's last successful `INSERT`.
