@@ -19,6 +19,7 @@ mod logs;
 mod nats;
 mod outbound;
 mod p3;
+mod postgres;
 mod queue;
 mod reuse;
 mod routing;

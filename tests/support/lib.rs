@@ -173,6 +173,80 @@ impl Broker {
     }
 }
 
+/// The PostgreSQL server the tests use: the machine's (`.ci/run` starts it
+/// if it stopped), trust authentication.
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A PostgreSQL database of the test's own on the machine's server, made
+/// for one test and dropped (with whatever it holds) when this is dropped,
+/// so runs and parallel tests never share one.
+pub struct PgDatabase {
+    /// Its name: `nimbus_<pid>_<n>_<nanos>`.
+    pub name: String,
+    /// Its URL, as a manifest grants it.
+    pub url: String,
+}
+
+/// A connection to `url` for the test's own checks and setup, its
+/// connection task running beside it.
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} answers (`.ci/run` starts it): {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+impl PgDatabase {
+    /// A new, empty database.
+    pub async fn create() -> PgDatabase {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("nimbus_{}_{n}_{nanos}", std::process::id());
+        pg_connect(POSTGRES_URL)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("a test database is created");
+        PgDatabase {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+
+    /// A connection of the test's own to it.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        pg_connect(&self.url).await
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot block on its
+        // own futures: a thread of its own with a runtime of its own.
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                pg_connect(POSTGRES_URL)
+                    .await
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop the test database {}: {e}", self.name);
+        }
+    }
+}
+
 /// A running node for one app, started as `nimbus up` starts one (without
 /// an admin listener), stopped when dropped.
 pub struct TestApp {
