@@ -4,7 +4,7 @@
 //! runs statements sent as JSON, and `spin-postgres` (Spin's own SDK,
 //! `spin:postgres@4.2.0`, WASI 0.3) shares the same database unchanged.
 
-use nimbus_tests::{PgDatabase, TestApp, eventually};
+use nimbus_tests::{Broker, PgDatabase, TestApp, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -609,4 +609,50 @@ async fn a_spin_sdk_component_uses_postgres_unchanged() {
         rows(app, "SELECT name FROM spin_items", json!([])).await,
         json!([["tea"]])
     );
+}
+
+#[tokio::test]
+async fn two_cluster_nodes_share_one_postgres_database() {
+    let db = PgDatabase::create().await;
+    db.connect().await.batch_execute(ITEMS).await.unwrap();
+    let manifest = format!(
+        r#"
+version = 1
+[app]
+name = "pg"
+
+[functions.probe]
+source = "guest:pg-probe"
+routes = ["/pg/..."]
+postgres = {{ main = "{}" }}
+"#,
+        db.url
+    );
+    let broker = Broker::cluster_unique();
+    let one = TestApp::start_on(
+        tempfile::tempdir().unwrap(),
+        &manifest,
+        Default::default(),
+        &broker,
+    )
+    .await;
+    let two = TestApp::start_on(
+        tempfile::tempdir().unwrap(),
+        &manifest,
+        Default::default(),
+        &broker,
+    )
+    .await;
+    rows(
+        &one,
+        "INSERT INTO items (name) VALUES ('from one') RETURNING id",
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        rows(&two, "SELECT name FROM items", json!([])).await,
+        json!([["from one"]])
+    );
+    drop((one, two));
+    broker.cleanup().await;
 }

@@ -636,6 +636,7 @@ async fn a_cluster_refuses_an_app_with_sqlite() {
     broker.cleanup().await;
     assert!(error.contains("sqlite = ["), "{error}");
     assert!(error.contains("cluster"), "{error}");
+    assert!(error.contains("keep the data in PostgreSQL"), "{error}");
 }
 
 #[tokio::test]

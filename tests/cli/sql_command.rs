@@ -1,5 +1,5 @@
-//! `nimbus sql`: an operator's statement on a function's SQLite database,
-//! through the admin API of a running `nimbus up`.
+//! `nimbus sql`: an operator's statement on a function's SQLite or
+//! PostgreSQL database, through the admin API of a running `nimbus up`.
 
 use crate::support::{Server, app_dir, nimbus, up_command};
 
@@ -112,9 +112,127 @@ fn an_operator_queries_a_function_s_database_and_writes_only_when_asked() {
     assert!(!ok && err.contains("no such table: nowhere"), "{err}");
     let (ok, _, err) = sql(d, &server, &["sql", "other", "SELECT 1"]);
     assert!(
-        !ok && err.contains("does not list a SQLite database `other`"),
+        !ok && err.contains(
+            "has no database `other`: its `sqlite` lists shop, its `postgres` grants none"
+        ),
         "{err}"
     );
     let (ok, _, err) = sql(d, &server, &["nobody", "shop", "SELECT 1"]);
     assert!(!ok && err.contains("nobody"), "{err}");
+}
+
+/// Runs `sql` on the machine's PostgreSQL server as its `postgres` user,
+/// in database `database`.
+fn psql(database: &str, sql: &str) {
+    crate::crash::runtime().block_on(async {
+        let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {url} answers (`.ci/run` starts it): {e}"));
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+    });
+}
+
+#[test]
+fn an_operator_queries_a_postgres_grant_read_only_unless_asked() {
+    let name = format!("nimbus_cli_{}_{}", std::process::id(), fastrand_suffix());
+    psql("test", &format!("CREATE DATABASE {name}"));
+    struct Dropped(String);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            psql(
+                "test",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+            );
+        }
+    }
+    let _dropped = Dropped(name.clone());
+    psql(
+        &name,
+        "CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, price numeric(6, 2), added date);\n\
+         INSERT INTO products VALUES (1, 'tea', 2.5, '2026-12-03'), (2, 'cake', NULL, NULL);",
+    );
+    let dir = app_dir(&format!(
+        r#"
+[functions.pg]
+source = @pg-probe@
+routes = ["/pg/..."]
+postgres = {{ shop = "postgres://postgres@127.0.0.1:5432/{name}" }}
+"#
+    ));
+    let server = Server::start(up_command(dir.path()));
+    let d = dir.path();
+
+    let (ok, out, err) = sql(
+        d,
+        &server,
+        &[
+            "pg",
+            "shop",
+            "SELECT id, name, price, added FROM products ORDER BY id",
+        ],
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "id  name  price  added",
+            "1   tea   2.50   2026-12-03",
+            "2   cake  NULL   NULL",
+            "(2 rows)"
+        ],
+        "{out}"
+    );
+    // A whole-number parameter goes into the int column.
+    let (ok, out, err) = sql(
+        d,
+        &server,
+        &[
+            "pg",
+            "shop",
+            "SELECT name FROM products WHERE id = $1",
+            "--param",
+            "2",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["rows"], serde_json::json!([["cake"]]));
+
+    // A write is refused by PostgreSQL's own read-only transaction, and
+    // nothing changes, unless asked for.
+    let update = "UPDATE products SET price = 3 WHERE name = 'tea'";
+    let (ok, _, err) = sql(d, &server, &["pg", "shop", update]);
+    assert!(!ok && err.contains("--write"), "{err}");
+    let (_, out, _) = sql(
+        d,
+        &server,
+        &["pg", "shop", "SELECT price FROM products WHERE id = 1"],
+    );
+    assert!(out.contains("2.50"), "{out}");
+    let (ok, out, err) = sql(d, &server, &["pg", "shop", update, "--write"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "1 rows changed");
+    let (_, out, _) = sql(
+        d,
+        &server,
+        &["pg", "shop", "SELECT price FROM products WHERE id = 1"],
+    );
+    assert!(out.contains("3.00"), "{out}");
+
+    let (ok, _, err) = sql(d, &server, &["pg", "shop", "SELECT * FROM nowhere"]);
+    assert!(
+        !ok && err.contains("relation \"nowhere\" does not exist"),
+        "{err}"
+    );
+}
+
+/// A few digits no other run of this test shares.
+fn fastrand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
 }

@@ -217,7 +217,7 @@ impl AdminClient {
         self.send(Method::DELETE, &path, None, &[]).await
     }
 
-    /// `POST /v1/functions/{function}/sqlite/{database}`: one statement,
+    /// `POST /v1/functions/{function}/sql/{database}`: one statement,
     /// read-only unless `write`.
     pub async fn sql(
         &self,
@@ -228,7 +228,7 @@ impl AdminClient {
         write: bool,
     ) -> Result<super::sql::QueryView, ClientError> {
         let body = serde_json::json!({ "sql": sql, "params": params, "write": write });
-        let path = format!("/v1/functions/{function}/sqlite/{database}");
+        let path = format!("/v1/functions/{function}/sql/{database}");
         let body = Bytes::from(body.to_string());
         self.send(Method::POST, &path, Some((body, "application/json")), &[])
             .await

@@ -67,12 +67,18 @@ pub enum AdminError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     /// `nimbus sql` names a database the function does not list.
-    #[error("function `{function}` does not list a SQLite database `{database}` in `sqlite`")]
+    #[error(
+        "function `{function}` has no database `{database}`: its `sqlite` lists {sqlite}, its `postgres` grants {postgres}"
+    )]
     NoDatabase {
         /// The function.
         function: String,
         /// The database asked for.
         database: String,
+        /// Its SQLite databases, for the message.
+        sqlite: String,
+        /// Its PostgreSQL grants, for the message.
+        postgres: String,
     },
     /// The SQL request is not `{"sql": ..., "params": [...], "write": bool}`.
     #[error("{0}")]

@@ -24,7 +24,7 @@
 //! | `PUT /v1/functions/{id}/canary?percent=N` | the body (a component) takes N% of the traffic; with no body, change N |
 //! | `POST /v1/functions/{id}/canary/promote` | the canary becomes the stable version |
 //! | `POST /v1/functions/{id}/canary/abort` (or `DELETE .../canary`) | drop the canary |
-//! | `POST /v1/functions/{id}/sqlite/{database}` | one SQL statement, `{"sql": "...", "params": [...], "write": false}`, on a database the function lists, under its limits; read-only unless `write` ([`QueryView`]) |
+//! | `POST /v1/functions/{id}/sql/{database}` (also `.../sqlite/...`) | one SQL statement, `{"sql": "...", "params": [...], "write": false}`, on a SQLite database the function lists or a PostgreSQL database it is granted, under its limits; read-only unless `write` ([`QueryView`]) |
 //!
 //! A refusal is `{"status": N, "error": "code", "message": "..."}`
 //! ([`ErrorView`]), its status and code given by [`AdminError`]. A refused

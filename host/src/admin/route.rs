@@ -43,7 +43,8 @@ pub(super) enum Endpoint {
     Promote { id: String },
     /// `POST /v1/functions/{id}/canary/abort` or `DELETE /v1/functions/{id}/canary`
     Abort { id: String },
-    /// `POST /v1/functions/{id}/sqlite/{database}`
+    /// `POST /v1/functions/{id}/sql/{database}` (or `.../sqlite/...`,
+    /// its first name)
     Sql { id: String, database: String },
 }
 
@@ -83,7 +84,7 @@ impl Endpoint {
             }
             ("POST", ["v1", "functions", id, "canary", "abort"])
             | ("DELETE", ["v1", "functions", id, "canary"]) => Endpoint::Abort { id: owned(id) },
-            ("POST", ["v1", "functions", id, "sqlite", database]) => Endpoint::Sql {
+            ("POST", ["v1", "functions", id, "sql" | "sqlite", database]) => Endpoint::Sql {
                 id: owned(id),
                 database: owned(database),
             },

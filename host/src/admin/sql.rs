@@ -1,11 +1,16 @@
-//! The handler of `POST /v1/functions/{id}/sqlite/{database}`: one SQL
-//! statement on a database the function lists, for operators (`nimbus sql`).
+//! The handler of `POST /v1/functions/{id}/sql/{database}`: one SQL
+//! statement on a database of the function's, SQLite or PostgreSQL, for
+//! operators (`nimbus sql`).
 //!
 //! The statement runs as the function's own would: under its
-//! `limits.sql_*`, on a connection of its own, with the same authorizer.
-//! It must only read unless the request says `"write": true`.
+//! `limits.sql_*`, on a connection of its own (for SQLite, with the same
+//! authorizer; for PostgreSQL, from the grant's pool). It must only read
+//! unless the request says `"write": true`: SQLite's own
+//! `sqlite3_stmt_readonly` decides, and PostgreSQL runs it in a
+//! `READ ONLY` transaction that is rolled back after.
 
 use super::{Admin, AdminError, Answer, ok};
+use crate::backend::postgres::{PgError, PgValue};
 use crate::backend::sqlite::{SqlError, SqlValue};
 use base64::Engine as _;
 use http::Request;
@@ -41,7 +46,7 @@ pub struct QueryView {
 }
 
 impl Admin {
-    /// `POST /v1/functions/{id}/sqlite/{database}`
+    /// `POST /v1/functions/{id}/sql/{database}`
     pub(super) async fn sql(&self, id: &str, database: &str, req: Request<Incoming>) -> Answer {
         let body = Limited::new(req.into_body(), MAX_QUERY_BODY)
             .collect()
@@ -53,24 +58,29 @@ impl Admin {
                 "the body is {{\"sql\": \"...\", \"params\": [...], \"write\": false}}: {e}"
             ))
         })?;
-        let params = query
-            .params
-            .iter()
-            .map(param)
-            .collect::<Result<Vec<_>, _>>()?;
         let app = self.app();
         let function = app
             .functions
             .iter()
             .find(|f| f.id.as_str() == id)
             .ok_or_else(|| AdminError::NoFunction(id.to_owned()))?;
+        if let Some(lease) = function.grants.postgres.lease(database).await {
+            return postgres(lease, function.grants.postgres.limits(), query).await;
+        }
         let sqlite = &function.grants.sqlite;
         let db = sqlite
             .database(database)
             .ok_or_else(|| AdminError::NoDatabase {
                 function: id.to_owned(),
                 database: database.to_owned(),
+                sqlite: listed(function.spec.sqlite.iter().map(|n| n.as_str())),
+                postgres: listed(function.grants.postgres.names().into_iter()),
             })?;
+        let params = query
+            .params
+            .iter()
+            .map(param)
+            .collect::<Result<Vec<_>, _>>()?;
         let limits = sqlite.limits();
         let write = query.write;
         let run = move || {
@@ -99,6 +109,63 @@ impl Admin {
             changes: if write { changes } else { 0 },
         }))
     }
+}
+
+/// `names` for a message: `a, b`, or `none`.
+fn listed<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The statement on a PostgreSQL grant's connection.
+async fn postgres(
+    lease: Result<crate::backend::postgres::Lease, PgError>,
+    limits: crate::backend::StatementLimits,
+    query: QueryRequest,
+) -> Answer {
+    let params: Vec<PgValue> = query
+        .params
+        .iter()
+        .map(pg_param)
+        .collect::<Result<_, _>>()?;
+    let mut lease = lease.map_err(|e| AdminError::Sql(e.to_string()))?;
+    let output = if query.write {
+        lease.query(&query.sql, &params, limits).await
+    } else {
+        lease.query_read_only(&query.sql, &params, limits).await
+    }
+    .map_err(|e| match e {
+        PgError::Db(db) if db.code == "25006" => AdminError::NotReadOnly,
+        e => AdminError::Sql(e.to_string()),
+    })?;
+    Ok(ok(&QueryView {
+        columns: output.columns.into_iter().map(|(name, _)| name).collect(),
+        changes: if query.write { output.changed } else { 0 },
+        rows: output
+            .rows
+            .iter()
+            .map(|row| row.iter().map(PgValue::to_json).collect())
+            .collect(),
+    }))
+}
+
+/// A JSON parameter for PostgreSQL: a whole number is a `bigint` (it also
+/// goes into a narrower integer column it fits), a decimal a `double
+/// precision`, a string `text` (cast it in the SQL for other types:
+/// `$1::date`).
+fn pg_param(value: &Value) -> Result<PgValue, AdminError> {
+    Ok(match param(value)? {
+        SqlValue::Null => PgValue::Null,
+        SqlValue::Integer(i) if value.is_boolean() => PgValue::Bool(i != 0),
+        SqlValue::Integer(i) => PgValue::Int64(i),
+        SqlValue::Real(f) => PgValue::Float64(f),
+        SqlValue::Text(s) => PgValue::Text(s),
+        SqlValue::Blob(b) => PgValue::Binary(b),
+    })
 }
 
 fn param(value: &Value) -> Result<SqlValue, AdminError> {

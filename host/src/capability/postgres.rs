@@ -89,6 +89,23 @@ impl PostgresCtx {
         }
     }
 
+    /// The statement limits of the function.
+    pub fn limits(&self) -> StatementLimits {
+        self.limits
+    }
+
+    /// The names of the grants, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.grants.iter().map(|g| g.name.as_str()).collect()
+    }
+
+    /// A connection of the grant called `name` (not an address), for the
+    /// operator's `nimbus sql`; `None` when there is no such grant.
+    pub async fn lease(&self, name: &str) -> Option<Result<Lease, PgError>> {
+        let grant = self.grants.iter().find(|g| g.name.as_str() == name)?;
+        Some(grant.pool.lease(self.limits.timeout).await)
+    }
+
     /// The grant `address` names: a grant's name, or a connection URL (or
     /// `key=value` string) for the same database as a grant's. A refusal is
     /// `connection-failed` (Spin's interface has no case of its own for it)

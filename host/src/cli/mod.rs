@@ -123,17 +123,18 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Run one SQL statement on a SQLite database of a function, through
-    /// the admin API, under the function's limits: read-only unless
-    /// `--write`. Prints the rows as a table.
+    /// Run one SQL statement on a SQLite or PostgreSQL database of a
+    /// function, through the admin API, under the function's limits:
+    /// read-only unless `--write`. Prints the rows as a table.
     Sql {
-        /// The function whose `sqlite` lists the database.
+        /// The function whose `sqlite` lists the database, or whose
+        /// `postgres` grants it.
         function: String,
         /// The database.
         database: String,
         /// The statement, e.g. "SELECT * FROM products WHERE id = ?".
         sql: String,
-        /// A value for the next `?` (a whole number, a decimal, `null`, else text); repeat in order.
+        /// A value for the next `?` (PostgreSQL: `$1`, `$2`, ...): a whole number, a decimal, `null`, else text; repeat in order.
         #[arg(long = "param", value_name = "VALUE")]
         params: Vec<String>,
         /// Allow a statement that writes (INSERT, UPDATE, DELETE, CREATE, ...).

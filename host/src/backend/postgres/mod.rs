@@ -57,6 +57,9 @@ pub struct RowSet {
     pub columns: Vec<(String, ColumnType)>,
     /// Each row's values, in column order.
     pub rows: Vec<Vec<PgValue>>,
+    /// Rows the statement inserted, updated or deleted (for a `SELECT`, the
+    /// rows it returned).
+    pub changed: u64,
 }
 
 /// PostgreSQL's own report of a failed statement.
@@ -226,6 +229,21 @@ impl Lease {
         self.run(sql, params, limits, true)
             .await
             .map(|outcome| outcome.rows)
+    }
+
+    /// Runs `sql` in a read-only transaction, rolled back after: a
+    /// statement that writes fails with SQLSTATE 25006
+    /// (`read_only_sql_transaction`).
+    pub async fn query_read_only(
+        &mut self,
+        sql: &str,
+        params: &[PgValue],
+        limits: StatementLimits,
+    ) -> Result<RowSet, PgError> {
+        self.execute("BEGIN READ ONLY", &[], limits).await?;
+        let rows = self.query(sql, params, limits).await;
+        self.end_transaction().await;
+        rows
     }
 
     /// Runs `sql` with `params` and returns how many rows it changed.
@@ -452,7 +470,11 @@ async fn collect(
     }
     let changed = stream.rows_affected().unwrap_or(rows.len() as u64);
     Ok(Outcome {
-        rows: RowSet { columns, rows },
+        rows: RowSet {
+            columns,
+            rows,
+            changed,
+        },
         changed,
     })
 }

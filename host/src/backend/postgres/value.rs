@@ -2,9 +2,9 @@
 //! `parameter-value`, `db-data-type`), to and from PostgreSQL's binary wire
 //! format, with the driver's own codecs (`postgres-protocol`).
 //!
-//! A parameter is encoded for the type the server expects: integers widen
-//! to a wider column, a string goes into any text column, and anything else
-//! is refused by name before the statement runs. A column of a type the
+//! A parameter is encoded for the type the server expects: an integer goes
+//! into any integer column its value fits, a string into any text column,
+//! and anything else is refused by name before the statement runs. A column of a type the
 //! interface has no value for comes back as `unsupported` with its bytes.
 
 use bytes::{BufMut, BytesMut};
@@ -308,8 +308,15 @@ impl PgValue {
             PgValue::Bool(_) => *ty == Type::BOOL,
             PgValue::Int8(_) => matches!(*ty, Type::CHAR | Type::INT2 | Type::INT4 | Type::INT8),
             PgValue::Int16(_) => matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8),
-            PgValue::Int32(_) => matches!(*ty, Type::INT4 | Type::INT8),
-            PgValue::Int64(_) => *ty == Type::INT8,
+            PgValue::Int32(v) => {
+                matches!(*ty, Type::INT4 | Type::INT8)
+                    || (*ty == Type::INT2 && i16::try_from(*v).is_ok())
+            }
+            PgValue::Int64(v) => {
+                *ty == Type::INT8
+                    || (*ty == Type::INT4 && i32::try_from(*v).is_ok())
+                    || (*ty == Type::INT2 && i16::try_from(*v).is_ok())
+            }
             PgValue::Float32(_) => matches!(*ty, Type::FLOAT4 | Type::FLOAT8),
             PgValue::Float64(_) => *ty == Type::FLOAT8,
             PgValue::Text(_) => is_text(ty) || matches!(*ty, Type::JSON | Type::JSONB),
@@ -347,6 +354,55 @@ impl PgValue {
             self.kind(),
             ty.name()
         )
+    }
+
+    /// The value as JSON, for an operator (`nimbus sql`): numbers,
+    /// strings (text, UUIDs, decimals, and dates and times in ISO 8601),
+    /// JSON as itself, bytes as `{"base64": ...}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use base64::Engine as _;
+        use serde_json::{Value, json};
+        fn bound<T: serde::Serialize>(b: &Bound<T>) -> Value {
+            b.as_ref().map_or(
+                Value::Null,
+                |(v, inclusive)| json!({"value": v, "inclusive": inclusive}),
+            )
+        }
+        match self {
+            PgValue::Null => Value::Null,
+            PgValue::Bool(v) => json!(v),
+            PgValue::Int8(v) => json!(v),
+            PgValue::Int16(v) => json!(v),
+            PgValue::Int32(v) => json!(v),
+            PgValue::Int64(v) => json!(v),
+            PgValue::Float32(v) => json!(v),
+            PgValue::Float64(v) => json!(v),
+            PgValue::Text(s) | PgValue::Uuid(s) | PgValue::Decimal(s) => json!(s),
+            PgValue::Binary(b) | PgValue::Unsupported(b) => {
+                json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) })
+            }
+            PgValue::Jsonb(b) => {
+                serde_json::from_slice(b).unwrap_or_else(|_| json!(String::from_utf8_lossy(b)))
+            }
+            PgValue::Date(y, m, d) => json!(format!("{y:04}-{m:02}-{d:02}")),
+            PgValue::Time(h, m, s, ns) => json!(format!("{h:02}:{m:02}:{s:02}.{:06}", ns / 1000)),
+            PgValue::DateTime(y, mo, d, h, mi, s, ns) => json!(format!(
+                "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:06}",
+                ns / 1000
+            )),
+            PgValue::Timestamp(t) => json!(t),
+            PgValue::RangeInt32(lo, hi) => json!({ "lower": bound(lo), "upper": bound(hi) }),
+            PgValue::RangeInt64(lo, hi) => json!({ "lower": bound(lo), "upper": bound(hi) }),
+            PgValue::RangeDecimal(lo, hi) => json!({ "lower": bound(lo), "upper": bound(hi) }),
+            PgValue::ArrayInt32(a) => json!(a),
+            PgValue::ArrayInt64(a) => json!(a),
+            PgValue::ArrayDecimal(a) | PgValue::ArrayText(a) => json!(a),
+            PgValue::Interval {
+                micros,
+                days,
+                months,
+            } => json!({ "months": months, "days": days, "micros": micros }),
+        }
     }
 
     /// Bytes the value holds, for the cap on a result's size.
@@ -818,7 +874,9 @@ mod tests {
             roundtrip(PgValue::Int16(-7), Type::INT8),
             PgValue::Int64(-7)
         );
-        assert!(!PgValue::Int64(1).fits(&Type::INT4));
+        // A wider integer narrows only when its value fits.
+        assert_eq!(roundtrip(PgValue::Int64(7), Type::INT4), PgValue::Int32(7));
+        assert!(!PgValue::Int64(1 << 40).fits(&Type::INT4));
         let json = PgValue::Jsonb(br#"{"a":1}"#.to_vec());
         assert_eq!(roundtrip(json.clone(), Type::JSONB), json);
         let range = PgValue::RangeInt64(Some((1, true)), Some((10, false)));
