@@ -249,6 +249,8 @@ mod tests {
             AdminError::NoDatabase {
                 function: f(),
                 database: f(),
+                sqlite: f(),
+                postgres: f(),
             },
             AdminError::InvalidQuery(f()),
             AdminError::NotReadOnly,
