@@ -47,6 +47,33 @@ pub struct StatementLimits {
     pub max_bytes: u64,
 }
 
+impl StatementLimits {
+    /// Why a result with more than `max_rows` rows was refused.
+    pub fn too_many_rows(&self) -> String {
+        format!(
+            "the result has more than {} rows (limits.sql_rows); select fewer, or page with LIMIT and OFFSET",
+            self.max_rows
+        )
+    }
+
+    /// Why a result over `max_bytes` was refused.
+    pub fn too_large(&self) -> String {
+        format!(
+            "the result holds more than {} (limits.sql_result_size); select fewer rows or columns",
+            crate::manifest::format_bytes(self.max_bytes)
+        )
+    }
+
+    /// Why a statement past `timeout` was stopped (`how`: "stopped",
+    /// "cancelled").
+    pub fn timed_out(&self, how: &str) -> String {
+        format!(
+            "the statement ran longer than {} (limits.sql_timeout) and was {how}",
+            humantime::format_duration(self.timeout)
+        )
+    }
+}
+
 /// The storage an app runs on: one value, cloned into each function.
 #[derive(Clone)]
 pub struct Backends {

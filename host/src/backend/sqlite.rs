@@ -592,19 +592,12 @@ impl Lease {
                 "the statement waited {} (limits.sql_timeout) for the writes ahead of it",
                 humantime::format_duration(limits.timeout)
             )),
-            RunError::TooManyRows => SqlError::Other(format!(
-                "the result has more than {} rows (limits.sql_rows); select fewer, or page with LIMIT and OFFSET",
-                limits.max_rows
-            )),
-            RunError::TooLarge => SqlError::Other(format!(
-                "the result holds more than {} (limits.sql_result_size); select fewer rows or columns",
-                crate::manifest::format_bytes(limits.max_bytes)
-            )),
+            RunError::TooManyRows => SqlError::Other(limits.too_many_rows()),
+            RunError::TooLarge => SqlError::Other(limits.too_large()),
             RunError::Sql(e) => match e.sqlite_error_code() {
-                Some(ErrorCode::OperationInterrupted) => SqlError::Other(format!(
-                    "the statement ran longer than {} (limits.sql_timeout) and was stopped",
-                    humantime::format_duration(limits.timeout)
-                )),
+                Some(ErrorCode::OperationInterrupted) => {
+                    SqlError::Other(limits.timed_out("stopped"))
+                }
                 Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                     SqlError::Other(format!(
                         "the database is locked by another connection's write (a statement waits for it up to {}, limits.sql_timeout; a transaction that read before another one wrote must start again): {e}",

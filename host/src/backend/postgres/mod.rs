@@ -506,18 +506,9 @@ fn explain(failure: Failure, limits: StatementLimits, label: &str) -> PgError {
     match failure {
         Failure::BadParameter(message) => PgError::BadParameter(message),
         Failure::Value(message) => PgError::ValueConversion(message),
-        Failure::TooManyRows => PgError::Query(format!(
-            "the result has more than {} rows (limits.sql_rows); select fewer, or page with LIMIT and OFFSET",
-            limits.max_rows
-        )),
-        Failure::TooLarge => PgError::Query(format!(
-            "the result holds more than {} (limits.sql_result_size); select fewer rows or columns",
-            crate::manifest::format_bytes(limits.max_bytes)
-        )),
-        Failure::TimedOut => PgError::Query(format!(
-            "the statement ran longer than {} (limits.sql_timeout) and was cancelled",
-            humantime::format_duration(limits.timeout)
-        )),
+        Failure::TooManyRows => PgError::Query(limits.too_many_rows()),
+        Failure::TooLarge => PgError::Query(limits.too_large()),
+        Failure::TimedOut => PgError::Query(limits.timed_out("cancelled")),
         Failure::Pg(e) => match e.as_db_error() {
             Some(db) => PgError::Db(Box::new(db_error(db))),
             None if e.is_closed()
