@@ -223,9 +223,11 @@ fn a_bad_name_a_taken_folder_or_no_sdk_is_an_error_and_writes_nothing() {
     );
 }
 
-/// What `nimbus.Database` answers in each of the next two tests' apps, for
-/// the second request (`bob`'s): the rows of every type, the rowid, the
-/// changes, and the refusal of a database the function does not list.
+/// What `nimbus.Database` and `Postgres` answer in each of the next two
+/// tests' apps, for the second request (`bob`'s): the rows of every type,
+/// the rowid, the changes, and the refusal of a database the function does
+/// not list; from PostgreSQL, its rows (a numeric, a jsonb, a timestamp)
+/// and the count `execute` returned.
 fn sqlite_expected() -> serde_json::Value {
     serde_json::json!({
         "rows": [
@@ -235,20 +237,36 @@ fn sqlite_expected() -> serde_json::Value {
         "id": 2,
         "changes": 1,
         "denied": "AccessDenied",
+        "pg": [
+            {"id": 1, "body": "ada", "price": "2.50", "extra": {"by": "ada"}, "at": "2026-12-03T17:45:09"},
+            {"id": 2, "body": "bob", "price": "2.50", "extra": {"by": "bob"}, "at": "2026-12-03T17:45:09"},
+        ],
+        "pg_changed": 1,
     })
 }
 
 /// Makes `template` as app `name`, grants it the SQLite database `notes`
-/// (with a migration), replaces its handler `file` with `handler`, serves
-/// it with `nimbus up --build`, sends `/hello/ada` and `/hello/bob`, and
-/// returns the second answer.
+/// (with a migration) and a PostgreSQL database `pgnotes` of the test's
+/// own (with a table `notes`), replaces its handler `file` with `handler`,
+/// serves it with `nimbus up --build`, sends `/hello/ada` and `/hello/bob`,
+/// and returns the second answer.
 fn serve_with_sqlite(template: &str, name: &str, file: &str, handler: &str) -> serde_json::Value {
+    let pg = crate::support::PgDatabase::create();
+    pg.run(
+        "CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL, price numeric(6, 2), extra jsonb, at timestamp)",
+    );
     let parent = tempfile::tempdir().unwrap();
     let app = generate(template, name, parent.path());
     let manifest = std::fs::read_to_string(app.join("nimbus.toml")).unwrap();
     let grant = format!("kv = [\"{name}\"]");
     assert!(manifest.contains(&grant), "{manifest}");
-    let manifest = manifest.replace(&grant, &format!("{grant}\nsqlite = [\"notes\"]"));
+    let manifest = manifest.replace(
+        &grant,
+        &format!(
+            "{grant}\nsqlite = [\"notes\"]\npostgres = {{ pgnotes = \"{}\" }}",
+            pg.url
+        ),
+    );
     std::fs::write(
         app.join("nimbus.toml"),
         format!("{manifest}\n[sqlite.notes]\nmigrations = \"notes.sql\"\n"),
@@ -278,16 +296,30 @@ fn serve_with_sqlite(template: &str, name: &str, file: &str, handler: &str) -> s
     get("bob")
 }
 
-/// The Python template's `nimbus.Database` over a granted SQLite database.
+/// The Python template's `nimbus.Database` and `nimbus.Postgres` over granted databases.
 #[test]
-fn the_python_template_s_helpers_use_a_granted_sqlite_database() {
+fn the_python_template_s_helpers_use_granted_sqlite_and_postgres_databases() {
     let answer = serve_with_sqlite(
         "http-python",
         "notes-py",
         "app.py",
         r#"import nimbus
 
+import datetime
+import decimal
+
 def hello(request):
+    pg = nimbus.Postgres.open("pgnotes")
+    name = request.params["name"]
+    pg.query(
+        "INSERT INTO notes (body, price, extra, at) VALUES ($1, $2, $3, $4) RETURNING id",
+        [name, decimal.Decimal("2.50"), {"by": name}, datetime.datetime(2026, 12, 3, 17, 45, 9)],
+    )
+    pg_changed = pg.execute("UPDATE notes SET body = body WHERE body = $1", [name])
+    pg_rows = [
+        {**r, "price": str(r["price"]), "at": r["at"].isoformat()}
+        for r in pg.query("SELECT id, body, price, extra, at FROM notes ORDER BY id")
+    ]
     db = nimbus.Database.open("notes")
     db.execute("INSERT INTO notes (body, n, b) VALUES (?, ?, ?)", [request.params["name"], 1.5, b"xy"])
     rows = db.execute("SELECT id, body, n, b, NULL AS z FROM notes ORDER BY id")
@@ -297,7 +329,7 @@ def hello(request):
     except nimbus.Error as e:
         denied = str(e)
     rows = [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in r.items()} for r in rows]
-    return nimbus.Response.json({"rows": rows, "id": db.last_insert_rowid(), "changes": db.changes(), "denied": denied})
+    return nimbus.Response.json({"rows": rows, "id": db.last_insert_rowid(), "changes": db.changes(), "denied": denied, "pg": pg_rows, "pg_changed": pg_changed})
 
 IncomingHandler = nimbus.http_handler(hello)
 "#,
@@ -305,16 +337,27 @@ IncomingHandler = nimbus.http_handler(hello)
     assert_eq!(answer, sqlite_expected());
 }
 
-/// The JavaScript template's `Database` over a granted SQLite database.
+/// The JavaScript template's `Database` and `Postgres` over granted databases.
 #[test]
-fn the_javascript_template_s_helpers_use_a_granted_sqlite_database() {
+fn the_javascript_template_s_helpers_use_granted_sqlite_and_postgres_databases() {
     let answer = serve_with_sqlite(
         "http-js",
         "notes-js",
         "app.js",
-        r#"import { Database, serve } from "./nimbus.js";
+        r#"import { Database, Postgres, serve } from "./nimbus.js";
 
 serve(async (request, { params }) => {
+  const pg = Postgres.open("pgnotes");
+  pg.query("INSERT INTO notes (body, price, extra, at) VALUES ($1, $2::text::numeric, $3, $4) RETURNING id", [
+    params.name,
+    "2.50",
+    { by: params.name },
+    new Date(Date.UTC(2026, 11, 3, 17, 45, 9)),
+  ]);
+  const pgChanged = pg.execute("UPDATE notes SET body = body WHERE body = $1", [params.name]);
+  const pgRows = pg
+    .query("SELECT id, body, price, extra, at FROM notes ORDER BY id")
+    .map((row) => ({ ...row, at: row.at.toISOString().slice(0, 19) }));
   const db = Database.open("notes");
   db.execute("INSERT INTO notes (body, n, b) VALUES (?, ?, ?)", [params.name, 1.5, new TextEncoder().encode("xy")]);
   const rows = db
@@ -326,7 +369,7 @@ serve(async (request, { params }) => {
   } catch (error) {
     denied = error.payload?.tag === "access-denied" ? "AccessDenied" : String(error);
   }
-  return Response.json({ rows, id: db.lastInsertRowid(), changes: db.changes(), denied });
+  return Response.json({ rows, id: db.lastInsertRowid(), changes: db.changes(), denied, pg: pgRows, pg_changed: pgChanged });
 });
 "#,
     );

@@ -1,7 +1,7 @@
 //! `nimbus sql`: an operator's statement on a function's SQLite or
 //! PostgreSQL database, through the admin API of a running `nimbus up`.
 
-use crate::support::{Server, app_dir, nimbus, up_command};
+use crate::support::{PgDatabase, Server, app_dir, nimbus, up_command};
 
 const APP: &str = r#"
 [sqlite.shop]
@@ -121,35 +121,10 @@ fn an_operator_queries_a_function_s_database_and_writes_only_when_asked() {
     assert!(!ok && err.contains("nobody"), "{err}");
 }
 
-/// Runs `sql` on the machine's PostgreSQL server as its `postgres` user,
-/// in database `database`.
-fn psql(database: &str, sql: &str) {
-    crate::crash::runtime().block_on(async {
-        let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {url} answers (`.ci/run` starts it): {e}"));
-        tokio::spawn(connection);
-        client.batch_execute(sql).await.unwrap();
-    });
-}
-
 #[test]
 fn an_operator_queries_a_postgres_grant_read_only_unless_asked() {
-    let name = format!("nimbus_cli_{}_{}", std::process::id(), fastrand_suffix());
-    psql("test", &format!("CREATE DATABASE {name}"));
-    struct Dropped(String);
-    impl Drop for Dropped {
-        fn drop(&mut self) {
-            psql(
-                "test",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
-            );
-        }
-    }
-    let _dropped = Dropped(name.clone());
-    psql(
-        &name,
+    let db = PgDatabase::create();
+    db.run(
         "CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, price numeric(6, 2), added date);\n\
          INSERT INTO products VALUES (1, 'tea', 2.5, '2026-12-03'), (2, 'cake', NULL, NULL);",
     );
@@ -158,8 +133,9 @@ fn an_operator_queries_a_postgres_grant_read_only_unless_asked() {
 [functions.pg]
 source = @pg-probe@
 routes = ["/pg/..."]
-postgres = {{ shop = "postgres://postgres@127.0.0.1:5432/{name}" }}
-"#
+postgres = {{ shop = "{}" }}
+"#,
+        db.url
     ));
     let server = Server::start(up_command(dir.path()));
     let d = dir.path();
@@ -228,11 +204,4 @@ postgres = {{ shop = "postgres://postgres@127.0.0.1:5432/{name}" }}
         !ok && err.contains("relation \"nowhere\" does not exist"),
         "{err}"
     );
-}
-
-/// A few digits no other run of this test shares.
-fn fastrand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
 }

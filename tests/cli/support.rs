@@ -132,3 +132,60 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A PostgreSQL database of the test's own on the machine's server (`.ci/run`
+/// starts it if it stopped; trust authentication), dropped with what it
+/// holds when this is dropped.
+pub struct PgDatabase {
+    /// Its name.
+    pub name: String,
+    /// Its URL, as a manifest grants it.
+    pub url: String,
+}
+
+/// The machine's PostgreSQL server, at its database `database`.
+fn pg_url(database: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{database}")
+}
+
+/// Runs `sql` (one or more statements) on `url`.
+fn pg_run(url: &str, sql: &str) {
+    crate::crash::runtime().block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {url} answers (`.ci/run` starts it): {e}"));
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+    });
+}
+
+impl PgDatabase {
+    /// A new, empty database.
+    pub fn create() -> PgDatabase {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("nimbus_cli_{}_{n}_{nanos}", std::process::id());
+        pg_run(&pg_url("test"), &format!("CREATE DATABASE {name}"));
+        PgDatabase {
+            url: pg_url(&name),
+            name,
+        }
+    }
+
+    /// Runs `sql` in it.
+    pub fn run(&self, sql: &str) {
+        pg_run(&self.url, sql);
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        pg_run(
+            &pg_url("test"),
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}

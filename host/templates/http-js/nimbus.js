@@ -5,13 +5,14 @@
 // component's JavaScript engine (StarlingMonkey, through componentize-js)
 // serves the `wasi:http` incoming handler as a `fetch` event. This module
 // adds the route's parameters, the standard `wasi:keyvalue` and
-// `wasi:config` interfaces of `wit/`, and SQLite through Spin's
-// `spin:sqlite` interface.
+// `wasi:config` interfaces of `wit/`, and SQLite and PostgreSQL through
+// Spin's `spin:sqlite` and `spin:postgres` interfaces.
 
 import { get as configGet } from "wasi:config/store@0.2.0-rc.1";
 import { increment } from "wasi:keyvalue/atomics@0.2.0-draft2";
 import { open } from "wasi:keyvalue/store@0.2.0-draft2";
 import { Connection } from "spin:sqlite/sqlite@3.0.0";
+import { Connection as PgConnection } from "spin:postgres/postgres@4.1.0";
 
 // Nimbus passes each route parameter in a header with this prefix.
 const PARAM_PREFIX = "x-nimbus-param-";
@@ -161,4 +162,82 @@ function jsValue(value) {
 function jsInteger(value) {
   const number = Number(value);
   return Number.isSafeInteger(number) ? number : value;
+}
+
+/**
+ * A PostgreSQL database the manifest grants with `postgres = { name = "URL" }`:
+ * a connection from the grant's pool, the function's own until the request
+ * ends (a transaction still open then is rolled back). A failure throws the
+ * host's error, whose `payload.tag` says what it is (`connection-failed`,
+ * `query-failed` with PostgreSQL's SQLSTATE in `payload.val.val.code`, ...).
+ */
+export class Postgres {
+  #connection;
+
+  constructor(connection) {
+    this.#connection = connection;
+  }
+
+  static open(name) {
+    return new Postgres(PgConnection.open(name));
+  }
+
+  /**
+   * Runs one statement with `params` filling `$1`, `$2`, ... (null, a
+   * number, a bigint, a boolean, a string, a Uint8Array, a Date, or an
+   * object for jsonb; a whole number is sent as a bigint, which also goes
+   * into a narrower integer column it fits) and returns its rows, each an
+   * object from column name to value (numeric as a string, jsonb parsed,
+   * timestamps as Dates).
+   */
+  query(statement, params = []) {
+    const result = this.#connection.query(statement, params.map(pgValue));
+    return result.rows.map((row) =>
+      Object.fromEntries(result.columns.map((column, i) => [column.name, pgJs(row[i])])),
+    );
+  }
+
+  /** Runs one statement and returns how many rows it changed. */
+  execute(statement, params = []) {
+    return jsInteger(this.#connection.execute(statement, params.map(pgValue)));
+  }
+}
+
+function pgValue(value) {
+  if (value === null || value === undefined) return { tag: "db-null" };
+  if (typeof value === "bigint") return { tag: "int64", val: value };
+  if (typeof value === "boolean") return { tag: "boolean", val: value };
+  if (typeof value === "number") {
+    return Number.isInteger(value) ? { tag: "int64", val: BigInt(value) } : { tag: "floating64", val: value };
+  }
+  if (typeof value === "string") return { tag: "str", val: value };
+  if (value instanceof Uint8Array) return { tag: "binary", val: value };
+  if (value instanceof Date) {
+    const d = value;
+    return {
+      tag: "datetime",
+      val: [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds() * 1e6],
+    };
+  }
+  return { tag: "jsonb", val: new TextEncoder().encode(JSON.stringify(value)) };
+}
+
+function pgJs(value) {
+  switch (value.tag) {
+    case "db-null":
+      return null;
+    case "int8":
+    case "int16":
+    case "int32":
+    case "int64":
+      return jsInteger(value.val);
+    case "jsonb":
+      return JSON.parse(new TextDecoder().decode(value.val));
+    case "datetime": {
+      const [y, mo, d, h, mi, s, ns] = value.val;
+      return new Date(Date.UTC(y, mo - 1, d, h, mi, s, Math.floor(ns / 1e6)));
+    }
+    default:
+      return value.val;
+  }
 }

@@ -1,7 +1,8 @@
-"""Requests, responses, key-value and config for a Nimbus function in Python.
+"""Requests, responses, key-value, config and SQL for a Nimbus function in Python.
 
 A small layer over the bindings componentize-py generates from `wit/`
-(`wasi:http`, `wasi:keyvalue`, `wasi:config`): a handler takes a `Request`
+(`wasi:http`, `wasi:keyvalue`, `wasi:config`, Spin's `spin:sqlite` and
+`spin:postgres`): a handler takes a `Request`
 and returns a `Response`, and `http_handler` turns it into the
 `IncomingHandler` class the component exports.
 
@@ -13,6 +14,8 @@ and returns a `Response`, and `http_handler` turns it into the
     IncomingHandler = nimbus.http_handler(hello)
 """
 
+import datetime
+import decimal
 import json
 import sys
 import traceback
@@ -25,7 +28,7 @@ from wit_world import exports
 from wit_world.imports import atomics, wasi_config_store
 from wit_world.imports import wasi_http_types as http
 from wit_world.imports import wasi_keyvalue_store
-from wit_world.imports import sqlite
+from wit_world.imports import postgres, sqlite
 from wit_world.imports.streams import StreamError_Closed
 
 # Nimbus passes each route parameter in a header with this prefix.
@@ -148,6 +151,78 @@ def _sql_value(value) -> sqlite.Value:
 
 def _python_value(value: sqlite.Value):
     return None if isinstance(value, sqlite.Value_Null) else value.value
+
+
+class Postgres:
+    """A PostgreSQL database the manifest grants with
+    `postgres = { name = "URL" }` (Spin's `spin:postgres` interface): a
+    connection from the grant's pool, the function's own until the request
+    ends (a transaction still open then is rolled back)."""
+
+    def __init__(self, connection: postgres.Connection):
+        self._connection = connection
+
+    @staticmethod
+    def open(name: str) -> "Postgres":
+        return Postgres(_call(postgres.Connection.open, name))
+
+    def query(self, statement: str, params=()) -> List[Dict[str, object]]:
+        """Runs one statement with `params` filling `$1`, `$2`, ... (None,
+        bool, int, float, str, bytes, decimal.Decimal, datetime.date,
+        datetime.datetime, or a dict or list for jsonb) and returns its rows,
+        each a dict from column name to value (numeric as decimal.Decimal,
+        jsonb parsed, dates and times as datetime's types)."""
+        result = _call(self._connection.query, statement, [_pg_value(p) for p in params])
+        names = [column.name for column in result.columns]
+        return [dict(zip(names, (_pg_python(v) for v in row))) for row in result.rows]
+
+    def execute(self, statement: str, params=()) -> int:
+        """Runs one statement and returns how many rows it changed."""
+        return _call(self._connection.execute, statement, [_pg_value(p) for p in params])
+
+
+def _pg_value(value) -> postgres.ParameterValue:
+    if value is None:
+        return postgres.ParameterValue_DbNull()
+    if isinstance(value, bool):
+        return postgres.ParameterValue_Boolean(value)
+    if isinstance(value, int):
+        return postgres.ParameterValue_Int64(value)
+    if isinstance(value, float):
+        return postgres.ParameterValue_Floating64(value)
+    if isinstance(value, str):
+        return postgres.ParameterValue_Str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return postgres.ParameterValue_Binary(bytes(value))
+    if isinstance(value, decimal.Decimal):
+        return postgres.ParameterValue_Decimal(str(value))
+    if isinstance(value, datetime.datetime):
+        return postgres.ParameterValue_Datetime(
+            (value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond * 1000)
+        )
+    if isinstance(value, datetime.date):
+        return postgres.ParameterValue_Date((value.year, value.month, value.day))
+    if isinstance(value, (dict, list)):
+        return postgres.ParameterValue_Jsonb(json.dumps(value).encode())
+    raise TypeError(f"not a PostgreSQL parameter: {type(value).__name__}")
+
+
+def _pg_python(value: postgres.DbValue):
+    if isinstance(value, postgres.DbValue_DbNull):
+        return None
+    if isinstance(value, postgres.DbValue_Decimal):
+        return decimal.Decimal(value.value)
+    if isinstance(value, postgres.DbValue_Jsonb):
+        return json.loads(value.value)
+    if isinstance(value, postgres.DbValue_Date):
+        return datetime.date(*value.value)
+    if isinstance(value, postgres.DbValue_Time):
+        h, m, s, ns = value.value
+        return datetime.time(h, m, s, ns // 1000)
+    if isinstance(value, postgres.DbValue_Datetime):
+        y, mo, d, h, mi, s, ns = value.value
+        return datetime.datetime(y, mo, d, h, mi, s, ns // 1000)
+    return value.value
 
 
 def config(key: str) -> Optional[str]:
