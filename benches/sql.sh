@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# SQLite through a function against the key-value capability, in one run: a
-# point read and an insert at CONNECTIONS connections each way.
+# SQLite and PostgreSQL through a function against the key-value capability,
+# in one run: a point read and an insert at CONNECTIONS connections each way.
 #
 # Run with: benches/sql.sh
 #
@@ -11,7 +11,17 @@
 #   kv-insert   wrk PUT of a 100-byte value to a new key each request
 #   sql-insert  the same through `sql-probe`: `INSERT OR REPLACE INTO kv ...`, one
 #               durable commit (WAL, synchronous=FULL) per request
-# ROUNDS rounds, the scenarios in turn (kv then SQL, then SQL then kv), medians.
+#   pg-read     the read through `pg-probe`: `SELECT value FROM kv WHERE key = $1`
+#               on PostgreSQL, table `kv (key text PRIMARY KEY, value bytea)`
+#   pg-insert   the insert through `pg-probe`: `INSERT ... ON CONFLICT DO UPDATE`,
+#               committed (PostgreSQL's defaults: synchronous_commit on, fsync)
+# ROUNDS rounds, the scenarios in turn (the order reversed every other round),
+# medians.
+#
+# PostgreSQL is the machine's server (PG_URL, default
+# postgres://postgres@127.0.0.1:5432/test); the script makes a database of its
+# own there and drops it at the end. The server's processes are not pinned: on
+# two CPUs they share them with nimbus and wrk.
 #
 # Settings (environment): DURATION seconds per wrk run (default 10), CONNECTIONS
 # (default 16), ROUNDS (default 2). The server runs on CPU 0 and wrk on CPU 1
@@ -45,10 +55,18 @@ pin_cpus
 
 log "building nimbus and the guests"
 cargo build --release --quiet -p nimbus
-cargo build --release --quiet --target "$GUEST_TARGET" -p kv-store -p sql-probe
-for guest in kv_store sql_probe; do
+cargo build --release --quiet --target "$GUEST_TARGET" -p kv-store -p sql-probe -p pg-probe
+for guest in kv_store sql_probe pg_probe; do
     [[ -f $GUESTS/$guest.wasm ]] || die "missing $GUESTS/$guest.wasm"
 done
+
+readonly PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+readonly PG_DB=nimbus_bench_$$
+command -v psql >/dev/null || die "psql is needed (Debian: postgresql-client)"
+psql -q "$PG_URL" -c "CREATE DATABASE $PG_DB" || die "cannot create a database at $PG_URL"
+readonly PG_BENCH_URL=${PG_URL%/*}/$PG_DB
+psql -q "$PG_BENCH_URL" -c "CREATE TABLE kv (key text PRIMARY KEY, value bytea NOT NULL)"
+drop_database() { psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" || true; }
 
 rm -rf "$OUT"
 mkdir -p "$OUT/sql"
@@ -75,6 +93,11 @@ kv = ["bench"]
 source = "$GUESTS/sql_probe.wasm"
 routes = ["/sql/..."]
 sqlite = ["bench"]
+
+[functions.pg]
+source = "$GUESTS/pg_probe.wasm"
+routes = ["/pg/..."]
+postgres = { bench = { url = "$PG_BENCH_URL", pool = $CONNECTIONS } }
 EOF
 # A PUT of the value to a new key per request: `$KEY_PREFIX-<n>`.
 cat >"$OUT/insert.lua" <<'EOF'
@@ -90,7 +113,7 @@ end
 EOF
 
 pid=
-trap stop_server EXIT
+trap 'stop_server; drop_database' EXIT
 trap 'exit 130' INT TERM
 
 "${server_cpu[@]}" env -u RUST_BACKTRACE -u RUST_LOG -u NIMBUS_LOG \
@@ -111,8 +134,11 @@ declare -A url=(
     [sql-read]="http://$public/sql/bench/kv/key"
     [kv-insert]="http://$public/kv/bench/"
     [sql-insert]="http://$public/sql/bench/kv/"
+    [pg-read]="http://$public/pg/bench/kv/key"
+    [pg-insert]="http://$public/pg/bench/kv/"
 )
-for kind in kv sql; do
+readonly SCENARIOS=(kv-read sql-read pg-read kv-insert sql-insert pg-insert)
+for kind in kv sql pg; do
     curl -fsS -X PUT --data-binary @"$OUT/value" "${url[$kind-read]}" || die "cannot store the $kind value"
     [[ $(curl -fsS "${url[$kind-read]}") == "$(cat "$OUT/value")" ]] || die "the $kind value does not read back"
 done
@@ -124,19 +150,20 @@ run() {
     KEY_PREFIX="r$round" wrk_run "$OUT/$scenario.$round.wrk" -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
         "${args[@]}" "${url[$scenario]}"
 }
-for scenario in kv-read sql-read kv-insert sql-insert; do
+for scenario in "${SCENARIOS[@]}"; do
     args=()
     [[ $scenario == *-insert ]] && args=(-s "$OUT/insert.lua")
     KEY_PREFIX=warmup wrk_run /dev/null -t1 -c"$CONNECTIONS" -d"${WARMUP_SECONDS}s" "${args[@]}" "${url[$scenario]}"
 done
 for round in $(seq 1 "$ROUNDS"); do
-    if ((round % 2)); then order=(kv-read sql-read kv-insert sql-insert); else order=(sql-read kv-read sql-insert kv-insert); fi
+    order=("${SCENARIOS[@]}")
+    if ! ((round % 2)); then order=(pg-read sql-read kv-read pg-insert sql-insert kv-insert); fi
     for scenario in "${order[@]}"; do run "$scenario" "$round"; done
 done
 stop_server
 
 declare -A rps p99
-for scenario in kv-read sql-read kv-insert sql-insert; do
+for scenario in "${SCENARIOS[@]}"; do
     # `rate` and `p99_ms` print no newline; `median` reads one number a line.
     rps[$scenario]=$(for r in $(seq 1 "$ROUNDS"); do rate "$OUT/$scenario.$r.wrk"; echo; done | median)
     p99[$scenario]=$(for r in $(seq 1 "$ROUNDS"); do p99_ms "$OUT/$scenario.$r.wrk"; echo; done | median)
@@ -145,11 +172,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 cat <<EOF
 
-SQLite against key-value through a function ($(nproc) CPUs, $pinning; $CONNECTIONS connections,
-${DURATION}s per run, median of $ROUNDS rounds; nimbus $(git rev-parse --short HEAD)):
+SQLite and PostgreSQL against key-value through a function ($(nproc) CPUs, $pinning;
+$CONNECTIONS connections, ${DURATION}s per run, median of $ROUNDS rounds; nimbus $(git rev-parse --short HEAD);
+$(psql -Atq "$PG_URL" -c 'SHOW server_version' | sed 's/^/PostgreSQL /;s/ (.*//')):
 
-| operation | key-value req/s | p99 | SQLite req/s | p99 | SQLite / key-value |
-|---|---|---|---|---|---|
-| point read | ${rps[kv-read]} | ${p99[kv-read]} ms | ${rps[sql-read]} | ${p99[sql-read]} ms | $(ratio "${rps[sql-read]}" "${rps[kv-read]}")x |
-| insert | ${rps[kv-insert]} | ${p99[kv-insert]} ms | ${rps[sql-insert]} | ${p99[sql-insert]} ms | $(ratio "${rps[sql-insert]}" "${rps[kv-insert]}")x |
+| operation | key-value req/s | p99 | SQLite req/s | p99 | SQLite / kv | PostgreSQL req/s | p99 | PostgreSQL / kv |
+|---|---|---|---|---|---|---|---|---|
+| point read | ${rps[kv-read]} | ${p99[kv-read]} ms | ${rps[sql-read]} | ${p99[sql-read]} ms | $(ratio "${rps[sql-read]}" "${rps[kv-read]}")x | ${rps[pg-read]} | ${p99[pg-read]} ms | $(ratio "${rps[pg-read]}" "${rps[kv-read]}")x |
+| insert | ${rps[kv-insert]} | ${p99[kv-insert]} ms | ${rps[sql-insert]} | ${p99[sql-insert]} ms | $(ratio "${rps[sql-insert]}" "${rps[kv-insert]}")x | ${rps[pg-insert]} | ${p99[pg-insert]} ms | $(ratio "${rps[pg-insert]}" "${rps[kv-insert]}")x |
 EOF
