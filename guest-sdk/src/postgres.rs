@@ -301,6 +301,7 @@ impl From<Value> for wit::ParameterValue {
     fn from(v: Value) -> wit::ParameterValue {
         use wit::ParameterValue as P;
         match v {
+            // `params` refuses an unsupported value before it gets here.
             Value::Null | Value::Unsupported(_) => P::DbNull,
             Value::Bool(v) => P::Boolean(v),
             Value::Int8(v) => P::Int8(v),
@@ -519,8 +520,20 @@ impl fmt::Debug for Connection {
     }
 }
 
-fn params(params: &[Value]) -> Vec<wit::ParameterValue> {
-    params.iter().cloned().map(Into::into).collect()
+/// The parameters for the host; a value read back as `Unsupported` cannot
+/// be sent (its type is not known here).
+fn params(params: &[Value]) -> Result<Vec<wit::ParameterValue>, Error> {
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Unsupported(_) => Err(Error::BadParameter(format!(
+                "parameter ${} is a value of a type this interface has no value for; select it as text (`column::text`) to send it back",
+                i + 1
+            ))),
+            v => Ok(v.clone().into()),
+        })
+        .collect()
 }
 
 impl Connection {
@@ -536,7 +549,7 @@ impl Connection {
     /// Runs one statement with `params` bound to `$1`, `$2`, ... and
     /// returns its rows.
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, Error> {
-        let set = self.conn.query(sql, &self::params(params))?;
+        let set = self.conn.query(sql, &self::params(params)?)?;
         Ok(Rows::new(
             set.columns.into_iter().map(|c| c.name).collect(),
             set.rows
@@ -549,7 +562,7 @@ impl Connection {
     /// Runs one statement with `params` bound to `$1`, `$2`, ... and
     /// returns how many rows it inserted, changed or deleted.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, Error> {
-        Ok(self.conn.execute(sql, &self::params(params))?)
+        Ok(self.conn.execute(sql, &self::params(params)?)?)
     }
 
     /// Runs `work` in a transaction: committed when it returns `Ok`,

@@ -27,6 +27,11 @@ source = "guest:pg-probe"
 routes = ["/other/pg/..."]
 postgres = { main = "{SECOND}" }
 
+[functions.single]
+source = "guest:pg-probe"
+routes = ["/single/pg/..."]
+postgres = { main = { url = "{MAIN}", pool = 1 } }
+
 [functions.none]
 source = "guest:pg-probe"
 routes = ["/none/pg/..."]
@@ -655,4 +660,111 @@ postgres = {{ main = "{}" }}
     );
     drop((one, two));
     broker.cleanup().await;
+}
+
+#[tokio::test]
+async fn no_session_state_outlives_the_connection_that_made_it() {
+    let pg = start().await;
+    let app = &pg.app;
+    // `single`'s pool has one connection, so its next request gets the
+    // very connection this one changed.
+    let (status, _, body) = sql(
+        app,
+        "/single/pg/main",
+        "plain",
+        &[
+            ("!SET app.tenant = 'a'", json!([])),
+            ("!SET statement_timeout = 0", json!([])),
+            ("SELECT pg_advisory_lock(42)::text", json!([])),
+            ("!CREATE TEMP TABLE scratch (n int)", json!([])),
+            ("!BEGIN", json!([])),
+            ("!COMMIT AND CHAIN", json!([])),
+            ("!INSERT INTO items (name) VALUES ('chained')", json!([])),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = sql(
+        app,
+        "/single/pg/main",
+        "plain",
+        &[
+            (
+                "SELECT current_setting('app.tenant', true), current_setting('statement_timeout'), \
+                 to_regclass('scratch')::text, pg_backend_pid()::int8",
+                json!([]),
+            ),
+            ("SELECT count(*)::int8 FROM items", json!([])),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let row = &body[0]["rows"][0];
+    // RESET ALL leaves a setting the session once made empty, not unknown.
+    assert_eq!(row[0], json!(""), "the setting was reset: {body}");
+    assert_eq!(row[1], json!("0"), "the server's default: {body}");
+    assert_eq!(row[2], json!(null), "the temporary table is gone: {body}");
+    // The write after `COMMIT AND CHAIN` was in a transaction that never
+    // committed.
+    assert_eq!(body[1]["rows"], json!([[0]]), "{body}");
+    // The advisory lock was released: the test's own session takes it.
+    let db = pg.main.connect().await;
+    let locked: bool = db
+        .query_one("SELECT pg_try_advisory_lock(42)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(locked);
+
+    // A reused instance's kept connection starts each request reset too.
+    sql(
+        app,
+        "/kept/pg/main",
+        "leave-open-kept",
+        &[("!SET app.tenant = 'b'", json!([]))],
+    )
+    .await;
+    let (_, _, body) = sql(
+        app,
+        "/kept/pg/main",
+        "on-kept",
+        &[("SELECT current_setting('app.tenant', true)", json!([]))],
+    )
+    .await;
+    assert_eq!(body[0]["rows"], json!([[""]]), "{body}");
+}
+
+#[tokio::test]
+async fn text_parameters_are_read_as_the_column_s_type_and_decoding_keeps_to_the_cap() {
+    let pg = start().await;
+    let app = &pg.app;
+    assert_eq!(
+        rows(
+            app,
+            "SELECT $1::date, $2::numeric, $3::uuid, $4::timestamptz, $5::bool, $6::int4, $7::float8",
+            json!(["2026-12-03", "1.50", "0193A5C2-7D4E-7000-8000-0123456789AB",
+                   "2026-12-03T17:45:09Z", "true", "7", 2])
+        )
+        .await,
+        json!([[
+            {"date": [2026, 12, 3]}, {"decimal": "1.50"},
+            {"uuid": "0193a5c2-7d4e-7000-8000-0123456789ab"},
+            {"datetime": [2026, 12, 3, 17, 45, 9, 0]}, true, 7, 2.0
+        ]])
+    );
+    let (_, _, _, message) = fails(app, "/pg/main", "SELECT $1::date", json!(["2026-02-30"])).await;
+    assert!(
+        message.contains("parameter $1 (str for a date): 2026-02-30 is not a date"),
+        "{message}"
+    );
+    // A few wire bytes a numeric, thousands of characters as text: the
+    // decoded size counts.
+    let (_, _, _, message) = fails(
+        app,
+        "/pg/main",
+        "SELECT array_fill(1e5000::numeric, ARRAY[100])",
+        json!([]),
+    )
+    .await;
+    assert!(message.contains("(limits.sql_result_size)"), "{message}");
 }

@@ -348,7 +348,7 @@ fn the_javascript_template_s_helpers_use_granted_sqlite_and_postgres_databases()
 
 serve(async (request, { params }) => {
   const pg = Postgres.open("pgnotes");
-  pg.query("INSERT INTO notes (body, price, extra, at) VALUES ($1, $2::text::numeric, $3, $4) RETURNING id", [
+  pg.query("INSERT INTO notes (body, price, extra, at) VALUES ($1, $2, $3, $4) RETURNING id", [
     params.name,
     "2.50",
     { by: params.name },

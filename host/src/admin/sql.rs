@@ -154,9 +154,10 @@ async fn postgres(
 }
 
 /// A JSON parameter for PostgreSQL: a whole number is a `bigint` (it also
-/// goes into a narrower integer column it fits), a decimal a `double
-/// precision`, a string `text` (cast it in the SQL for other types:
-/// `$1::date`).
+/// goes into a narrower integer column it fits, or a numeric or float one),
+/// a decimal a `double precision`, and a string `text`, which the host
+/// reads as the parameter's type where it is a number, a boolean, a UUID,
+/// a date or a time (`$1::date` with `"2026-12-03"`).
 fn pg_param(value: &Value) -> Result<PgValue, AdminError> {
     Ok(match param(value)? {
         SqlValue::Null => PgValue::Null,

@@ -209,12 +209,14 @@ pub struct Builder {
 pub type OpenConnections = connections::OpenConnections<Lease>;
 
 impl connections::Lease for Lease {
+    /// Rolls back and resets the session of a connection the instance
+    /// keeps, so its next request starts as on a fresh one.
     fn end_transaction(mut lease: tokio::sync::OwnedMutexGuard<Lease>) {
-        if !lease.in_transaction() {
+        if !lease.dirty() {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { lease.end_transaction().await });
+            runtime.spawn(async move { lease.end_request().await });
         }
     }
 }

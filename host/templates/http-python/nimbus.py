@@ -169,7 +169,8 @@ class Postgres:
     def query(self, statement: str, params=()) -> List[Dict[str, object]]:
         """Runs one statement with `params` filling `$1`, `$2`, ... (None,
         bool, int, float, str, bytes, decimal.Decimal, datetime.date,
-        datetime.datetime, or a dict or list for jsonb) and returns its rows,
+        datetime.datetime (an aware one in UTC), or a dict or list for jsonb)
+        and returns its rows,
         each a dict from column name to value (numeric as decimal.Decimal,
         jsonb parsed, dates and times as datetime's types)."""
         result = _call(self._connection.query, statement, [_pg_value(p) for p in params])
@@ -195,8 +196,10 @@ def _pg_value(value) -> postgres.ParameterValue:
     if isinstance(value, (bytes, bytearray)):
         return postgres.ParameterValue_Binary(bytes(value))
     if isinstance(value, decimal.Decimal):
-        return postgres.ParameterValue_Decimal(str(value))
+        return postgres.ParameterValue_Decimal(format(value, "f"))
     if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.timezone.utc)
         return postgres.ParameterValue_Datetime(
             (value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond * 1000)
         )

@@ -20,7 +20,9 @@
 //! - `"leave-open"`: `BEGIN` first and never `COMMIT`: the host must roll
 //!   the transaction back when the connection ends;
 //! - `"leave-open-kept"`: the same, and the connection is kept in a global,
-//!   so a reused instance holds it into its next request.
+//!   so a reused instance holds it into its next request;
+//! - `"on-kept"`: the statements on the connection kept by the last
+//!   `leave-open-kept` request of this instance.
 //!
 //! `GET .../pg/{database}/kv/{key}` answers the `value` of the row of the
 //! table `kv (key text PRIMARY KEY, value bytea)` with that key (`404` when
@@ -103,10 +105,16 @@ fn run(req: &Request, database: &str) -> Result<Json<JsonValue>, Error> {
         .as_array()
         .ok_or_else(|| Error::bad_request("`statements` is a list"))?
         .clone();
-    let db = Connection::open(database).map_err(failure)?;
     let all = |db: &Connection| -> Result<Vec<JsonValue>, Error> {
         statements.iter().map(|s| statement(db, s)).collect()
     };
+    if body["mode"] == "on-kept" {
+        return KEPT.with(|kept| match &*kept.borrow() {
+            Some(db) => all(db).map(|r| Json(JsonValue::Array(r))),
+            None => Err(Error::bad_request("no connection is kept")),
+        });
+    }
+    let db = Connection::open(database).map_err(failure)?;
     let results = match body["mode"].as_str().unwrap_or("plain") {
         "plain" => all(&db)?,
         "transaction" => db.transaction(all)?,

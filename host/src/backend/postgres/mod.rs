@@ -7,8 +7,8 @@
 //!
 //! A guest's connection is a [`Lease`] on one pooled connection: its own
 //! for as long as the guest holds it, so `BEGIN ... COMMIT` across calls
-//! works, and a transaction it leaves open is rolled back before the
-//! connection serves anyone else. A statement past `sql_timeout` is
+//! works, and a transaction it leaves open is rolled back, and its session
+//! reset, before the connection serves anyone else. A statement past `sql_timeout` is
 //! cancelled on the server (PostgreSQL's cancel request), not only
 //! abandoned; so is one whose result grows past `sql_rows` or
 //! `sql_result_size`, and a statement that writes and returns rows (an
@@ -130,13 +130,7 @@ impl Pool {
 
     /// A connection of the pool, once one is free: waits up to `wait`.
     pub async fn lease(&self, wait: Duration) -> Result<Lease, PgError> {
-        let client = self.get(wait).await?;
-        Ok(Lease {
-            client: Some(client),
-            pool: self.clone(),
-            in_transaction: false,
-            used: false,
-        })
+        Ok(Lease::new(self.get(wait).await?, self.clone()))
     }
 
     async fn get(&self, wait: Duration) -> Result<Object, PgError> {
@@ -207,18 +201,47 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
-/// One guest connection's pooled connection. Dropping it rolls back a
-/// transaction the guest left open, then returns the connection.
+/// What a connection is given back in: no transaction, and none of the
+/// session state a statement can leave (settings and `SET ROLE`, cursors,
+/// `LISTEN`, advisory locks, temporary tables, sequences' cached values).
+/// Prepared statements stay: they are the host's own cache.
+const RESET: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+     UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+
+/// One guest connection's pooled connection. When the guest is done with
+/// it (it dropped the connection, or its request ended while an instance
+/// kept it), the host rolls back what the guest left open and resets the
+/// session ([`RESET`]) before anyone else uses it; a statement still
+/// running then is cancelled first.
 pub struct Lease {
     client: Option<Object>,
     pool: Pool,
-    /// Whether the guest began a transaction and has not ended it.
+    /// Whether the guest began a transaction and has not ended it, as far
+    /// as its statements tell; when unsure, true (only the host's own
+    /// transaction around a write that returns rows depends on it).
     in_transaction: bool,
-    /// Whether a statement ran on it yet.
-    used: bool,
+    /// Whether a statement ran since the session was last reset.
+    dirty: bool,
+    /// Whether a statement is on its way: a lease dropped meanwhile (the
+    /// request ran out of time) cancels it.
+    busy: bool,
+    /// Whether the connection is in a state the host cannot vouch for: it
+    /// is closed, not pooled.
+    broken: bool,
 }
 
 impl Lease {
+    fn new(client: Object, pool: Pool) -> Lease {
+        Lease {
+            client: Some(client),
+            pool,
+            in_transaction: false,
+            dirty: false,
+            busy: false,
+            broken: false,
+        }
+    }
+
     /// Runs `sql` with `params` and returns its rows.
     pub async fn query(
         &mut self,
@@ -242,7 +265,7 @@ impl Lease {
     ) -> Result<RowSet, PgError> {
         self.execute("BEGIN READ ONLY", &[], limits).await?;
         let rows = self.query(sql, params, limits).await;
-        self.end_transaction().await;
+        self.end_request().await;
         rows
     }
 
@@ -258,21 +281,25 @@ impl Lease {
             .map(|outcome| outcome.changed)
     }
 
-    /// Whether the guest has a transaction open on it.
-    pub fn in_transaction(&self) -> bool {
-        self.in_transaction
+    /// Whether a statement ran since the session was last reset.
+    pub fn dirty(&self) -> bool {
+        self.dirty
     }
 
-    /// Rolls back the transaction the guest left open, if any; a
-    /// connection that cannot is closed instead of pooled.
-    pub async fn end_transaction(&mut self) {
-        if !self.in_transaction {
+    /// Rolls back what the guest left open and resets the session
+    /// ([`RESET`]), for a connection the guest keeps into its next request;
+    /// a connection that cannot be reset is replaced by the next statement.
+    pub async fn end_request(&mut self) {
+        if !self.dirty {
             return;
         }
-        self.in_transaction = false;
         if let Some(client) = self.client.take() {
-            self.client = rollback(client).await;
+            self.client = reset(client, self.busy, self.broken).await;
         }
+        self.dirty = false;
+        self.busy = false;
+        self.broken = false;
+        self.in_transaction = false;
     }
 
     async fn run(
@@ -283,32 +310,43 @@ impl Lease {
         want_rows: bool,
     ) -> Result<Outcome, PgError> {
         let deadline = Instant::now() + limits.timeout;
-        let first = !self.used;
-        self.used = true;
-        let keyword = leading_keyword(sql);
-        let mut result = self
-            .attempt(sql, params, limits, want_rows, deadline, &keyword)
-            .await;
-        // A connection PostgreSQL closed while it sat in the pool (a
-        // restart, an operator's pg_terminate_backend) fails before its
-        // first statement reaches the server: that one is safe to send
-        // again on a fresh connection.
-        if first && matches!(&result, Err(Failure::Pg(e)) if e.is_closed()) {
+        // A connection PostgreSQL closed (a restart, an operator's
+        // pg_terminate_backend), or one a failed reset gave up, is replaced
+        // before anything is sent on it. Nothing is ever sent twice.
+        let closed = self.client.as_ref().is_none_or(|c| c.is_closed());
+        if closed && !self.in_transaction {
             if let Some(dead) = self.client.take() {
                 drop(Object::take(dead));
             }
             let wait = deadline.saturating_duration_since(Instant::now());
             self.client = Some(self.pool.get(wait).await?);
+            self.broken = false;
+        }
+        if self.client.is_none() {
+            return Err(PgError::ConnectionFailed(format!(
+                "the connection to {} was lost inside a transaction; open a new one",
+                self.pool.label
+            )));
+        }
+        self.dirty = true;
+        self.busy = true;
+        let keyword = leading_keyword(sql);
+        let mut result = self
+            .attempt(sql, params, limits, want_rows, deadline, &keyword)
+            .await;
+        // A statement prepared before the schema changed (an `ALTER TABLE`
+        // through another connection) fails before it runs: prepared again,
+        // it is safe to send once more.
+        if !self.in_transaction && matches!(&result, Err(Failure::Pg(e)) if stale_plan(e)) {
+            if let Some(client) = &self.client {
+                client.statement_cache.clear();
+            }
             result = self
                 .attempt(sql, params, limits, want_rows, deadline, &keyword)
                 .await;
         }
-        match keyword.as_str() {
-            "BEGIN" | "START" if result.is_ok() => self.in_transaction = true,
-            "COMMIT" | "END" | "ABORT" => self.in_transaction = false,
-            "ROLLBACK" if !is_rollback_to(sql) => self.in_transaction = false,
-            _ => {}
-        }
+        self.busy = false;
+        self.in_transaction = transaction_after(&keyword, sql, self.in_transaction, result.is_ok());
         result.map_err(|e| explain(e, limits, &self.pool.label))
     }
 
@@ -333,13 +371,19 @@ impl Lease {
             }
         };
         check_params(&stmt, params)?;
-        // A statement that may write and returns rows, outside the guest's
-        // transaction, gets one of its own: a result refused for its size
-        // (or time) then keeps none of its writes.
+        // A write that returns rows, outside the guest's transaction, gets
+        // one of its own: a result refused for its size (or time) then
+        // keeps none of its writes.
         let own_transaction =
-            want_rows && !stmt.columns().is_empty() && !self.in_transaction && !is_read(keyword);
+            want_rows && !stmt.columns().is_empty() && !self.in_transaction && writes_rows(keyword);
         if own_transaction {
-            client.batch_execute("BEGIN").await?;
+            match timeout_at(deadline, client.batch_execute("BEGIN")).await {
+                Ok(begun) => begun?,
+                Err(_) => {
+                    self.broken = true;
+                    return Err(Failure::TimedOut);
+                }
+            }
         }
         let ran = timeout_at(deadline, async {
             if want_rows {
@@ -355,16 +399,29 @@ impl Lease {
         .unwrap_or(Err(Failure::TimedOut));
         if matches!(
             ran,
-            Err(Failure::TimedOut | Failure::TooManyRows | Failure::TooLarge)
+            Err(Failure::TimedOut | Failure::TooManyRows | Failure::TooLarge | Failure::Value(_))
         ) {
             cancel(client).await;
         }
-        if own_transaction {
-            let end = if ran.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            let ended = client.batch_execute(end).await;
-            if ran.is_ok() {
-                ended?;
+        if !own_transaction {
+            return ran;
+        }
+        // The commit is the statement's too (a deferred trigger runs in
+        // it), so it keeps to the deadline; a rollback gets a moment more.
+        if ran.is_ok() {
+            match timeout_at(deadline, client.batch_execute("COMMIT")).await {
+                Ok(committed) => committed?,
+                Err(_) => {
+                    cancel(client).await;
+                    self.broken = true;
+                    return Err(Failure::TimedOut);
+                }
             }
+        } else if !matches!(
+            timeout(CLEANUP_TIMEOUT, client.batch_execute("ROLLBACK")).await,
+            Ok(Ok(()))
+        ) {
+            self.broken = true;
         }
         ran
     }
@@ -375,28 +432,36 @@ impl Drop for Lease {
         let Some(client) = self.client.take() else {
             return;
         };
-        if !self.in_transaction {
+        if !self.dirty && !self.broken {
             return;
         }
+        let (busy, broken) = (self.busy, self.broken);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(rollback(client));
+                runtime.spawn(reset(client, busy, broken));
             }
             Err(_) => drop(Object::take(client)),
         }
     }
 }
 
-/// Rolls back `client`'s transaction and gives it back, or closes it (and
-/// gives nothing) when that fails.
-async fn rollback(client: Object) -> Option<Object> {
-    match timeout(CLEANUP_TIMEOUT, client.batch_execute("ROLLBACK")).await {
-        Ok(Ok(())) => Some(client),
-        _ => {
-            drop(Object::take(client));
-            None
-        }
+/// Cancels what `client` still runs (when `busy`), rolls back and resets
+/// its session ([`RESET`]), and gives it back; closes it (and gives
+/// nothing) when it is `broken` or the reset fails.
+async fn reset(client: Object, busy: bool, broken: bool) -> Option<Object> {
+    if busy {
+        cancel(&client).await;
     }
+    if !broken
+        && matches!(
+            timeout(CLEANUP_TIMEOUT, client.batch_execute(RESET)).await,
+            Ok(Ok(()))
+        )
+    {
+        return Some(client);
+    }
+    drop(Object::take(client));
+    None
 }
 
 /// Asks the server to stop what `client` runs now; the connection stays
@@ -404,6 +469,43 @@ async fn rollback(client: Object) -> Option<Object> {
 async fn cancel(client: &Client) {
     let token = client.cancel_token();
     let _ = timeout(CLEANUP_TIMEOUT, token.cancel_query(NoTls)).await;
+}
+
+/// Whether `e` says a prepared statement no longer fits the schema
+/// (`0A000` "cached plan must not change result type") or is gone
+/// (`26000`, a guest's `DEALLOCATE ALL`): raised before the statement runs.
+fn stale_plan(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::FEATURE_NOT_SUPPORTED && e.to_string().contains("cached plan")
+            || *c == SqlState::INVALID_SQL_STATEMENT_NAME
+    })
+}
+
+/// Whether a transaction is open after `sql` (whose first word is
+/// `keyword`) ran (`ok`) or failed, given whether one was before. What
+/// ends one for sure ends it; `AND CHAIN`, `ROLLBACK TO` and the
+/// `PREPARED` forms keep what was.
+fn transaction_after(keyword: &str, sql: &str, before: bool, ok: bool) -> bool {
+    let words: Vec<String> = sql
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .take(6)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let has = |w: &str| words.iter().any(|x| x == w);
+    match keyword {
+        "BEGIN" | "START" => before || ok,
+        "COMMIT" | "END" | "ABORT" | "ROLLBACK" => {
+            if has("CHAIN") || has("PREPARED") || (keyword == "ROLLBACK" && has("TO")) {
+                before
+            } else {
+                false
+            }
+        }
+        "PREPARE" if has("TRANSACTION") => before && !ok,
+        _ => before,
+    }
 }
 
 struct Outcome {
@@ -422,9 +524,7 @@ fn check_params(stmt: &Statement, params: &[PgValue]) -> Result<(), Failure> {
         )));
     }
     for (index, (value, ty)) in params.iter().zip(types).enumerate() {
-        if !value.fits(ty) {
-            return Err(Failure::BadParameter(value.misfit(index, ty)));
-        }
+        value.check(index, ty).map_err(Failure::BadParameter)?;
     }
     Ok(())
 }
@@ -441,7 +541,10 @@ async fn collect(
         .iter()
         .map(|c| (c.name().to_owned(), ColumnType::of(c.type_())))
         .collect();
+    // The wire bytes and the decoded values both count against the cap: a
+    // numeric's text can be far longer than its wire form.
     let mut bytes: u64 = columns.iter().map(|(name, _)| name.len() as u64).sum();
+    let mut decoded = bytes;
     let mut rows = Vec::new();
     let stream = client.query_raw(stmt, params.iter()).await?;
     futures_util::pin_mut!(stream);
@@ -453,19 +556,29 @@ async fn collect(
         if bytes > limits.max_bytes {
             return Err(Failure::TooLarge);
         }
-        let values = (0..row.len())
-            .map(|i| {
-                let column = &stmt.columns()[i];
-                row.try_get::<_, Raw<'_>>(i)
-                    .map_err(|e| e.to_string())
-                    .and_then(|raw| {
-                        PgValue::decode(column.type_(), raw.0).map_err(|e| {
-                            format!("column `{}` ({}): {e}", column.name(), column.type_())
-                        })
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Failure::Value)?;
+        let mut values = Vec::with_capacity(row.len());
+        for (i, column) in stmt.columns().iter().enumerate() {
+            let raw = row
+                .try_get::<_, Raw<'_>>(i)
+                .map_err(|e| Failure::Value(e.to_string()))?;
+            let budget = limits.max_bytes.saturating_sub(decoded);
+            let value = PgValue::decode(column.type_(), raw.0, budget).map_err(|e| {
+                if e.is::<value::TooLarge>() {
+                    Failure::TooLarge
+                } else {
+                    Failure::Value(format!(
+                        "column `{}` ({}): {e}",
+                        column.name(),
+                        column.type_()
+                    ))
+                }
+            })?;
+            decoded += value.size();
+            if decoded > limits.max_bytes {
+                return Err(Failure::TooLarge);
+            }
+            values.push(value);
+        }
         rows.push(values);
     }
     let changed = stream.rows_affected().unwrap_or(rows.len() as u64);
@@ -586,20 +699,12 @@ fn leading_keyword(sql: &str) -> String {
         .to_ascii_uppercase()
 }
 
-/// `ROLLBACK TO [SAVEPOINT] name`, which ends no transaction.
-fn is_rollback_to(sql: &str) -> bool {
-    let upper = sql.to_ascii_uppercase();
-    upper
-        .split_whitespace()
-        .skip_while(|w| *w != "ROLLBACK")
-        .nth(1)
-        .is_some_and(|w| w == "TO")
-}
-
-/// Statements that read and never write (for those that may, see
-/// [`Lease::attempt`]).
-fn is_read(keyword: &str) -> bool {
-    matches!(keyword, "SELECT" | "VALUES" | "TABLE" | "SHOW")
+/// Statements that write and may return rows: `INSERT`, `UPDATE`, `DELETE`
+/// and `MERGE` (with `RETURNING`), and `WITH` (whose parts may write). A
+/// `SELECT` of a function that writes is not among them, nor a `CALL`,
+/// whose procedure may manage its own transactions.
+fn writes_rows(keyword: &str) -> bool {
+    matches!(keyword, "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "WITH")
 }
 
 #[cfg(test)]
@@ -614,7 +719,16 @@ mod tests {
             "SELECT"
         );
         assert_eq!(leading_keyword("/* open"), "");
-        assert!(is_rollback_to("rollback to savepoint a"));
-        assert!(!is_rollback_to("ROLLBACK"));
+        let after =
+            |sql: &str, before: bool| transaction_after(&leading_keyword(sql), sql, before, true);
+        assert!(after("begin", false));
+        assert!(!after("COMMIT", true));
+        assert!(after("commit and chain", true));
+        assert!(after("ROLLBACK WORK TO SAVEPOINT a", true));
+        assert!(after("rollback transaction to a", true));
+        assert!(!after("rollback", true));
+        assert!(after("COMMIT PREPARED 'x'", true));
+        assert!(!after("PREPARE TRANSACTION 'x'", true));
+        assert!(after("SELECT 1", true));
     }
 }

@@ -195,8 +195,10 @@ impl ColumnType {
 
 impl PgValue {
     /// The value of a column of type `ty` whose wire bytes are `raw`
-    /// (`None` for `NULL`).
-    pub fn decode(ty: &Type, raw: Option<&[u8]>) -> Result<PgValue, BoxError> {
+    /// (`None` for `NULL`), if it takes at most `budget` bytes decoded (a
+    /// numeric's text can be thousands of times its wire form): else
+    /// [`TooLarge`], before it is built.
+    pub fn decode(ty: &Type, raw: Option<&[u8]>, budget: u64) -> Result<PgValue, BoxError> {
         let Some(raw) = raw else {
             return Ok(PgValue::Null);
         };
@@ -235,7 +237,7 @@ impl PgValue {
                 Some((1, json)) => PgValue::Jsonb(json.to_vec()),
                 _ => return Err("jsonb in an unknown format version".into()),
             },
-            Type::NUMERIC => PgValue::Decimal(numeric_from_sql(raw)?),
+            Type::NUMERIC => PgValue::Decimal(numeric_within(raw, budget)?),
             Type::INT4_RANGE => {
                 let (lo, hi) = range(raw, wire::int4_from_sql)?;
                 PgValue::RangeInt32(lo, hi)
@@ -245,12 +247,16 @@ impl PgValue {
                 PgValue::RangeInt64(lo, hi)
             }
             Type::NUM_RANGE => {
-                let (lo, hi) = range(raw, numeric_from_sql)?;
+                let left = std::cell::Cell::new(budget);
+                let (lo, hi) = range(raw, |b| numeric_spending(b, &left))?;
                 PgValue::RangeDecimal(lo, hi)
             }
             Type::INT4_ARRAY => PgValue::ArrayInt32(array(raw, wire::int4_from_sql)?),
             Type::INT8_ARRAY => PgValue::ArrayInt64(array(raw, wire::int8_from_sql)?),
-            Type::NUMERIC_ARRAY => PgValue::ArrayDecimal(array(raw, numeric_from_sql)?),
+            Type::NUMERIC_ARRAY => {
+                let left = std::cell::Cell::new(budget);
+                PgValue::ArrayDecimal(array(raw, |b| numeric_spending(b, &left))?)
+            }
             Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => {
                 PgValue::ArrayText(array(raw, |b| Ok(wire::text_from_sql(b)?.to_owned()))?)
             }
@@ -310,16 +316,38 @@ impl PgValue {
             PgValue::Int16(_) => matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8),
             PgValue::Int32(v) => {
                 matches!(*ty, Type::INT4 | Type::INT8)
+                    || is_number(ty)
                     || (*ty == Type::INT2 && i16::try_from(*v).is_ok())
             }
             PgValue::Int64(v) => {
                 *ty == Type::INT8
+                    || is_number(ty)
                     || (*ty == Type::INT4 && i32::try_from(*v).is_ok())
                     || (*ty == Type::INT2 && i16::try_from(*v).is_ok())
             }
-            PgValue::Float32(_) => matches!(*ty, Type::FLOAT4 | Type::FLOAT8),
-            PgValue::Float64(_) => *ty == Type::FLOAT8,
-            PgValue::Text(_) => is_text(ty) || matches!(*ty, Type::JSON | Type::JSONB),
+            PgValue::Float32(_) | PgValue::Float64(_) => is_number(ty),
+            // Text goes into text, and is read as the value PostgreSQL would
+            // read it as for the others here (a decimal, a UUID, an ISO 8601
+            // date or time, a number, a boolean); [`PgValue::check`] says
+            // when it cannot be.
+            PgValue::Text(_) => {
+                is_text(ty)
+                    || is_number(ty)
+                    || matches!(
+                        *ty,
+                        Type::JSON
+                            | Type::JSONB
+                            | Type::UUID
+                            | Type::DATE
+                            | Type::TIME
+                            | Type::TIMESTAMP
+                            | Type::TIMESTAMPTZ
+                            | Type::BOOL
+                            | Type::INT2
+                            | Type::INT4
+                            | Type::INT8
+                    )
+            }
             PgValue::Binary(_) => *ty == Type::BYTEA,
             PgValue::Date(..) => *ty == Type::DATE,
             PgValue::Time(..) => *ty == Type::TIME,
@@ -346,8 +374,20 @@ impl PgValue {
         }
     }
 
+    /// Whether the value can be parameter `index` (0-based) of type `ty`,
+    /// and if not, why, naming the parameter: encoded once here, so that
+    /// a mistake is named before the statement runs.
+    pub fn check(&self, index: usize, ty: &Type) -> Result<(), String> {
+        if !self.fits(ty) {
+            return Err(self.misfit(index, ty));
+        }
+        self.to_sql(ty, &mut BytesMut::new())
+            .map(drop)
+            .map_err(|e| format!("parameter ${} ({} for a {ty}): {e}", index + 1, self.kind()))
+    }
+
     /// Why the value cannot be parameter `index` (0-based) of type `ty`.
-    pub fn misfit(&self, index: usize, ty: &Type) -> String {
+    fn misfit(&self, index: usize, ty: &Type) -> String {
         format!(
             "parameter ${} is a {} value, and the statement takes a {} there",
             index + 1,
@@ -435,10 +475,9 @@ impl ToSql for PgValue {
             PgValue::Int16(v) => int_to_sql(i64::from(*v), ty, out)?,
             PgValue::Int32(v) => int_to_sql(i64::from(*v), ty, out)?,
             PgValue::Int64(v) => int_to_sql(*v, ty, out)?,
-            PgValue::Float32(v) if *ty == Type::FLOAT8 => wire::float8_to_sql(f64::from(*v), out),
-            PgValue::Float32(v) => wire::float4_to_sql(*v, out),
-            PgValue::Float64(v) => wire::float8_to_sql(*v, out),
-            PgValue::Text(s) => json_or_text(s.as_bytes(), ty, out)?,
+            PgValue::Float32(v) => float_to_sql(f64::from(*v), ty, out)?,
+            PgValue::Float64(v) => float_to_sql(*v, ty, out)?,
+            PgValue::Text(s) => text_to_sql(s, ty, out)?,
             PgValue::Jsonb(json) => json_or_text(json, ty, out)?,
             PgValue::Binary(b) => wire::bytea_to_sql(b, out),
             PgValue::Date(y, m, d) => {
@@ -455,8 +494,9 @@ impl ToSql for PgValue {
                 wire::timestamp_to_sql(micros, out);
             }
             PgValue::Timestamp(secs) => {
-                let micros = (secs - PG_EPOCH_DAYS * 86_400)
-                    .checked_mul(1_000_000)
+                let micros = secs
+                    .checked_sub(PG_EPOCH_DAYS * 86_400)
+                    .and_then(|s| s.checked_mul(1_000_000))
                     .ok_or("the timestamp is out of range")?;
                 wire::timestamp_to_sql(micros, out);
             }
@@ -523,14 +563,118 @@ impl ToSql for PgValue {
     to_sql_checked!();
 }
 
+fn is_number(ty: &Type) -> bool {
+    matches!(*ty, Type::NUMERIC | Type::FLOAT4 | Type::FLOAT8)
+}
+
 fn int_to_sql(v: i64, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
     match *ty {
+        Type::NUMERIC => numeric_to_sql(&v.to_string(), out)?,
+        Type::FLOAT4 => wire::float4_to_sql(v as f32, out),
+        Type::FLOAT8 => wire::float8_to_sql(v as f64, out),
         Type::CHAR => wire::char_to_sql(i8::try_from(v)?, out),
         Type::INT2 => wire::int2_to_sql(i16::try_from(v)?, out),
         Type::INT4 => wire::int4_to_sql(i32::try_from(v)?, out),
         _ => wire::int8_to_sql(v, out),
     }
     Ok(())
+}
+
+fn float_to_sql(v: f64, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
+    match *ty {
+        // Rust prints a float in full, never with an exponent.
+        Type::NUMERIC if v.is_finite() => numeric_to_sql(&v.to_string(), out)?,
+        Type::NUMERIC if v.is_nan() => numeric_to_sql("NaN", out)?,
+        Type::NUMERIC => return Err("an infinite float has no numeric".into()),
+        Type::FLOAT4 if v.is_finite() && v.abs() > f64::from(f32::MAX) => {
+            return Err(format!("{v} is out of range for a real").into());
+        }
+        Type::FLOAT4 => wire::float4_to_sql(v as f32, out),
+        _ => wire::float8_to_sql(v, out),
+    }
+    Ok(())
+}
+
+/// Text into a parameter of type `ty`: as it is into text or JSON, else
+/// read the way PostgreSQL reads such a literal (the ISO 8601 forms for
+/// dates and times; a timestamp with a zone only in UTC, `Z` or `+00:00`).
+fn text_to_sql(s: &str, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
+    let t = s.trim();
+    let bad = |what: &str| -> BoxError { format!("`{s}` is not {what}").into() };
+    match *ty {
+        Type::NUMERIC => numeric_to_sql(t, out)?,
+        Type::FLOAT4 | Type::FLOAT8 => {
+            float_to_sql(t.parse().map_err(|_| bad("a number"))?, ty, out)?
+        }
+        Type::INT2 | Type::INT4 | Type::INT8 => {
+            int_to_sql(t.parse().map_err(|_| bad("a whole number"))?, ty, out)?
+        }
+        Type::BOOL => match t.to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "on" | "1" => wire::bool_to_sql(true, out),
+            "false" | "f" | "no" | "off" | "0" => wire::bool_to_sql(false, out),
+            _ => return Err(bad("a boolean")),
+        },
+        Type::UUID => wire::uuid_to_sql(parse_uuid(t)?, out),
+        Type::DATE => {
+            let (y, m, d) = parse_date(t).ok_or_else(|| bad("a date (YYYY-MM-DD)"))?;
+            wire::date_to_sql(
+                i32::try_from(days_from_civil(y, m, d)? - PG_EPOCH_DAYS)?,
+                out,
+            );
+        }
+        Type::TIME => {
+            let (h, m, sec, ns) = parse_time(t).ok_or_else(|| bad("a time (HH:MM:SS)"))?;
+            wire::time_to_sql(micros_of_day(h, m, sec, ns)?, out);
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let local = t
+                .strip_suffix('Z')
+                .or_else(|| t.strip_suffix("+00:00"))
+                .unwrap_or(t);
+            let (date, time) = local
+                .split_once(['T', ' '])
+                .ok_or_else(|| bad("a timestamp (YYYY-MM-DD HH:MM:SS)"))?;
+            if time.contains(['+', '-']) {
+                return Err(format!(
+                    "`{s}`: give a timestamp with a zone in UTC (`Z` or `+00:00`)"
+                )
+                .into());
+            }
+            let (y, mo, d) = parse_date(date).ok_or_else(|| bad("a timestamp"))?;
+            let (h, mi, sec, ns) = parse_time(time).ok_or_else(|| bad("a timestamp"))?;
+            PgValue::DateTime(y, mo, d, h, mi, sec, ns).to_sql(ty, out)?;
+        }
+        _ => json_or_text(s.as_bytes(), ty, out)?,
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD`.
+fn parse_date(s: &str) -> Option<(i32, u8, u8)> {
+    let mut parts = s.splitn(3, '-');
+    let y = parts.next()?.parse().ok()?;
+    let m = parts.next()?.parse().ok()?;
+    let d = parts.next()?.parse().ok()?;
+    Some((y, m, d))
+}
+
+/// `HH:MM[:SS[.fraction]]`.
+fn parse_time(s: &str) -> Option<(u8, u8, u8, u32)> {
+    let mut parts = s.splitn(3, ':');
+    let h = parts.next()?.parse().ok()?;
+    let m = parts.next()?.parse().ok()?;
+    let (sec, ns) = match parts.next() {
+        None => (0, 0),
+        Some(rest) => {
+            let (whole, fraction) = rest.split_once('.').unwrap_or((rest, ""));
+            if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let ns = format!("{fraction:0<9}").parse().ok()?;
+            (whole.parse().ok()?, ns)
+        }
+    };
+    Some((h, m, sec, ns))
 }
 
 /// Text, or JSON into a `json`/`jsonb` parameter (`jsonb` leads with its
@@ -617,6 +761,42 @@ fn array_to_sql<T>(
         },
         out,
     )
+}
+
+/// The error of a value that would decode past the result's size cap.
+#[derive(Debug)]
+pub struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the value is larger than the result may be")
+    }
+}
+
+impl Error for TooLarge {}
+
+/// A numeric's text, if it is at most `budget` bytes long, told from its
+/// header before the text is built.
+fn numeric_within(raw: &[u8], budget: u64) -> Result<String, BoxError> {
+    let word = |i: usize| {
+        raw.get(i * 2..i * 2 + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+    };
+    if let (Some(weight), Some(dscale)) = (word(1), word(3)) {
+        let int_digits = 4 * (u64::try_from(weight).unwrap_or(0) + 1);
+        let length = 2 + int_digits + u64::from(dscale as u16);
+        if length > budget {
+            return Err(Box::new(TooLarge));
+        }
+    }
+    numeric_from_sql(raw)
+}
+
+/// [`numeric_within`] of what is `left`, spending it.
+fn numeric_spending(raw: &[u8], left: &std::cell::Cell<u64>) -> Result<String, BoxError> {
+    let text = numeric_within(raw, left.get())?;
+    left.set(left.get().saturating_sub(text.len() as u64));
+    Ok(text)
 }
 
 /// `numeric`'s wire form: digit count, weight (of the first digit, in
@@ -766,7 +946,8 @@ fn time_of_day(micros: i64) -> (u8, u8, u8, u32) {
 }
 
 fn micros_of_day(h: u8, m: u8, s: u8, ns: u32) -> Result<i64, BoxError> {
-    if h > 24 || m > 59 || s > 60 || ns >= 1_000_000_000 {
+    let midnight_after = h == 24 && m == 0 && s == 0 && ns == 0;
+    if (h > 23 && !midnight_after) || m > 59 || s > 60 || ns >= 1_000_000_000 {
         return Err(format!("{h:02}:{m:02}:{s:02}.{ns:09} is not a time of day").into());
     }
     Ok(((i64::from(h) * 60 + i64::from(m)) * 60 + i64::from(s)) * 1_000_000 + i64::from(ns) / 1000)
@@ -775,7 +956,15 @@ fn micros_of_day(h: u8, m: u8, s: u8, ns: u32) -> Result<i64, BoxError> {
 /// Days since 1970-01-01 of a date in the proleptic Gregorian calendar
 /// (Howard Hinnant's `days_from_civil`).
 fn days_from_civil(y: i32, m: u8, d: u8) -> Result<i64, BoxError> {
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    };
+    if !(1..=days_in_month).contains(&d) {
         return Err(format!("{y:04}-{m:02}-{d:02} is not a date").into());
     }
     let (m, d) = (i64::from(m), i64::from(d));
@@ -809,7 +998,7 @@ mod tests {
         let mut buf = BytesMut::new();
         assert!(value.fits(&ty), "{value:?} fits {ty}");
         value.to_sql(&ty, &mut buf).unwrap();
-        PgValue::decode(&ty, Some(&buf)).unwrap()
+        PgValue::decode(&ty, Some(&buf), u64::MAX).unwrap()
     }
 
     #[test]
@@ -859,9 +1048,28 @@ mod tests {
         );
         let t = PgValue::Time(23, 59, 58, 999_999_000);
         assert_eq!(roundtrip(t.clone(), Type::TIME), t);
+        for bad in [
+            PgValue::Date(2026, 13, 1),
+            PgValue::Date(2026, 2, 29),
+            PgValue::Date(2026, 4, 31),
+        ] {
+            assert!(
+                bad.to_sql(&Type::DATE, &mut BytesMut::new()).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            roundtrip(PgValue::Date(2024, 2, 29), Type::DATE),
+            PgValue::Date(2024, 2, 29)
+        );
         assert!(
-            PgValue::Date(2026, 13, 1)
-                .to_sql(&Type::DATE, &mut BytesMut::new())
+            PgValue::Time(24, 59, 0, 0)
+                .to_sql(&Type::TIME, &mut BytesMut::new())
+                .is_err()
+        );
+        assert!(
+            PgValue::Timestamp(i64::MIN)
+                .to_sql(&Type::TIMESTAMP, &mut BytesMut::new())
                 .is_err()
         );
     }
@@ -890,8 +1098,43 @@ mod tests {
         };
         assert_eq!(roundtrip(interval.clone(), Type::INTERVAL), interval);
         assert_eq!(
-            PgValue::Int64(1).misfit(0, &Type::TEXT),
+            PgValue::Int64(1).check(0, &Type::TEXT).unwrap_err(),
             "parameter $1 is a int64 value, and the statement takes a text there"
+        );
+        // Text read as the types PostgreSQL would read its literal as.
+        let text = |s: &str| PgValue::Text(s.into());
+        assert_eq!(
+            roundtrip(text("2026-12-03"), Type::DATE),
+            PgValue::Date(2026, 12, 3)
+        );
+        assert_eq!(
+            roundtrip(text("12.50"), Type::NUMERIC),
+            PgValue::Decimal("12.50".into())
+        );
+        assert_eq!(
+            roundtrip(text("2026-12-03T17:45:09.5Z"), Type::TIMESTAMPTZ),
+            PgValue::DateTime(2026, 12, 3, 17, 45, 9, 500_000_000)
+        );
+        assert_eq!(roundtrip(text("t"), Type::BOOL), PgValue::Bool(true));
+        assert_eq!(
+            roundtrip(PgValue::Int64(3), Type::NUMERIC),
+            PgValue::Decimal("3".into())
+        );
+        assert_eq!(
+            roundtrip(PgValue::Float64(0.5), Type::NUMERIC),
+            PgValue::Decimal("0.5".into())
+        );
+        assert!(
+            text("2026-12-03 10:00+02:00")
+                .check(0, &Type::TIMESTAMPTZ)
+                .unwrap_err()
+                .contains("UTC")
+        );
+        assert!(
+            text("soon")
+                .check(1, &Type::DATE)
+                .unwrap_err()
+                .starts_with("parameter $2 (str for a date)")
         );
     }
 }
