@@ -6,7 +6,9 @@
 //!   handled; every message is handled at least once;
 //! - key-value: 16 clients write distinct keys; every write answered `2xx`
 //!   before the kill is there with its value after the restart;
-//! - SQLite: the same, each write an `INSERT` through `sql-probe`.
+//! - SQLite: the same, each write an `INSERT` through `sql-probe`;
+//! - PostgreSQL: the same through `pg-probe`, on a database of the test's
+//!   own (nimbus dies, not PostgreSQL: an answered write was committed).
 //!
 //! The random moments come from a seed printed by each test, so a failure
 //! can be replayed with `NIMBUS_CRASH_SEED`.
@@ -206,6 +208,17 @@ fn three_kill_9s_while_messages_are_handled_lose_none() {
 #[test]
 fn a_kill_9_mid_writes_keeps_every_answered_write() {
     answered_writes_survive_a_kill_9("key-value", app_dir(KV_APP), "/kv/data");
+}
+
+#[test]
+fn a_kill_9_mid_postgres_inserts_keeps_every_answered_row() {
+    let db = crate::support::PgDatabase::create();
+    db.run("CREATE TABLE kv (key text PRIMARY KEY, value bytea NOT NULL)");
+    let dir = app_dir(&format!(
+        "[functions.pg]\nsource = @pg-probe@\nroutes = [\"/pg/...\"]\npostgres = {{ data = \"{}\" }}\n",
+        db.url
+    ));
+    answered_writes_survive_a_kill_9("postgres", dir, "/pg/data/kv");
 }
 
 #[test]
