@@ -716,6 +716,36 @@ async fn no_session_state_outlives_the_connection_that_made_it() {
         .get(0);
     assert!(locked);
 
+    // Statements that look plain still get what they left cleaned up: an
+    // advisory lock taken by a lone SELECT, and a transaction left open.
+    let (status, _, body) = sql(
+        app,
+        "/single/pg/main",
+        "plain",
+        &[
+            ("SELECT pg_advisory_lock(43)::text", json!([])),
+            ("!BEGIN", json!([])),
+            ("!INSERT INTO items (name) VALUES ('left open')", json!([])),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = sql(
+        app,
+        "/single/pg/main",
+        "plain",
+        &[("SELECT count(*)::int8 FROM items", json!([]))],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["rows"], json!([[0]]), "rolled back: {body}");
+    let locked: bool = db
+        .query_one("SELECT pg_try_advisory_lock(43)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(locked, "the advisory lock was released");
+
     // A reused instance's kept connection starts each request reset too.
     sql(
         app,

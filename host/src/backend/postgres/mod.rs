@@ -201,18 +201,21 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
-/// What a connection is given back in: no transaction, and none of the
-/// session state a statement can leave (settings and `SET ROLE`, cursors,
-/// `LISTEN`, advisory locks, temporary tables, sequences' cached values).
-/// Prepared statements stay: they are the host's own cache.
+/// What a connection is given back in after a statement that may have
+/// changed its session ([`changes_session`]): no transaction, and none of
+/// the session state a statement can leave (settings and `SET ROLE`,
+/// cursors, `LISTEN`, advisory locks, temporary tables, sequences' cached
+/// values). Prepared statements stay: they are the host's own cache. Each
+/// of its eight statements costs the server about as much as a point read,
+/// so a lease that ran only plain statements gets a `ROLLBACK` at most.
 const RESET: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
      UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
 /// One guest connection's pooled connection. When the guest is done with
 /// it (it dropped the connection, or its request ended while an instance
-/// kept it), the host rolls back what the guest left open and resets the
-/// session ([`RESET`]) before anyone else uses it; a statement still
-/// running then is cancelled first.
+/// kept it), the host rolls back what the guest left open and, when a
+/// statement may have changed the session, resets it ([`RESET`]) before
+/// anyone else uses it; a statement still running then is cancelled first.
 pub struct Lease {
     client: Option<Object>,
     pool: Pool,
@@ -222,6 +225,9 @@ pub struct Lease {
     in_transaction: bool,
     /// Whether a statement ran since the session was last reset.
     dirty: bool,
+    /// Whether one of them may have changed the session's state
+    /// ([`changes_session`]).
+    session: bool,
     /// Whether a statement is on its way: a lease dropped meanwhile (the
     /// request ran out of time) cancels it.
     busy: bool,
@@ -237,6 +243,7 @@ impl Lease {
             pool,
             in_transaction: false,
             dirty: false,
+            session: false,
             busy: false,
             broken: false,
         }
@@ -294,9 +301,10 @@ impl Lease {
             return;
         }
         if let Some(client) = self.client.take() {
-            self.client = reset(client, self.busy, self.broken).await;
+            self.client = reset(client, self.cleanup()).await;
         }
         self.dirty = false;
+        self.session = false;
         self.busy = false;
         self.broken = false;
         self.in_transaction = false;
@@ -331,6 +339,7 @@ impl Lease {
         self.dirty = true;
         self.busy = true;
         let keyword = leading_keyword(sql);
+        self.session |= changes_session(&keyword, sql);
         let mut result = self
             .attempt(sql, params, limits, want_rows, deadline, &keyword)
             .await;
@@ -435,29 +444,67 @@ impl Drop for Lease {
         if !self.dirty && !self.broken {
             return;
         }
-        let (busy, broken) = (self.busy, self.broken);
+        let cleanup = self.cleanup();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(reset(client, busy, broken));
+                runtime.spawn(reset(client, cleanup));
             }
             Err(_) => drop(Object::take(client)),
         }
     }
 }
 
-/// Cancels what `client` still runs (when `busy`), rolls back and resets
-/// its session ([`RESET`]), and gives it back; closes it (and gives
-/// nothing) when it is `broken` or the reset fails.
-async fn reset(client: Object, busy: bool, broken: bool) -> Option<Object> {
-    if busy {
-        cancel(&client).await;
+/// What a lease's connection needs before it is used again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cleanup {
+    /// Nothing: plain statements, no transaction open.
+    Nothing,
+    /// A `ROLLBACK`: plain statements, a transaction maybe open.
+    Rollback,
+    /// The whole [`RESET`]: a statement may have changed the session.
+    Reset,
+    /// A statement is still running: cancel it, then the whole [`RESET`].
+    Cancel,
+    /// Nothing can be vouched for: close it.
+    Close,
+}
+
+impl Lease {
+    fn cleanup(&self) -> Cleanup {
+        if self.broken {
+            Cleanup::Close
+        } else if self.busy {
+            Cleanup::Cancel
+        } else if self.session {
+            Cleanup::Reset
+        } else if self.in_transaction {
+            Cleanup::Rollback
+        } else {
+            Cleanup::Nothing
+        }
     }
-    if !broken
-        && matches!(
-            timeout(CLEANUP_TIMEOUT, client.batch_execute(RESET)).await,
-            Ok(Ok(()))
-        )
-    {
+}
+
+/// Cleans `client` up as `cleanup` says, and gives it back; closes it
+/// (and gives nothing) when it cannot be vouched for or the cleanup fails.
+async fn reset(client: Object, cleanup: Cleanup) -> Option<Object> {
+    let sql = match cleanup {
+        Cleanup::Nothing => return Some(client),
+        Cleanup::Rollback => "ROLLBACK",
+        Cleanup::Reset => RESET,
+        Cleanup::Cancel => {
+            cancel(&client).await;
+            RESET
+        }
+        Cleanup::Close => {
+            drop(Object::take(client));
+            return None;
+        }
+    };
+    if matches!(
+        timeout(CLEANUP_TIMEOUT, client.batch_execute(sql)).await,
+        Ok(Ok(()))
+    ) {
         return Some(client);
     }
     drop(Object::take(client));
@@ -703,6 +750,52 @@ fn leading_keyword(sql: &str) -> String {
 /// and `MERGE` (with `RETURNING`), and `WITH` (whose parts may write). A
 /// `SELECT` of a function that writes is not among them, nor a `CALL`,
 /// whose procedure may manage its own transactions.
+/// Whether a statement may change its session's state beyond its
+/// transaction, so that the whole [`RESET`] must follow it: anything but a
+/// plain query, write or transaction statement (`SET`, `DECLARE`,
+/// `LISTEN`, `CREATE TEMP`, `CALL`, `DO`, ...), and a plain one that names
+/// `TEMP`, `set_config`, an advisory lock or a sequence function. What a
+/// function of the guest's schema does inside is not seen; nor is the
+/// `lastval()` an insert's `serial` default leaves, which stays visible to
+/// the connection's next user.
+fn changes_session(keyword: &str, sql: &str) -> bool {
+    const PLAIN: &[&str] = &[
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "WITH",
+        "VALUES",
+        "TABLE",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "END",
+        "ABORT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+    ];
+    const WORDS: &[&str] = &[
+        "TEMP",
+        "TEMPORARY",
+        "SET_CONFIG",
+        "NEXTVAL",
+        "SETVAL",
+        "CURRVAL",
+        "LASTVAL",
+    ];
+    if !PLAIN.contains(&keyword) {
+        return true;
+    }
+    sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|word| {
+            WORDS.iter().any(|w| word.eq_ignore_ascii_case(w))
+                || word.to_ascii_lowercase().contains("advisory")
+        })
+}
+
 fn writes_rows(keyword: &str) -> bool {
     matches!(keyword, "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "WITH")
 }
@@ -730,5 +823,39 @@ mod tests {
         assert!(after("COMMIT PREPARED 'x'", true));
         assert!(!after("PREPARE TRANSACTION 'x'", true));
         assert!(after("SELECT 1", true));
+    }
+
+    #[test]
+    fn only_plain_statements_skip_the_session_reset() {
+        let changes = |sql: &str| changes_session(&leading_keyword(sql), sql);
+        for plain in [
+            "SELECT value FROM kv WHERE key = $1",
+            "insert into kv (key, value) values ($1, $2) on conflict (key) do update set value = excluded.value",
+            "UPDATE t SET n = n + 1",
+            "BEGIN",
+            "commit",
+            "WITH d AS (DELETE FROM t RETURNING *) SELECT count(*) FROM d",
+            "/* note */ SELECT temperature FROM readings",
+        ] {
+            assert!(!changes(plain), "{plain}");
+        }
+        for session in [
+            "SET statement_timeout = 1",
+            "set role reader",
+            "RESET ALL",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+            "LISTEN jobs",
+            "CREATE TEMP TABLE x (n int)",
+            "SELECT * INTO TEMPORARY t FROM kv",
+            "SELECT set_config('app.user', 'ada', false)",
+            "select pg_advisory_lock(1)",
+            "SELECT PG_TRY_ADVISORY_LOCK(1)",
+            "SELECT nextval('s')",
+            "CALL p()",
+            "DO $$ BEGIN PERFORM 1; END $$",
+            "PREPARE q AS SELECT 1",
+        ] {
+            assert!(changes(session), "{session}");
+        }
     }
 }
