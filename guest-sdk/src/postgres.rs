@@ -412,17 +412,7 @@ impl FromValue<Value> for i64 {
     }
 }
 
-macro_rules! narrow_integers {
-    ($($t:ty),*) => {$(
-        impl FromValue<Value> for $t {
-            /// Any integer column whose value fits.
-            fn from_value(value: &Value) -> Option<$t> {
-                i64::from_value(value).and_then(|i| <$t>::try_from(i).ok())
-            }
-        }
-    )*};
-}
-narrow_integers!(i32, u32, u64, i16, u16, usize);
+crate::rows::narrow_integers!(Value: i32, u32, u64, i16, u16, usize);
 
 impl FromValue<Value> for f64 {
     /// `double precision` or `real`.

@@ -20,6 +20,21 @@ pub trait FromValue<V>: Sized {
     fn from_value(value: &V) -> Option<Self>;
 }
 
+/// `FromValue<$value>` for the narrower integer types, from the `i64`
+/// conversion: any integer whose value fits.
+macro_rules! narrow_integers {
+    ($value:ty: $($t:ty),*) => {$(
+        impl $crate::rows::FromValue<$value> for $t {
+            /// Any integer column whose value fits.
+            fn from_value(value: &$value) -> Option<$t> {
+                <i64 as $crate::rows::FromValue<$value>>::from_value(value)
+                    .and_then(|i| <$t>::try_from(i).ok())
+            }
+        }
+    )*};
+}
+pub(crate) use narrow_integers;
+
 /// A statement's result: its column names and rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rows<V> {
