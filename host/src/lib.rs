@@ -67,3 +67,20 @@ pub mod state;
 pub mod telemetry;
 pub mod trigger;
 pub mod wire;
+
+/// An error with its causes, which many crates keep apart: the `Display`
+/// of a `tokio_postgres` connect error alone says only "error connecting to
+/// server", and `reqwest`'s only which URL it was sending to.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -8,19 +8,25 @@
 //! the trace a caller started goes on through Nimbus and out of it. The
 //! guest's log records are the span's events.
 //!
+//! A span is written in OTLP's protobuf form as it happens (`prost`'s
+//! encoding, field numbers from `opentelemetry-proto`'s `trace.proto`), its
+//! attributes straight from the request's own strings: no span object,
+//! no copy of each value, no conversion at export. The envelope around the
+//! spans (resource, scope) is encoded once, from `opentelemetry-proto`'s
+//! own types, and the tests decode what is sent with those types.
+//!
 //! A finished span goes into a bounded queue and never waits, nor wakes
 //! anything: when the queue is full, or the collector refuses or cannot be
 //! reached, spans are dropped and counted (`nimbus_otlp_spans_dropped_total`).
-//! One task sends them in batches through `opentelemetry-otlp`'s exporter.
+//! One task sends them in batches with `reqwest`.
 
-use opentelemetry::trace::{Event, SpanContext, SpanKind, Status, TraceState};
-use opentelemetry::{InstrumentationScope, KeyValue, SpanId, TraceFlags, TraceId};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
-use std::borrow::Cow;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Spans waiting to be sent at most; more are dropped.
@@ -35,12 +41,62 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_EVENTS: usize = 128;
 /// At most one warning this often while exports fail.
 const WARN_EVERY: Duration = Duration::from_secs(30);
+/// Room a span's buffer starts with: a request's span fits.
+const SPAN_BYTES: usize = 384;
 
-/// Finished spans waiting for the export task. A request only pushes onto
-/// the list under a short lock; the task wakes on its own timer, or once
-/// when the list holds a full batch, so no request pays a wake-up.
+/// OTLP's field numbers (`opentelemetry/proto/trace/v1/trace.proto` and
+/// `common/v1/common.proto`), for what a span is written with.
+mod field {
+    pub const SCOPE_SPANS_SPANS: u32 = 2;
+    pub const RESOURCE_SPANS_SCOPE_SPANS: u32 = 2;
+    pub const REQUEST_RESOURCE_SPANS: u32 = 1;
+
+    pub const TRACE_ID: u32 = 1;
+    pub const SPAN_ID: u32 = 2;
+    pub const PARENT_SPAN_ID: u32 = 4;
+    pub const NAME: u32 = 5;
+    pub const KIND: u32 = 6;
+    pub const START_TIME: u32 = 7;
+    pub const END_TIME: u32 = 8;
+    pub const ATTRIBUTES: u32 = 9;
+    pub const EVENTS: u32 = 11;
+    pub const DROPPED_EVENTS: u32 = 12;
+    pub const STATUS: u32 = 15;
+    pub const FLAGS: u32 = 16;
+
+    pub const EVENT_TIME: u32 = 1;
+    pub const EVENT_NAME: u32 = 2;
+    pub const EVENT_ATTRIBUTES: u32 = 3;
+
+    pub const STATUS_MESSAGE: u32 = 2;
+    pub const STATUS_CODE: u32 = 3;
+    /// `STATUS_CODE_ERROR`.
+    pub const STATUS_ERROR: u64 = 2;
+
+    pub const KEY: u32 = 1;
+    pub const VALUE: u32 = 2;
+    pub const STRING_VALUE: u32 = 1;
+    pub const INT_VALUE: u32 = 3;
+
+    /// `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK`.
+    pub const HAS_IS_REMOTE: u32 = 0x100;
+    /// `SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`.
+    pub const IS_REMOTE: u32 = 0x200;
+}
+
+/// Up to [`BATCH`] encoded spans, each a `ScopeSpans.spans` entry.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    spans: usize,
+}
+
+/// Finished spans waiting for the export task. A request only appends its
+/// bytes under a short lock; the task wakes on its own timer, or once when
+/// a batch is full, so no request pays a wake-up.
 struct Queue {
-    spans: Mutex<Vec<SpanData>>,
+    /// Full batches, then the one being filled.
+    batches: Mutex<Vec<Batch>>,
     /// A full batch is waiting.
     batch_ready: Notify,
     /// Asks the task to send what waits now, then answer.
@@ -51,24 +107,32 @@ struct Queue {
 static EXPORTER: OnceLock<Queue> = OnceLock::new();
 
 impl Queue {
-    fn push(&self, span: SpanData) {
-        let mut spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
-        if spans.len() >= QUEUE {
-            drop(spans);
+    fn push(&self, span: &[u8]) {
+        let mut batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
+        let waiting = batches.iter().map(|b| b.spans).sum::<usize>();
+        if waiting >= QUEUE {
+            drop(batches);
             super::metrics().otlp_dropped.inc();
             return;
         }
-        spans.push(span);
-        if spans.len() == BATCH {
+        if batches.last().is_none_or(|b| b.spans >= BATCH) {
+            batches.push(Batch {
+                bytes: Vec::with_capacity(BATCH * SPAN_BYTES),
+                spans: 0,
+            });
+        }
+        let batch = batches.last_mut().expect("pushed above");
+        message(field::SCOPE_SPANS_SPANS, span, &mut batch.bytes);
+        batch.spans += 1;
+        if batch.spans == BATCH {
             self.batch_ready.notify_one();
         }
     }
 
-    /// What waits, leaving room for a batch so pushes do not reallocate.
-    fn take(&self) -> Vec<SpanData> {
-        let room = Vec::with_capacity(BATCH);
-        let mut spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *spans, room)
+    /// What waits, in batches.
+    fn take(&self) -> Vec<Batch> {
+        let mut batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *batches)
     }
 }
 
@@ -96,33 +160,102 @@ pub fn traces_url(endpoint: &str) -> Result<String, String> {
     })
 }
 
+/// What every export request starts with: the `ResourceSpans` of service
+/// `service` and the `ScopeSpans` of Nimbus, each without its spans.
+struct Envelope {
+    resource: Vec<u8>,
+    scope: Vec<u8>,
+}
+
+impl Envelope {
+    fn new(service: &str) -> Envelope {
+        let text = |key: &str, value: &str| KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.to_owned())),
+            }),
+            ..KeyValue::default()
+        };
+        let resource = ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    text("service.name", service),
+                    text("service.version", env!("CARGO_PKG_VERSION")),
+                    text("telemetry.sdk.name", "nimbus"),
+                ],
+                ..Resource::default()
+            }),
+            ..ResourceSpans::default()
+        };
+        let scope = ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: "nimbus".to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                ..InstrumentationScope::default()
+            }),
+            ..ScopeSpans::default()
+        };
+        Envelope {
+            resource: resource.encode_to_vec(),
+            scope: scope.encode_to_vec(),
+        }
+    }
+
+    /// An `ExportTraceServiceRequest` of `batch`'s spans. Protobuf merges
+    /// repeated fields that follow a message's other fields, so the spans
+    /// go after the envelope's own bytes.
+    fn request(&self, batch: &Batch) -> Vec<u8> {
+        let scope_len = self.scope.len() + batch.bytes.len();
+        let resource_len = self.resource.len()
+            + key_len(field::RESOURCE_SPANS_SCOPE_SPANS)
+            + encoded_len_varint(scope_len as u64)
+            + scope_len;
+        let mut out = Vec::with_capacity(
+            key_len(field::REQUEST_RESOURCE_SPANS)
+                + encoded_len_varint(resource_len as u64)
+                + resource_len,
+        );
+        encode_key(
+            field::REQUEST_RESOURCE_SPANS,
+            WireType::LengthDelimited,
+            &mut out,
+        );
+        encode_varint(resource_len as u64, &mut out);
+        out.extend_from_slice(&self.resource);
+        encode_key(
+            field::RESOURCE_SPANS_SCOPE_SPANS,
+            WireType::LengthDelimited,
+            &mut out,
+        );
+        encode_varint(scope_len as u64, &mut out);
+        out.extend_from_slice(&self.scope);
+        out.extend_from_slice(&batch.bytes);
+        out
+    }
+}
+
 /// Starts sending spans to the collector at `endpoint` as service
 /// `service` (the app's name). Call it once, inside the tokio runtime that
 /// will run the export task; a second call is an error.
 pub fn install(endpoint: &str, service: &str) -> Result<(), String> {
     let url = traces_url(endpoint)?;
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_endpoint(url)
-        .with_timeout(EXPORT_TIMEOUT)
-        .with_headers(Default::default())
+    let client = reqwest::Client::builder()
+        .timeout(EXPORT_TIMEOUT)
         .build()
-        .map_err(|e| format!("the OTLP exporter for `{endpoint}`: {e}"))?;
-    exporter.set_resource(
-        &Resource::builder_empty()
-            .with_service_name(service.to_owned())
-            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-            .with_attribute(KeyValue::new("telemetry.sdk.name", "nimbus"))
-            .build(),
-    );
+        .map_err(|e| format!("the OTLP client for `{endpoint}`: {e}"))?;
     let (flush, flushes) = mpsc::channel(16);
     EXPORTER
         .set(Queue {
-            spans: Mutex::new(Vec::with_capacity(BATCH)),
+            batches: Mutex::new(Vec::new()),
             batch_ready: Notify::new(),
             flush,
         })
         .map_err(|_| "the OTLP exporter is already installed".to_owned())?;
+    let exporter = Exporter {
+        client,
+        url,
+        envelope: Envelope::new(service),
+    };
     tokio::spawn(export(exporter, flushes, endpoint.to_owned()));
     Ok(())
 }
@@ -138,11 +271,37 @@ pub async fn flush(limit: Duration) {
     }
 }
 
+/// Where and how batches are sent.
+struct Exporter {
+    client: reqwest::Client,
+    url: String,
+    envelope: Envelope,
+}
+
+impl Exporter {
+    async fn send(&self, batch: &Batch) -> Result<(), String> {
+        let response = self
+            .client
+            .post(&self.url)
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(self.envelope.request(batch))
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the collector: {}", crate::error_chain(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the collector answered {status}"))
+        }
+    }
+}
+
 /// The export task: every [`BATCH_DELAY`], when a batch is full, or when
-/// asked to flush, it sends what waits in batches of up to [`BATCH`], each
-/// once; a failed batch is dropped and counted.
+/// asked to flush, it sends what waits, a request per batch, each once; a
+/// failed batch is dropped and counted.
 async fn export(
-    exporter: opentelemetry_otlp::SpanExporter,
+    exporter: Exporter,
     mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
     endpoint: String,
 ) {
@@ -157,11 +316,9 @@ async fn export(
             () = queue.batch_ready.notified() => None,
             done = flushes.recv() => Some(done),
         };
-        let mut spans = queue.take();
-        while !spans.is_empty() {
-            let rest = spans.split_off(spans.len().min(BATCH));
-            let count = spans.len() as u64;
-            match exporter.export(spans).await {
+        for batch in queue.take() {
+            let count = batch.spans as u64;
+            match exporter.send(&batch).await {
                 Ok(()) => {
                     metrics.otlp_exported.inc_by(count);
                     warned = None;
@@ -174,7 +331,6 @@ async fn export(
                     }
                 }
             }
-            spans = rest;
         }
         match flushed {
             Some(Some(done)) => {
@@ -198,7 +354,9 @@ pub struct SpanNotes {
 #[derive(Debug, Default)]
 struct Notes {
     version: Option<String>,
-    events: Vec<Event>,
+    /// The span's `events` entries, encoded.
+    events: Vec<u8>,
+    count: usize,
     dropped_events: u32,
 }
 
@@ -212,20 +370,23 @@ impl SpanNotes {
     /// context it came from, and the text.
     pub fn log(&self, level: &'static str, source: &str, text: &str) {
         let mut notes = self.lock();
-        if notes.events.len() >= MAX_EVENTS {
+        if notes.count >= MAX_EVENTS {
             notes.dropped_events += 1;
             return;
         }
-        notes.events.push(Event::new(
-            "log",
-            SystemTime::now(),
-            vec![
-                KeyValue::new("log.severity", level),
-                KeyValue::new("log.source", source.to_owned()),
-                KeyValue::new("log.message", text.to_owned()),
-            ],
-            0,
-        ));
+        notes.count += 1;
+        let attributes = [
+            ("log.severity", Value::Str(level)),
+            ("log.source", Value::Str(source)),
+            ("log.message", Value::Str(text)),
+        ];
+        let mut event = Vec::with_capacity(64 + text.len());
+        fixed64(field::EVENT_TIME, unix_nanos(SystemTime::now()), &mut event);
+        string(field::EVENT_NAME, "log", &mut event);
+        for (key, value) in attributes {
+            attribute(field::EVENT_ATTRIBUTES, key, value, &mut event);
+        }
+        message(field::EVENTS, &event, &mut notes.events);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Notes> {
@@ -233,9 +394,40 @@ impl SpanNotes {
     }
 }
 
+/// An attribute's value.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// A string.
+    Str(&'a str),
+    /// An integer.
+    Int(i64),
+}
+
+/// A span being written: its name and attributes go in as they are given.
+pub struct SpanWriter {
+    bytes: Vec<u8>,
+}
+
+impl SpanWriter {
+    /// The span's name, the concatenation of `parts`.
+    pub fn name(&mut self, parts: &[&str]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        encode_key(field::NAME, WireType::LengthDelimited, &mut self.bytes);
+        encode_varint(len as u64, &mut self.bytes);
+        for part in parts {
+            self.bytes.extend_from_slice(part.as_bytes());
+        }
+    }
+
+    /// An attribute.
+    pub fn attribute(&mut self, key: &str, value: Value<'_>) {
+        attribute(field::ATTRIBUTES, key, value, &mut self.bytes);
+    }
+}
+
 /// An invocation's span while it runs; [`Span::end`] sends it.
 pub struct Span {
-    data: SpanData,
+    writer: SpanWriter,
     notes: Arc<SpanNotes>,
 }
 
@@ -251,50 +443,57 @@ pub enum Kind {
 impl Span {
     /// The span of an invocation that runs under `traceparent` (its own
     /// ids), called from `parent` (the caller's `traceparent`, if valid),
-    /// with the name and attributes `describe` gives; `None` when export is
-    /// off (then `describe` is not called) or the trace is not sampled.
+    /// with the name and attributes `describe` writes; `None` when export
+    /// is off (then `describe` is not called) or the trace is not sampled.
     pub fn begin(
         kind: Kind,
         traceparent: &http::HeaderValue,
         parent: Option<&str>,
-        describe: impl FnOnce() -> (String, Vec<KeyValue>),
+        describe: impl FnOnce(&mut SpanWriter),
     ) -> Option<Span> {
         EXPORTER.get()?;
-        let (trace_id, span_id, flags) = ids(traceparent.to_str().ok()?)?;
+        Span::write(kind, traceparent.to_str().ok()?, parent, describe)
+    }
+
+    /// [`Span::begin`]'s span, whether or not export is on.
+    fn write(
+        kind: Kind,
+        traceparent: &str,
+        parent: Option<&str>,
+        describe: impl FnOnce(&mut SpanWriter),
+    ) -> Option<Span> {
+        let (trace_id, span_id, flags) = ids(traceparent)?;
         if flags & 1 == 0 {
             return None;
         }
-        let now = SystemTime::now();
-        let (name, attributes) = describe();
+        let start = unix_nanos(SystemTime::now());
         let parent = parent
             .and_then(ids)
             .filter(|(parent_trace, _, _)| *parent_trace == trace_id);
-        let data = SpanData {
-            span_context: SpanContext::new(
-                trace_id,
-                span_id,
-                TraceFlags::new(flags),
-                false,
-                TraceState::default(),
-            ),
-            parent_span_id: parent.map_or(SpanId::INVALID, |(_, id, _)| id),
-            parent_span_is_remote: parent.is_some(),
-            span_kind: match kind {
-                Kind::Server => SpanKind::Server,
-                Kind::Consumer => SpanKind::Consumer,
-            },
-            name: Cow::Owned(name),
-            start_time: now,
-            end_time: now,
-            attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: scope(),
+        let mut bytes = Vec::with_capacity(SPAN_BYTES);
+        bytes_field(field::TRACE_ID, &trace_id.to_be_bytes(), &mut bytes);
+        bytes_field(field::SPAN_ID, &span_id.to_be_bytes(), &mut bytes);
+        if let Some((_, parent_id, _)) = parent {
+            bytes_field(field::PARENT_SPAN_ID, &parent_id.to_be_bytes(), &mut bytes);
+        }
+        let remote = if parent.is_some() {
+            field::IS_REMOTE
+        } else {
+            0
         };
+        encode_key(field::FLAGS, WireType::ThirtyTwoBit, &mut bytes);
+        bytes.extend_from_slice(&(u32::from(flags) | field::HAS_IS_REMOTE | remote).to_le_bytes());
+        let kind = match kind {
+            Kind::Server => 2,
+            Kind::Consumer => 5,
+        };
+        encode_key(field::KIND, WireType::Varint, &mut bytes);
+        encode_varint(kind, &mut bytes);
+        fixed64(field::START_TIME, start, &mut bytes);
+        let mut writer = SpanWriter { bytes };
+        describe(&mut writer);
         Some(Span {
-            data,
+            writer,
             notes: Arc::default(),
         })
     }
@@ -306,53 +505,121 @@ impl Span {
 
     /// Ends the span with more `attributes` and, for a failure, its
     /// description, and queues it for export (dropped when the queue is full).
-    pub fn end(mut self, attributes: impl IntoIterator<Item = KeyValue>, error: Option<String>) {
-        let Some(queue) = EXPORTER.get() else {
-            return;
-        };
-        self.data.end_time = SystemTime::now();
-        self.data.attributes.extend(attributes);
+    pub fn end(self, attributes: &[(&str, Value<'_>)], error: Option<String>) {
+        if let Some(queue) = EXPORTER.get() {
+            queue.push(&self.finish(attributes, error));
+        }
+    }
+
+    /// The span's bytes, ended now with `attributes` and `error`.
+    fn finish(mut self, attributes: &[(&str, Value<'_>)], error: Option<String>) -> Vec<u8> {
+        let bytes = &mut self.writer.bytes;
+        fixed64(field::END_TIME, unix_nanos(SystemTime::now()), bytes);
+        for (key, value) in attributes {
+            attribute(field::ATTRIBUTES, key, *value, bytes);
+        }
         let notes = std::mem::take(&mut *self.notes.lock());
-        if let Some(version) = notes.version {
-            self.data
-                .attributes
-                .push(KeyValue::new("nimbus.version", version));
+        if let Some(version) = &notes.version {
+            attribute(
+                field::ATTRIBUTES,
+                "nimbus.version",
+                Value::Str(version),
+                bytes,
+            );
         }
-        self.data.events.events = notes.events;
-        self.data.events.dropped_count = notes.dropped_events;
+        bytes.extend_from_slice(&notes.events);
+        if notes.dropped_events > 0 {
+            encode_key(field::DROPPED_EVENTS, WireType::Varint, bytes);
+            encode_varint(notes.dropped_events.into(), bytes);
+        }
         if let Some(description) = error {
-            self.data.status = Status::Error {
-                description: description.into(),
-            };
+            let mut status = Vec::with_capacity(8 + description.len());
+            string(field::STATUS_MESSAGE, &description, &mut status);
+            encode_key(field::STATUS_CODE, WireType::Varint, &mut status);
+            encode_varint(field::STATUS_ERROR, &mut status);
+            message(field::STATUS, &status, bytes);
         }
-        queue.push(self.data);
+        self.writer.bytes
     }
 }
 
-/// The instrumentation scope of every span: Nimbus itself.
-fn scope() -> InstrumentationScope {
-    static SCOPE: OnceLock<InstrumentationScope> = OnceLock::new();
-    SCOPE
-        .get_or_init(|| {
-            InstrumentationScope::builder("nimbus")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build()
-        })
-        .clone()
+/// The length of a field's key.
+fn key_len(tag: u32) -> usize {
+    encoded_len_varint(u64::from(tag << 3))
+}
+
+/// A length-delimited field `tag` holding `body`.
+fn message(tag: u32, body: &[u8], out: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(body.len() as u64, out);
+    out.extend_from_slice(body);
+}
+
+fn bytes_field(tag: u32, value: &[u8], out: &mut Vec<u8>) {
+    message(tag, value, out);
+}
+
+fn string(tag: u32, value: &str, out: &mut Vec<u8>) {
+    message(tag, value.as_bytes(), out);
+}
+
+fn fixed64(tag: u32, value: u64, out: &mut Vec<u8>) {
+    encode_key(tag, WireType::SixtyFourBit, out);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// A `KeyValue` field `tag`, its value an `AnyValue`.
+fn attribute(tag: u32, key: &str, value: Value<'_>, out: &mut Vec<u8>) {
+    let any_len = match value {
+        Value::Str(s) => {
+            key_len(field::STRING_VALUE) + encoded_len_varint(s.len() as u64) + s.len()
+        }
+        Value::Int(i) => key_len(field::INT_VALUE) + encoded_len_varint(i as u64),
+    };
+    let len = key_len(field::KEY)
+        + encoded_len_varint(key.len() as u64)
+        + key.len()
+        + key_len(field::VALUE)
+        + encoded_len_varint(any_len as u64)
+        + any_len;
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
+    string(field::KEY, key, out);
+    encode_key(field::VALUE, WireType::LengthDelimited, out);
+    encode_varint(any_len as u64, out);
+    match value {
+        Value::Str(s) => string(field::STRING_VALUE, s, out),
+        Value::Int(i) => {
+            encode_key(field::INT_VALUE, WireType::Varint, out);
+            // int64 is written as its two's complement, ten bytes when negative.
+            encode_varint(i as u64, out);
+        }
+    }
+}
+
+fn unix_nanos(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The trace id, span id and flags of a version-00 `traceparent`.
-fn ids(traceparent: &str) -> Option<(TraceId, SpanId, u8)> {
+fn ids(traceparent: &str) -> Option<(u128, u64, u8)> {
     let mut parts = traceparent.trim().split('-');
     let (version, trace, span, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if version != "00" || parts.next().is_some() || trace.len() != 32 || span.len() != 16 {
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if version != "00"
+        || parts.next().is_some()
+        || !hex(trace, 32)
+        || !hex(span, 16)
+        || !hex(flags, 2)
+    {
         return None;
     }
-    let trace = TraceId::from_hex(trace).ok()?;
-    let span = SpanId::from_hex(span).ok()?;
+    let trace = u128::from_str_radix(trace, 16).ok()?;
+    let span = u64::from_str_radix(span, 16).ok()?;
     let flags = u8::from_str_radix(flags, 16).ok()?;
-    (trace != TraceId::INVALID && span != SpanId::INVALID).then_some((trace, span, flags))
+    (trace != 0 && span != 0).then_some((trace, span, flags))
 }
 
 #[cfg(test)]
@@ -384,14 +651,16 @@ mod tests {
     fn ids_come_from_a_valid_traceparent_only() {
         let (trace, span, flags) =
             ids("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        assert_eq!(format!("{trace}"), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(format!("{span}"), "00f067aa0ba902b7");
+        assert_eq!(format!("{trace:032x}"), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(format!("{span:016x}"), "00f067aa0ba902b7");
         assert_eq!(flags, 1);
         for bad in [
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4bf92f35-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
             "garbage",
         ] {
             assert!(ids(bad).is_none(), "{bad}");
@@ -406,8 +675,125 @@ mod tests {
         }
         notes.version("abc");
         let notes = notes.lock();
-        assert_eq!(notes.events.len(), MAX_EVENTS);
+        assert_eq!(notes.count, MAX_EVENTS);
         assert_eq!(notes.dropped_events, 5);
         assert_eq!(notes.version.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn what_is_sent_decodes_as_otlp_with_every_field() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+
+        const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let own = format!("00-{TRACE}-00f067aa0ba902b7-01");
+        let caller = format!("00-{TRACE}-b7ad6b7169203331-01");
+        let server = Span::write(Kind::Server, &own, Some(&caller), |span| {
+            span.name(&["GET", " ", "/hello/:name"]);
+            span.attribute("http.route", Value::Str("/hello/:name"));
+            span.attribute("nimbus.attempt", Value::Int(-3));
+        })
+        .unwrap();
+        let notes = server.notes();
+        notes.version("sha256:abc");
+        notes.log("warn", "stderr", "héllo");
+        let server = server.finish(
+            &[("http.response.status_code", Value::Int(500))],
+            Some("status 500".to_owned()),
+        );
+        // A caller of another trace is no parent.
+        let root = Span::write(
+            Kind::Consumer,
+            "00-0af7651916cd43dd8448eb211c80319c-00000000000000aa-01",
+            Some("00-ffffffffffffffffffffffffffffffff-b7ad6b7169203331-01"),
+            |span| span.name(&["jobs process"]),
+        )
+        .unwrap()
+        .finish(&[], None);
+        let unsampled = own.replace("-01", "-00");
+        assert!(Span::write(Kind::Server, &unsampled, None, |_| {}).is_none());
+
+        let mut batch = Batch::default();
+        for span in [&server, &root] {
+            message(field::SCOPE_SPANS_SPANS, span, &mut batch.bytes);
+            batch.spans += 1;
+        }
+        let body = Envelope::new("shop").request(&batch);
+        let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+        assert_eq!(request.resource_spans.len(), 1);
+        let resource = &request.resource_spans[0];
+        let text = |kv: &KeyValue| match kv.value.as_ref().and_then(|v| v.value.clone()) {
+            Some(any_value::Value::StringValue(s)) => format!("{}={s}", kv.key),
+            Some(any_value::Value::IntValue(i)) => format!("{}={i}", kv.key),
+            other => panic!("{other:?}"),
+        };
+        let attributes = resource
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .map(text);
+        assert_eq!(
+            attributes.collect::<Vec<_>>(),
+            [
+                "service.name=shop".to_owned(),
+                format!("service.version={}", env!("CARGO_PKG_VERSION")),
+                "telemetry.sdk.name=nimbus".to_owned(),
+            ]
+        );
+        let scope = &resource.scope_spans[0];
+        assert_eq!(resource.scope_spans.len(), 1);
+        assert_eq!(scope.scope.as_ref().unwrap().name, "nimbus");
+        assert_eq!(scope.spans.len(), 2);
+
+        let span = &scope.spans[0];
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(hex(&span.trace_id), TRACE);
+        assert_eq!(hex(&span.span_id), "00f067aa0ba902b7");
+        assert_eq!(hex(&span.parent_span_id), "b7ad6b7169203331");
+        assert_eq!(span.flags, 0x301, "sampled, with a remote parent");
+        assert_eq!(span.name, "GET /hello/:name");
+        assert_eq!(span.kind, 2);
+        assert!(span.start_time_unix_nano > 1_700_000_000_000_000_000);
+        assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+        assert_eq!(
+            span.attributes.iter().map(text).collect::<Vec<_>>(),
+            [
+                "http.route=/hello/:name",
+                "nimbus.attempt=-3",
+                "http.response.status_code=500",
+                "nimbus.version=sha256:abc",
+            ]
+        );
+        assert_eq!(span.events.len(), 1);
+        assert_eq!(span.events[0].name, "log");
+        assert_eq!(
+            span.events[0]
+                .attributes
+                .iter()
+                .map(text)
+                .collect::<Vec<_>>(),
+            [
+                "log.severity=warn",
+                "log.source=stderr",
+                "log.message=héllo"
+            ]
+        );
+        let status = span.status.as_ref().unwrap();
+        assert_eq!(status.code, StatusCode::Error as i32);
+        assert_eq!(status.message, "status 500");
+
+        let span = &scope.spans[1];
+        assert_eq!(hex(&span.trace_id), "0af7651916cd43dd8448eb211c80319c");
+        assert!(
+            span.parent_span_id.is_empty(),
+            "a parent of another trace is none"
+        );
+        assert_eq!(span.flags, 0x101);
+        assert_eq!(span.kind, 5);
+        assert_eq!(span.name, "jobs process");
+        assert!(span.attributes.is_empty() && span.events.is_empty());
+        assert_eq!(span.status, None);
     }
 }

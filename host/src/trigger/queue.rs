@@ -17,9 +17,8 @@ use crate::call::CallCtx;
 use crate::capability::outbound::Services;
 use crate::executor::Executor;
 use crate::manifest::QueueSpec;
-use crate::telemetry::otlp::{Kind, Span};
+use crate::telemetry::otlp::{Kind, Span, Value};
 use crate::wire::TRACEPARENT;
-use opentelemetry::KeyValue;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -246,16 +245,14 @@ async fn handle(fetcher: &Fetcher, delivery: Delivery, slot: OwnedSemaphorePermi
     // The delivery is a span of the publisher's trace (or starts one); the
     // guest's service calls are its children.
     let own = crate::telemetry::trace::child_of(traceparent);
-    let span = Span::begin(Kind::Consumer, &own, traceparent, || {
-        let attributes = vec![
-            KeyValue::new("nimbus.function", app.functions[index].id_str.clone()),
-            KeyValue::new("messaging.system", "nimbus"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.destination.name", message.topic.clone()),
-            KeyValue::new("messaging.message.id", message.id.clone()),
-            KeyValue::new("nimbus.attempt", i64::from(delivery.attempt)),
-        ];
-        (format!("{} process", message.topic), attributes)
+    let span = Span::begin(Kind::Consumer, &own, traceparent, |span| {
+        span.name(&[&message.topic, " process"]);
+        span.attribute("nimbus.function", Value::Str(&app.functions[index].id_str));
+        span.attribute("messaging.system", Value::Str("nimbus"));
+        span.attribute("messaging.operation.type", Value::Str("process"));
+        span.attribute("messaging.destination.name", Value::Str(&message.topic));
+        span.attribute("messaging.message.id", Value::Str(&message.id));
+        span.attribute("nimbus.attempt", Value::Int(i64::from(delivery.attempt)));
     });
     let mut call = CallCtx::new(message.id.as_str(), None, index);
     call.traceparent = Some(own);
@@ -292,7 +289,7 @@ async fn handle(fetcher: &Fetcher, delivery: Delivery, slot: OwnedSemaphorePermi
             }
             Err(e) => ("retried", Some(e.to_string())),
         };
-        span.end([KeyValue::new("nimbus.outcome", kind)], error);
+        span.end(&[("nimbus.outcome", Value::Str(kind))], error);
     }
     if let Err(e) = &result {
         metrics

@@ -155,7 +155,7 @@ impl Pool {
                 humantime::format_duration(wait)
             )),
             PoolError::Backend(e) => {
-                PgError::ConnectionFailed(format!("could not connect to {}: {}", self.label, chain(&e)))
+                PgError::ConnectionFailed(format!("could not connect to {}: {}", self.label, crate::error_chain(&e)))
             }
             e => PgError::ConnectionFailed(format!("could not connect to {}: {e}", self.label)),
         })
@@ -166,23 +166,6 @@ impl Pool {
         let status = self.pool.status();
         (status.size, status.available)
     }
-}
-
-/// An error with its causes, which `tokio_postgres` keeps apart (the
-/// `Display` of a connect error alone says only "error connecting to
-/// server").
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// What a statement ended with, before it is explained.
@@ -676,10 +659,10 @@ fn explain(failure: Failure, limits: StatementLimits, label: &str) -> PgError {
             {
                 PgError::ConnectionFailed(format!(
                     "the connection to {label} was lost: {}",
-                    chain(&e)
+                    crate::error_chain(&e)
                 ))
             }
-            None => PgError::Query(chain(&e)),
+            None => PgError::Query(crate::error_chain(&e)),
         },
     }
 }

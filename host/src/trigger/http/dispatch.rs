@@ -11,7 +11,7 @@ use super::{ConnInfo, HttpError, HttpTrigger};
 use crate::app::{App, Function};
 use crate::call::CallCtx;
 use crate::capability::outbound::Services;
-use crate::telemetry::otlp::{Kind, Span};
+use crate::telemetry::otlp::{Kind, Span, SpanWriter, Value};
 use crate::wire::{
     Body, HEADER_CALLER, HEADER_CLIENT_ADDR, HEADER_FUNCTION, HEADER_PARAM_PREFIX,
     HEADER_PATH_INFO, HEADER_ROUTE, NIMBUS_HEADER_PREFIX, REQUEST_ID, TRACEPARENT,
@@ -20,7 +20,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
-use opentelemetry::KeyValue;
 use std::sync::Arc;
 
 /// Where a request came from.
@@ -54,8 +53,8 @@ where
     // guest sees its own span, and service calls it makes are its children.
     let incoming_trace = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
     let traceparent = crate::telemetry::trace::child_of(incoming_trace);
-    let span = Span::begin(Kind::Server, &traceparent, incoming_trace, || {
-        describe(function, &routed, &req, origin, &call)
+    let span = Span::begin(Kind::Server, &traceparent, incoming_trace, |span| {
+        describe(span, function, &routed, &req, origin, &call)
     });
     call.span = span.as_ref().map(Span::notes);
     headers.insert(TRACEPARENT, traceparent.clone());
@@ -71,8 +70,8 @@ where
             _ if status.is_server_error() => Some(format!("status {status}")),
             _ => None,
         };
-        let status = KeyValue::new("http.response.status_code", i64::from(status.as_u16()));
-        span.end([status], error);
+        let status = Value::Int(i64::from(status.as_u16()));
+        span.end(&[("http.response.status_code", status)], error);
     }
     result
 }
@@ -80,24 +79,23 @@ where
 /// The name and attributes of an HTTP invocation's span (OpenTelemetry's
 /// HTTP server conventions, plus Nimbus's own).
 fn describe<B>(
+    span: &mut SpanWriter,
     function: &Function,
     routed: &Routed<'_, '_>,
     req: &Request<B>,
     origin: Origin<'_>,
     call: &CallCtx,
-) -> (String, Vec<KeyValue>) {
-    let route = &routed.target.pattern;
-    let mut attributes = vec![
-        KeyValue::new("nimbus.function", function.id_str.clone()),
-        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
-        KeyValue::new("http.route", route.clone()),
-        KeyValue::new("url.path", req.uri().path().to_owned()),
-        KeyValue::new("nimbus.request_id", call.request_id.clone()),
-    ];
+) {
+    let (route, method) = (&routed.target.pattern, req.method().as_str());
+    span.name(&[method, " ", route]);
+    span.attribute("nimbus.function", Value::Str(&function.id_str));
+    span.attribute("http.request.method", Value::Str(method));
+    span.attribute("http.route", Value::Str(route));
+    span.attribute("url.path", Value::Str(req.uri().path()));
+    span.attribute("nimbus.request_id", Value::Str(&call.request_id));
     if let Origin::Service(caller) = origin {
-        attributes.push(KeyValue::new("nimbus.caller", caller.to_owned()));
+        span.attribute("nimbus.caller", Value::Str(caller));
     }
-    (format!("{} {route}", req.method()), attributes)
 }
 
 /// The rest of [`invoke`]: the body cap, then the executor.
