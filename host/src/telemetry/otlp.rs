@@ -289,6 +289,8 @@ impl Exporter {
             .await
             .map_err(|e| format!("cannot reach the collector: {}", crate::error_chain(&e)))?;
         let status = response.status();
+        // Read to its end, the connection is kept for the next export.
+        let _ = response.bytes().await;
         if status.is_success() {
             Ok(())
         } else {
@@ -607,19 +609,30 @@ fn ids(traceparent: &str) -> Option<(u128, u64, u8)> {
     let mut parts = traceparent.trim().split('-');
     let (version, trace, span, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if version != "00"
-        || parts.next().is_some()
-        || !hex(trace, 32)
-        || !hex(span, 16)
-        || !hex(flags, 2)
-    {
+    if version != "00" || parts.next().is_some() {
         return None;
     }
-    let trace = u128::from_str_radix(trace, 16).ok()?;
-    let span = u64::from_str_radix(span, 16).ok()?;
-    let flags = u8::from_str_radix(flags, 16).ok()?;
+    let trace = hex(trace, 32)?;
+    let span = u64::try_from(hex(span, 16)?).ok()?;
+    let flags = u8::try_from(hex(flags, 2)?).ok()?;
     (trace != 0 && span != 0).then_some((trace, span, flags))
+}
+
+/// The number `digits` (exactly `len` hex digits, `len` at most 32) spell,
+/// in one pass: this runs twice per span.
+fn hex(digits: &str, len: usize) -> Option<u128> {
+    if digits.len() != len {
+        return None;
+    }
+    digits.bytes().try_fold(0u128, |value, b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        Some(value << 4 | u128::from(digit))
+    })
 }
 
 #[cfg(test)]
