@@ -78,6 +78,10 @@ mod field {
     pub const STRING_VALUE: u32 = 1;
     pub const INT_VALUE: u32 = 3;
 
+    /// `SPAN_KIND_SERVER` and `SPAN_KIND_CONSUMER`.
+    pub const KIND_SERVER: u64 = 2;
+    pub const KIND_CONSUMER: u64 = 5;
+
     /// `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK`.
     pub const HAS_IS_REMOTE: u32 = 0x100;
     /// `SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`.
@@ -486,8 +490,8 @@ impl Span {
         encode_key(field::FLAGS, WireType::ThirtyTwoBit, &mut bytes);
         bytes.extend_from_slice(&(u32::from(flags) | field::HAS_IS_REMOTE | remote).to_le_bytes());
         let kind = match kind {
-            Kind::Server => 2,
-            Kind::Consumer => 5,
+            Kind::Server => field::KIND_SERVER,
+            Kind::Consumer => field::KIND_CONSUMER,
         };
         encode_key(field::KIND, WireType::Varint, &mut bytes);
         encode_varint(kind, &mut bytes);
