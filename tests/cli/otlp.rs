@@ -3,12 +3,14 @@
 //! a request through a two-function service chain arrives as one trace,
 //! each span the child of its caller with the invocation's attributes and
 //! the guest's log records as events; with the receiver gone, requests
-//! still succeed and the dropped-span counter moves.
+//! still succeed and the dropped-span counter moves; an HTTPS collector is
+//! trusted through the certificate it is given, and refused without it.
 
 use crate::support::{Server, app_dir, block_on, client, up_command};
 use nimbus_tests::eventually;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,9 +25,15 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
+        Receiver::with_args(&[], "http")
+    }
+
+    /// The receiver run with `args`, reached over `scheme`.
+    fn with_args(args: &[&Path], scheme: &str) -> Receiver {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/otlp/receiver.py");
         let mut child = Command::new("python3")
             .arg(script)
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs");
@@ -37,7 +45,7 @@ impl Receiver {
             panic!("the receiver did not start (pip install opentelemetry-proto; .ci/run does): {line:?}")
         });
         Receiver {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             child,
         }
     }
@@ -169,4 +177,156 @@ fn a_service_chain_is_one_trace_and_a_lost_collector_costs_no_request() {
             "40 spans of 20 requests: {before} -> {after}"
         );
     });
+}
+
+/// A CA of the test's own and a certificate it signed for 127.0.0.1, made
+/// with `openssl` in `dir`: (the CA's certificate, the server's, its key).
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Nimbus test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn an_https_collector_is_trusted_through_the_certificate_it_is_given() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, server_cert, server_key) = test_ca(certs.path());
+    let receiver = Receiver::with_args(&[Path::new("--tls"), &server_cert, &server_key], "https");
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
+        .build()
+        .unwrap();
+    let dir = app_dir("[functions.logger]\nsource = @logger@\nroutes = [\"GET /log\"]\n");
+    let start = |certificate: Option<&Path>| {
+        let mut up = up_command(dir.path());
+        up.args(["--otlp-endpoint", &receiver.url])
+            .env("NIMBUS_LOG", "error")
+            .env_remove("OTEL_EXPORTER_OTLP_CERTIFICATE");
+        if let Some(path) = certificate {
+            // OpenTelemetry's own variable for it.
+            up.env("OTEL_EXPORTER_OTLP_CERTIFICATE", path);
+        }
+        Server::start(up)
+    };
+    const TRUSTED: &str = "0af7651916cd43dd8448eb211c80319c";
+    const REFUSED: &str = "5b8efff798038103d269b633813fc60c";
+    let server = start(Some(&ca));
+    block_on(async {
+        traced(&server.url, TRUSTED).await;
+        let span = eventually(
+            "the span at the HTTPS receiver",
+            Duration::from_secs(20),
+            || async {
+                let spans = receiver.spans(&trusting).await;
+                spans.into_iter().find(|s| s["trace_id"] == TRUSTED)
+            },
+        )
+        .await;
+        assert_eq!(span["parent_span_id"], CLIENT_SPAN);
+        assert_eq!(attribute(&span, "nimbus.function"), "logger");
+    });
+    drop(server);
+
+    // Without the CA, the receiver's certificate is refused: the span is
+    // dropped and counted, and the request is answered all the same.
+    let server = start(None);
+    block_on(async {
+        traced(&server.url, REFUSED).await;
+        let client = client();
+        eventually(
+            "the refused span counted",
+            Duration::from_secs(20),
+            || async {
+                let dropped =
+                    counter(&client, &server.admin, "nimbus_otlp_spans_dropped_total").await;
+                (dropped >= 1.0).then_some(())
+            },
+        )
+        .await;
+        let spans = receiver.spans(&trusting).await;
+        assert!(spans.iter().all(|s| s["trace_id"] != REFUSED), "{spans:#?}");
+    });
+}
+
+/// Sends one traced request of trace `trace` to the logger at `url`.
+async fn traced(url: &str, trace: &str) {
+    let response = client()
+        .get(format!("{url}/log?msg=tls"))
+        .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }

@@ -8,6 +8,8 @@ PyPI), answers as a collector does, and serves what it received as JSON at
 
     python3 tests/otlp/receiver.py        # prints "listening on PORT"
     python3 tests/otlp/receiver.py --discard   # benchmarks: answer, keep nothing
+    python3 tests/otlp/receiver.py --tls CERT KEY   # HTTPS, with this PEM
+                                                    # certificate chain and key
 
 Each span is {trace_id, span_id, parent_span_id (hex, "" for none), name,
 kind (OTLP's number: 2 server, 5 consumer), attributes, events: [{name,
@@ -15,6 +17,7 @@ attributes}], status_code, status_message, resource (attributes), scope}.
 """
 
 import json
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 SPANS = []
 LOCK = threading.Lock()
 DISCARD = "--discard" in sys.argv[1:]
+TLS = sys.argv[sys.argv.index("--tls") + 1 :][:2] if "--tls" in sys.argv else None
 
 
 def value(any_value):
@@ -104,6 +108,10 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if TLS:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*TLS)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"listening on {server.server_address[1]}", flush=True)
     server.serve_forever()
 

@@ -74,6 +74,10 @@ pub struct UpArgs {
     /// Off by default.
     #[arg(long, env = "NIMBUS_OTLP_ENDPOINT", value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// PEM certificates to trust for an https:// collector, beside the
+    /// public roots: its own, or the CA that signed it.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_CERTIFICATE", value_name = "PEM")]
+    otlp_certificate: Option<std::path::PathBuf>,
     /// Component instances the pooling allocator holds at once.
     #[arg(long, default_value_t = nimbus::engine::DEFAULT_POOL_INSTANCES, env = "NIMBUS_POOL_INSTANCES")]
     pool_instances: u32,
@@ -83,7 +87,8 @@ pub struct UpArgs {
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.path)?;
     if let Some(endpoint) = &args.otlp_endpoint {
-        nimbus::telemetry::otlp::install(endpoint, &manifest.name)
+        let certificate = args.otlp_certificate.as_deref();
+        nimbus::telemetry::otlp::install(endpoint, &manifest.name, certificate)
             .map_err(|e| anyhow::anyhow!("--otlp-endpoint: {e}"))?;
     }
     if args.build || args.watch {

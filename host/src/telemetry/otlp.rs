@@ -152,11 +152,6 @@ pub fn traces_url(endpoint: &str) -> Result<String, String> {
             "`{endpoint}` is not an http:// or https:// URL with a host"
         ));
     }
-    if uri.scheme_str() == Some("https") {
-        return Err(format!(
-            "`{endpoint}`: HTTPS to the collector is not supported yet; use a local collector over http://"
-        ));
-    }
     Ok(if url.ends_with("/v1/traces") {
         url.to_owned()
     } else {
@@ -239,12 +234,30 @@ impl Envelope {
 }
 
 /// Starts sending spans to the collector at `endpoint` as service
-/// `service` (the app's name). Call it once, inside the tokio runtime that
-/// will run the export task; a second call is an error.
-pub fn install(endpoint: &str, service: &str) -> Result<(), String> {
+/// `service` (the app's name). An `https://` collector's certificate is
+/// checked against the public roots (Mozilla's, from `webpki-roots`) and
+/// the PEM certificates in `certificate`, if given (OpenTelemetry's
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`). Call it once, inside the tokio
+/// runtime that will run the export task; a second call is an error.
+pub fn install(
+    endpoint: &str,
+    service: &str,
+    certificate: Option<&std::path::Path>,
+) -> Result<(), String> {
     let url = traces_url(endpoint)?;
-    let client = reqwest::Client::builder()
-        .timeout(EXPORT_TIMEOUT)
+    let mut client = reqwest::Client::builder().timeout(EXPORT_TIMEOUT);
+    if let Some(path) = certificate {
+        if !url.starts_with("https://") {
+            return Err(format!(
+                "a collector certificate (`{}`) is for an https:// endpoint, not `{endpoint}`",
+                path.display()
+            ));
+        }
+        for root in certificates(path)? {
+            client = client.add_root_certificate(root);
+        }
+    }
+    let client = client
         .build()
         .map_err(|e| format!("the OTLP client for `{endpoint}`: {e}"))?;
     let (flush, flushes) = mpsc::channel(16);
@@ -262,6 +275,21 @@ pub fn install(endpoint: &str, service: &str) -> Result<(), String> {
     };
     tokio::spawn(export(exporter, flushes, endpoint.to_owned()));
     Ok(())
+}
+
+/// The PEM certificates in the file at `path`: at least one.
+fn certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read the collector certificate `{shown}`: {e}"))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("the collector certificate `{shown}` is not PEM: {e}"))?;
+    if roots.is_empty() {
+        return Err(format!(
+            "the collector certificate `{shown}` holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    Ok(roots)
 }
 
 /// Sends the spans finished so far, waiting at most `limit`: at shutdown.
@@ -291,7 +319,15 @@ impl Exporter {
             .body(self.envelope.request(batch))
             .send()
             .await
-            .map_err(|e| format!("cannot reach the collector: {}", crate::error_chain(&e)))?;
+            .map_err(|e| {
+                let cause = crate::error_chain(&e);
+                let hint = if cause.contains("certificate") {
+                    " (trust its CA with --otlp-certificate or OTEL_EXPORTER_OTLP_CERTIFICATE)"
+                } else {
+                    ""
+                };
+                format!("cannot reach the collector: {cause}{hint}")
+            })?;
         let status = response.status();
         // Read to its end, the connection is kept for the next export.
         let _ = response.bytes().await;
@@ -653,15 +689,31 @@ mod tests {
             traces_url("http://collector:4318/v1/traces/").unwrap(),
             "http://collector:4318/v1/traces"
         );
-        for bad in [
-            "collector:4318",
-            "ftp://x",
-            "not a url",
-            "https://collector:4318",
-        ] {
+        assert_eq!(
+            traces_url("https://otlp.example.com").unwrap(),
+            "https://otlp.example.com/v1/traces"
+        );
+        for bad in ["collector:4318", "ftp://x", "not a url"] {
             let e = traces_url(bad).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn a_collector_certificate_must_be_pem_and_for_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let e = certificates(&missing).unwrap_err();
+        assert!(
+            e.contains("cannot read") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = certificates(&empty).unwrap_err();
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+        let e = install("http://127.0.0.1:4318", "app", Some(&empty)).unwrap_err();
+        assert!(e.contains("for an https:// endpoint"), "{e}");
     }
 
     #[test]
