@@ -133,7 +133,7 @@ fn an_operator_queries_a_postgres_grant_read_only_unless_asked() {
 [functions.pg]
 source = @pg-probe@
 routes = ["/pg/..."]
-postgres = {{ shop = "{}" }}
+postgres = {{ shop = "{}", down = "postgres://postgres@127.0.0.1:1/nowhere" }}
 "#,
         db.url
     ));
@@ -204,4 +204,26 @@ postgres = {{ shop = "{}" }}
         !ok && err.contains("relation \"nowhere\" does not exist"),
         "{err}"
     );
+
+    // A database that cannot be reached is the server's trouble, not the
+    // statement's: 503, and the message names the grant (never its URL).
+    let (status, body) = crate::support::block_on(async {
+        let response = crate::support::client()
+            .post(format!("{}/v1/functions/pg/sql/down", server.admin))
+            .json(&serde_json::json!({ "sql": "SELECT 1" }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    });
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "database_unavailable", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("could not connect to") && message.contains("database `down`"),
+        "{message}"
+    );
+    let (ok, _, err) = sql(d, &server, &["pg", "down", "SELECT 1"]);
+    assert!(!ok && err.contains("could not connect to"), "{err}");
 }

@@ -91,6 +91,10 @@ pub enum AdminError {
     /// The statement failed; SQLite's or the host's message.
     #[error("{0}")]
     Sql(String),
+    /// The PostgreSQL database cannot be reached now: it is down, refused
+    /// the grant's credentials, or every pooled connection is in use.
+    #[error("{0}")]
+    DatabaseUnavailable(String),
     /// The blocking task that ran a deployment operation failed.
     #[error("the deployment task failed: {0}")]
     Task(String),
@@ -113,6 +117,7 @@ impl AdminError {
             | AdminError::InvalidQuery(_)
             | AdminError::Sql(_) => StatusCode::BAD_REQUEST,
             AdminError::NotReadOnly => StatusCode::FORBIDDEN,
+            AdminError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Message(_) | AdminError::ComponentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::Deploy(e) => e.status(),
             AdminError::Backend(_) | AdminError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,6 +141,7 @@ impl AdminError {
             AdminError::InvalidQuery(_) => "invalid_query",
             AdminError::NotReadOnly => "not_read_only",
             AdminError::Sql(_) => "sql_error",
+            AdminError::DatabaseUnavailable(_) => "database_unavailable",
             AdminError::Deploy(e) => e.code(),
             AdminError::Backend(_) => "backend",
             AdminError::Task(_) => "internal",
@@ -255,6 +261,7 @@ mod tests {
             AdminError::InvalidQuery(f()),
             AdminError::NotReadOnly,
             AdminError::Sql(f()),
+            AdminError::DatabaseUnavailable(f()),
             AdminError::Backend(BackendError::Storage(f())),
             AdminError::Task(f()),
         ];
@@ -275,6 +282,7 @@ mod tests {
                 | AdminError::InvalidQuery(_)
                 | AdminError::NotReadOnly
                 | AdminError::Sql(_)
+                | AdminError::DatabaseUnavailable(_)
                 | AdminError::Deploy(_)
                 | AdminError::Backend(_)
                 | AdminError::Task(_) => {}

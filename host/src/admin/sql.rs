@@ -132,7 +132,7 @@ async fn postgres(
         .iter()
         .map(pg_param)
         .collect::<Result<_, _>>()?;
-    let mut lease = lease.map_err(|e| AdminError::Sql(e.to_string()))?;
+    let mut lease = lease.map_err(unavailable_or_sql)?;
     let output = if query.write {
         lease.query(&query.sql, &params, limits).await
     } else {
@@ -140,7 +140,7 @@ async fn postgres(
     }
     .map_err(|e| match e {
         PgError::Db(db) if db.code == "25006" => AdminError::NotReadOnly,
-        e => AdminError::Sql(e.to_string()),
+        e => unavailable_or_sql(e),
     })?;
     Ok(ok(&QueryView {
         columns: output.columns.into_iter().map(|(name, _)| name).collect(),
@@ -151,6 +151,15 @@ async fn postgres(
             .map(|row| row.iter().map(PgValue::to_json).collect())
             .collect(),
     }))
+}
+
+/// A database that cannot be reached is `503`, any other failure the
+/// statement's own.
+fn unavailable_or_sql(e: PgError) -> AdminError {
+    match e {
+        PgError::ConnectionFailed(message) => AdminError::DatabaseUnavailable(message),
+        e => AdminError::Sql(e.to_string()),
+    }
 }
 
 /// A JSON parameter for PostgreSQL: a whole number is a `bigint` (it also
