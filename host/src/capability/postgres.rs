@@ -212,7 +212,7 @@ impl connections::Lease for Lease {
     /// Rolls back and resets the session of a connection the instance
     /// keeps, so its next request starts as on a fresh one.
     fn end_transaction(mut lease: tokio::sync::OwnedMutexGuard<Lease>) {
-        if !lease.dirty() {
+        if !lease.needs_cleanup() {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -206,10 +206,8 @@ pub struct Lease {
     /// as its statements tell; when unsure, true (only the host's own
     /// transaction around a write that returns rows depends on it).
     in_transaction: bool,
-    /// Whether a statement ran since the session was last reset.
-    dirty: bool,
-    /// Whether one of them may have changed the session's state
-    /// ([`changes_session`]).
+    /// Whether a statement since the session was last reset may have
+    /// changed its state ([`changes_session`]).
     session: bool,
     /// Whether a statement is on its way: a lease dropped meanwhile (the
     /// request ran out of time) cancels it.
@@ -225,7 +223,6 @@ impl Lease {
             client: Some(client),
             pool,
             in_transaction: false,
-            dirty: false,
             session: false,
             busy: false,
             broken: false,
@@ -271,22 +268,22 @@ impl Lease {
             .map(|outcome| outcome.changed)
     }
 
-    /// Whether a statement ran since the session was last reset.
-    pub fn dirty(&self) -> bool {
-        self.dirty
+    /// Whether the connection needs cleaning up before anyone uses it
+    /// again ([`Cleanup`]).
+    pub fn needs_cleanup(&self) -> bool {
+        self.cleanup() != Cleanup::Nothing
     }
 
     /// Rolls back what the guest left open and resets the session
     /// ([`RESET`]), for a connection the guest keeps into its next request;
     /// a connection that cannot be reset is replaced by the next statement.
     pub async fn end_request(&mut self) {
-        if !self.dirty {
+        if !self.needs_cleanup() {
             return;
         }
         if let Some(client) = self.client.take() {
             self.client = reset(client, self.cleanup()).await;
         }
-        self.dirty = false;
         self.session = false;
         self.busy = false;
         self.broken = false;
@@ -319,7 +316,6 @@ impl Lease {
                 self.pool.label
             )));
         }
-        self.dirty = true;
         self.busy = true;
         let keyword = leading_keyword(sql);
         self.session |= changes_session(&keyword, sql);
@@ -424,10 +420,11 @@ impl Drop for Lease {
         let Some(client) = self.client.take() else {
             return;
         };
-        if !self.dirty && !self.broken {
+        let cleanup = self.cleanup();
+        if cleanup == Cleanup::Nothing {
+            // Back to the pool as it is.
             return;
         }
-        let cleanup = self.cleanup();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(reset(client, cleanup));
