@@ -205,28 +205,13 @@ impl Envelope {
     /// go after the envelope's own bytes.
     fn request(&self, batch: &Batch) -> Vec<u8> {
         let scope_len = self.scope.len() + batch.bytes.len();
-        let resource_len = self.resource.len()
-            + key_len(field::RESOURCE_SPANS_SCOPE_SPANS)
-            + encoded_len_varint(scope_len as u64)
-            + scope_len;
-        let mut out = Vec::with_capacity(
-            key_len(field::REQUEST_RESOURCE_SPANS)
-                + encoded_len_varint(resource_len as u64)
-                + resource_len,
-        );
-        encode_key(
-            field::REQUEST_RESOURCE_SPANS,
-            WireType::LengthDelimited,
-            &mut out,
-        );
-        encode_varint(resource_len as u64, &mut out);
+        let resource_len =
+            self.resource.len() + delimited_len(field::RESOURCE_SPANS_SCOPE_SPANS, scope_len);
+        let mut out =
+            Vec::with_capacity(delimited_len(field::REQUEST_RESOURCE_SPANS, resource_len));
+        delimited(field::REQUEST_RESOURCE_SPANS, resource_len, &mut out);
         out.extend_from_slice(&self.resource);
-        encode_key(
-            field::RESOURCE_SPANS_SCOPE_SPANS,
-            WireType::LengthDelimited,
-            &mut out,
-        );
-        encode_varint(scope_len as u64, &mut out);
+        delimited(field::RESOURCE_SPANS_SCOPE_SPANS, scope_len, &mut out);
         out.extend_from_slice(&self.scope);
         out.extend_from_slice(&batch.bytes);
         out
@@ -454,8 +439,7 @@ impl SpanWriter {
     /// The span's name, the concatenation of `parts`.
     pub fn name(&mut self, parts: &[&str]) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        encode_key(field::NAME, WireType::LengthDelimited, &mut self.bytes);
-        encode_varint(len as u64, &mut self.bytes);
+        delimited(field::NAME, len, &mut self.bytes);
         for part in parts {
             self.bytes.extend_from_slice(part.as_bytes());
         }
@@ -513,10 +497,10 @@ impl Span {
             .and_then(ids)
             .filter(|(parent_trace, _, _)| *parent_trace == trace_id);
         let mut bytes = Vec::with_capacity(SPAN_BYTES);
-        bytes_field(field::TRACE_ID, &trace_id.to_be_bytes(), &mut bytes);
-        bytes_field(field::SPAN_ID, &span_id.to_be_bytes(), &mut bytes);
+        message(field::TRACE_ID, &trace_id.to_be_bytes(), &mut bytes);
+        message(field::SPAN_ID, &span_id.to_be_bytes(), &mut bytes);
         if let Some((_, parent_id, _)) = parent {
-            bytes_field(field::PARENT_SPAN_ID, &parent_id.to_be_bytes(), &mut bytes);
+            message(field::PARENT_SPAN_ID, &parent_id.to_be_bytes(), &mut bytes);
         }
         let remote = if parent.is_some() {
             field::IS_REMOTE
@@ -529,8 +513,7 @@ impl Span {
             Kind::Server => field::KIND_SERVER,
             Kind::Consumer => field::KIND_CONSUMER,
         };
-        encode_key(field::KIND, WireType::Varint, &mut bytes);
-        encode_varint(kind, &mut bytes);
+        varint(field::KIND, kind, &mut bytes);
         fixed64(field::START_TIME, start, &mut bytes);
         let mut writer = SpanWriter { bytes };
         describe(&mut writer);
@@ -571,14 +554,12 @@ impl Span {
         }
         bytes.extend_from_slice(&notes.events);
         if notes.dropped_events > 0 {
-            encode_key(field::DROPPED_EVENTS, WireType::Varint, bytes);
-            encode_varint(notes.dropped_events.into(), bytes);
+            varint(field::DROPPED_EVENTS, notes.dropped_events.into(), bytes);
         }
         if let Some(description) = error {
             let mut status = Vec::with_capacity(8 + description.len());
             string(field::STATUS_MESSAGE, &description, &mut status);
-            encode_key(field::STATUS_CODE, WireType::Varint, &mut status);
-            encode_varint(field::STATUS_ERROR, &mut status);
+            varint(field::STATUS_CODE, field::STATUS_ERROR, &mut status);
             message(field::STATUS, &status, bytes);
         }
         self.writer.bytes
@@ -590,15 +571,27 @@ fn key_len(tag: u32) -> usize {
     encoded_len_varint(u64::from(tag << 3))
 }
 
+/// The bytes a length-delimited field `tag` of `len` bytes takes.
+fn delimited_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+/// The key and length of a length-delimited field `tag` of `len` bytes,
+/// which the caller writes next.
+fn delimited(tag: u32, len: usize, out: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
+}
+
 /// A length-delimited field `tag` holding `body`.
 fn message(tag: u32, body: &[u8], out: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(body.len() as u64, out);
+    delimited(tag, body.len(), out);
     out.extend_from_slice(body);
 }
 
-fn bytes_field(tag: u32, value: &[u8], out: &mut Vec<u8>) {
-    message(tag, value, out);
+fn varint(tag: u32, value: u64, out: &mut Vec<u8>) {
+    encode_key(tag, WireType::Varint, out);
+    encode_varint(value, out);
 }
 
 fn string(tag: u32, value: &str, out: &mut Vec<u8>) {
@@ -612,30 +605,18 @@ fn fixed64(tag: u32, value: u64, out: &mut Vec<u8>) {
 
 /// A `KeyValue` field `tag`, its value an `AnyValue`.
 fn attribute(tag: u32, key: &str, value: Value<'_>, out: &mut Vec<u8>) {
+    // int64 is written as its two's complement, ten bytes when negative.
     let any_len = match value {
-        Value::Str(s) => {
-            key_len(field::STRING_VALUE) + encoded_len_varint(s.len() as u64) + s.len()
-        }
+        Value::Str(s) => delimited_len(field::STRING_VALUE, s.len()),
         Value::Int(i) => key_len(field::INT_VALUE) + encoded_len_varint(i as u64),
     };
-    let len = key_len(field::KEY)
-        + encoded_len_varint(key.len() as u64)
-        + key.len()
-        + key_len(field::VALUE)
-        + encoded_len_varint(any_len as u64)
-        + any_len;
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(len as u64, out);
+    let len = delimited_len(field::KEY, key.len()) + delimited_len(field::VALUE, any_len);
+    delimited(tag, len, out);
     string(field::KEY, key, out);
-    encode_key(field::VALUE, WireType::LengthDelimited, out);
-    encode_varint(any_len as u64, out);
+    delimited(field::VALUE, any_len, out);
     match value {
         Value::Str(s) => string(field::STRING_VALUE, s, out),
-        Value::Int(i) => {
-            encode_key(field::INT_VALUE, WireType::Varint, out);
-            // int64 is written as its two's complement, ten bytes when negative.
-            encode_varint(i as u64, out);
-        }
+        Value::Int(i) => varint(field::INT_VALUE, i as u64, out),
     }
 }
 
